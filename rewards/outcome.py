@@ -1,0 +1,105 @@
+"""Outcome rewards: did the episode end with the right result?
+
+``parse_number`` is also what ``rlagent/Calculator-v0`` uses for its ``success`` flag, so the
+env's fact and this reward agree on what counts as a numeric answer.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from rlagent.records import Episode
+
+# A plain decimal number, optionally signed, with an optional exponent. Deliberately stricter
+# than float(): float() also accepts "nan", "inf" and "1_000", which are not answers.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# Thousands separators: a comma between a digit and exactly three digits ("1,234,567").
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?:\D|$))")
+
+
+def parse_number(text: str) -> float | None:
+    """The number written in ``text``, or None if it is not exactly one number.
+
+    >>> parse_number(" 1,234 "), parse_number("-5.0"), parse_number("5 apples")
+    (1234.0, -5.0, None)
+    """
+    s = _THOUSANDS.sub("", text.strip())
+    if not _NUMBER.fullmatch(s):
+        return None
+    value = float(s)
+    return value if math.isfinite(value) else None
+
+
+def as_number(value: Any) -> float | None:
+    """A task's reference answer as a float; None when it is missing or not numeric."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        return parse_number(value)
+    return None
+
+
+def last_tag_content(texts: list[str], tag: str) -> str | None:
+    """The content of the last complete ``<tag>...</tag>`` across ``texts``, in order."""
+    pattern = re.compile(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", re.DOTALL)
+    found = None
+    for text in texts:
+        matches = pattern.findall(text)
+        if matches:
+            found = matches[-1]
+    return found
+
+
+class NumericMatchReward:
+    """1.0 if the last ``<answer>`` of the episode equals the task's numeric answer, else 0.0.
+
+    The last answer tag over all assistant turns is taken (a model that corrects itself is
+    judged on its final word). No answer tag scores 0.0; a task whose ``answer`` is missing or
+    not a number scores None (not applicable), since there is nothing to compare against.
+
+    Kwargs: ``answer_tag`` ("answer"), ``rel_tol`` (1e-6), ``abs_tol`` (1e-9), as in
+    ``math.isclose``.
+    """
+
+    kind = "outcome"
+
+    def __init__(self, answer_tag: str = "answer", rel_tol: float = 1e-6, abs_tol: float = 1e-9):
+        self.answer_tag = answer_tag
+        self.rel_tol = rel_tol
+        self.abs_tol = abs_tol
+
+    def score(self, episode: Episode) -> float | None:
+        target = as_number(episode.task.answer)
+        if target is None:
+            return None
+        content = last_tag_content([t.action for t in episode.turns], self.answer_tag)
+        if content is None:
+            return 0.0
+        value = parse_number(content)
+        if value is None:
+            return 0.0
+        ok = math.isclose(value, target, rel_tol=self.rel_tol, abs_tol=self.abs_tol)
+        return 1.0 if ok else 0.0
+
+
+class EnvReward:
+    """The sum of the env's own per-step rewards (``Turn.env_reward``).
+
+    This passes the environment's signal through the plugin path unchanged (for
+    ``rlagent/Echo-v0`` it is the fraction of turns answered correctly). An episode with no
+    turns scores None: the env never got to judge anything.
+    """
+
+    kind = "outcome"
+
+    def __init__(self, **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"EnvReward takes no options, got {sorted(kwargs)}")
+
+    def score(self, episode: Episode) -> float | None:
+        if not episode.turns:
+            return None
+        return float(sum(t.env_reward for t in episode.turns))

@@ -1,0 +1,188 @@
+"""The distributed parts as Ray actors, behind small facades the driver loop calls.
+
+``RolloutPool`` (vLLM engines + envs), ``RewardService`` actor, ``LearnerGroup``
+(DeepSpeed ranks) and ``WeightSync`` (learner -> engines, with a numerical check).
+Every wait has a timeout and its error says what it waited for.
+"""
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import ray
+
+from rlagent.config import Config
+from rlagent.engine import engine_env
+from rlagent.learner import Learner
+from rlagent.records import Episode, Task, TrainBatch
+from rlagent.reward_service import RewardService
+
+
+class WaitTimeout(TimeoutError):
+    """A distributed call did not answer in time."""
+
+
+def wait(refs: Any, timeout_s: float, what: str) -> Any:
+    try:
+        return ray.get(refs, timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError as err:
+        raise WaitTimeout(f"timed out after {timeout_s:.0f} s waiting for {what}") from err
+
+
+class RolloutWorker:
+    """One engine and a pool of envs; plays episodes, hands each finished one to the rewards."""
+
+    def __init__(self, cfg: Config, model_path: str, index: int):
+        from transformers import AutoTokenizer
+
+        import rlagent.envs  # noqa: F401  (registers the built-in env ids in this process)
+        from rlagent.chat import ChatTokens
+        from rlagent.engine import VLLMEngine
+        from rlagent.rollout import EpisodeRunner
+
+        self.cfg = cfg
+        self.engine = VLLMEngine(model_path, seed=cfg.run.seed + index,
+                                 max_model_len=cfg.rollout.max_episode_tokens,
+                                 dtype=cfg.model.dtype,
+                                 gpu_memory_utilization=cfg.rollout.gpu_memory_utilization)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.runner = EpisodeRunner(self.engine, ChatTokens(self.tokenizer), cfg.env.id,
+                                    cfg.env.kwargs, cfg.rollout, cfg.env.system_prompt)
+        self.version = 0
+
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def run(self, tasks: list[tuple[int, Task]], group_size: int, rewards: Any) -> list[Episode]:
+        scored: list[Any] = []
+        self.runner.run(tasks, group_size, self.version,
+                        on_done=lambda e: scored.append(rewards.score.remote(e)))
+        return wait(scored, self.cfg.rewards.timeout_s * max(len(scored), 1) + 60,
+                    "the reward service to score this worker's episodes")
+
+    def load_weights(self, named_tensors: list, version: int) -> None:
+        self.engine.load_weights(named_tensors)
+        self.version = version
+
+    def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
+        return self.engine.score(sequences, start)
+
+    def peak_memory_gb(self) -> float:
+        from rlagent.learner import _peak_rss_gb
+
+        return _peak_rss_gb()
+
+    def shutdown(self) -> None:
+        self.runner.close()
+        self.engine.shutdown()
+
+
+class RolloutPool:
+    """The rollout workers, as one object: ``run(tasks, group_size) -> episodes``."""
+
+    def __init__(self, cfg: Config, model_path: str, rewards: Any):
+        r = cfg.rollout
+        env_vars = engine_env(r.engine_threads, r.kv_cache_gib)
+        actor = ray.remote(RolloutWorker).options(
+            num_cpus=r.num_cpus, num_gpus=r.num_gpus, runtime_env={"env_vars": env_vars})
+        self.cfg, self.rewards = cfg, rewards
+        self.workers = [actor.remote(cfg, model_path, i) for i in range(r.num_workers)]
+        self.pad_id = wait(self.workers[0].pad_id.remote(), 600, "the rollout engines to start")
+
+    def run(self, tasks: list[Task], group_size: int) -> list[Episode]:
+        n = len(self.workers)
+        shares = [[(g, t) for g, t in enumerate(tasks) if g % n == i] for i in range(n)]
+        refs = [w.run.remote(s, group_size, self.rewards) for w, s in zip(self.workers, shares) if s]
+        episodes = [e for part in wait(refs, self.cfg.rollout.timeout_s, "the rollout workers")
+                    for e in part]
+        return sorted(episodes, key=lambda e: e.group)
+
+    def peak_memory_gb(self) -> float:
+        return max(wait([w.peak_memory_gb.remote() for w in self.workers], 60, "worker memory"))
+
+    def shutdown(self) -> None:
+        ray.get([w.shutdown.remote() for w in self.workers], timeout=60)
+
+
+def start_reward_service(cfg: Config) -> Any:
+    actor = ray.remote(RewardService).options(num_cpus=cfg.rewards.num_cpus, max_concurrency=8)
+    handle = actor.remote(cfg.rewards.components, cfg.rewards.timeout_s)
+    wait(handle.__ray_ready__.remote(), 120, "the reward service to load its plugins")
+    return handle
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LearnerGroup:
+    """The learner ranks, as one object: ``train_step(batch) -> metrics``."""
+
+    def __init__(self, cfg: Config, model_path: str):
+        lc = cfg.learner
+        env_vars = {"OMP_NUM_THREADS": str(lc.threads), "TOKENIZERS_PARALLELISM": "false"}
+        if lc.num_gpus == 0:
+            env_vars["DS_ACCELERATOR"] = "cpu"
+        actor = ray.remote(Learner).options(num_cpus=lc.num_cpus, num_gpus=lc.num_gpus,
+                                            runtime_env={"env_vars": env_vars})
+        port = _free_port()
+        self.cfg = cfg
+        self.ranks = [actor.remote(cfg, model_path, r, port) for r in range(lc.num_ranks)]
+        wait([r.__ray_ready__.remote() for r in self.ranks], 600, "the learner ranks to start")
+
+    def train_step(self, batch: TrainBatch) -> dict[str, float]:
+        ref = ray.put(batch)
+        metrics = wait([r.train_step.remote(ref) for r in self.ranks], 3600, "the learner update")
+        return metrics[0]
+
+    def named_weights_ref(self) -> ray.ObjectRef:
+        return self.ranks[0].named_weights.remote()
+
+    def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
+        return wait(self.ranks[0].score.remote(sequences, start), 600, "learner logprobs")
+
+    def save(self, path: str) -> str:
+        return wait([r.save.remote(path) for r in self.ranks], 1800, "the checkpoint")[0]
+
+
+class WeightSyncError(RuntimeError):
+    """The engines do not run the weights the learner has."""
+
+
+class WeightSync:
+    """Learner -> engines through Ray's object store, then a numerical check.
+
+    The check scores a real sequence with both sides: the engines must reproduce the
+    learner's logprobs (a greedy-output comparison would miss a stale layer).
+    """
+
+    def __init__(self, learner: LearnerGroup, pool: RolloutPool, timeout_s: float, tol: float):
+        self.learner, self.pool, self.timeout_s, self.tol = learner, pool, timeout_s, tol
+        self.version = 0
+
+    def __call__(self, probe: list[int], start: int) -> dict[str, float]:
+        t0 = time.perf_counter()
+        weights = self.learner.named_weights_ref()
+        self.version += 1
+        wait([w.load_weights.remote(weights, self.version) for w in self.pool.workers],
+             self.timeout_s, f"the engines to load weights version {self.version}")
+        sync_s = time.perf_counter() - t0
+        gap = self.check(probe, start)
+        return {"timing/sync_s": sync_s, "sync/logprob_gap_max": gap,
+                "policy_version": float(self.version)}
+
+    def check(self, probe: list[int], start: int) -> float:
+        want = self.learner.score([probe], start)[0]
+        worst = 0.0
+        for w in self.pool.workers:
+            got = wait(w.score.remote([probe], start), self.timeout_s, "the engine's logprobs")[0]
+            worst = max([worst] + [abs(a - b) for a, b in zip(want, got)])
+        if worst > self.tol:
+            raise WeightSyncError(f"after sync to version {self.version} the engine's logprobs "
+                                  f"differ from the learner's by up to {worst:.2e} "
+                                  f"(tolerance learner.sync_check_tol={self.tol})")
+        return worst

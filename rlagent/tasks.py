@@ -1,0 +1,99 @@
+"""Where tasks come from (a JSONL file or the env's generator) and which ones a step gets."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium
+
+from rlagent.config import Config, ConfigError
+from rlagent.records import Episode, Task
+
+
+def env_class(env_id: str) -> type:
+    """The class behind a registered Gymnasium id (imports rlagent.envs for the built-ins)."""
+    import rlagent.envs  # noqa: F401  (registers the built-in ids)
+
+    try:
+        spec = gymnasium.spec(env_id)
+    except gymnasium.error.Error as err:
+        raise ConfigError(f"env.id: {err}") from err
+    entry = spec.entry_point
+    if callable(entry):
+        return entry
+    from gymnasium.envs.registration import load_env_creator
+
+    return load_env_creator(entry)
+
+
+def load_tasks(path: str | Path, env_id: str) -> list[Task]:
+    """Tasks from a JSONL file; a bad line is an error naming the file and the line."""
+    tasks = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                if not isinstance(d, dict):
+                    raise ValueError("a task must be a JSON object")
+                d.setdefault("env", env_id)
+                tasks.append(Task.from_dict(d))
+            except ValueError as err:
+                raise ValueError(f"{path}:{n}: {err}") from err
+    if not tasks:
+        raise ValueError(f"{path}: no tasks")
+    return tasks
+
+
+class UniformSampler:
+    """Tasks drawn uniformly: from the dataset, or generated at a uniformly drawn difficulty.
+
+    State (the RNG) round-trips through ``state_dict`` so a resumed run draws the same tasks.
+    """
+
+    def __init__(self, cfg: Config):
+        self.rng = random.Random(cfg.run.seed)
+        self.env_id = cfg.env.id
+        self.dataset: list[Task] | None = None
+        self.generate: Callable[[random.Random, int], dict[str, Any]] | None = None
+        if cfg.data.path:
+            self.dataset = load_tasks(cfg.data.path, cfg.env.id)
+        else:
+            cls = env_class(cfg.env.id)
+            self.generate = getattr(cls, "generate_task", None)
+            if self.generate is None:
+                raise ConfigError(f"data.path: {cfg.env.id} has no task generator "
+                                  f"(generate_task); give a JSONL task file")
+            offered = list(getattr(cls, "difficulties", (0,)))
+            self.levels = cfg.data.difficulties or offered
+            bad = [d for d in self.levels if d not in offered]
+            if bad:
+                raise ConfigError(f"data.difficulties: {bad} not offered by {cfg.env.id} "
+                                  f"(allowed: {offered})")
+
+    def sample(self, n: int) -> list[Task]:
+        if self.dataset is not None:
+            return [self.rng.choice(self.dataset) for _ in range(n)]
+        out = []
+        for _ in range(n):
+            d = self.generate(self.rng, self.rng.choice(self.levels))
+            d.setdefault("env", self.env_id)
+            out.append(Task.from_dict(d))
+        return out
+
+    def update(self, episodes: list[Episode]) -> dict[str, float]:
+        """Curriculum statistics; a uniform sampler only reports success per difficulty."""
+        by_level: dict[int, list[float]] = {}
+        for e in episodes:
+            if e.reward is not None:
+                by_level.setdefault(e.task.difficulty, []).append(e.reward)
+        return {f"curriculum/reward_d{d}": sum(v) / len(v) for d, v in sorted(by_level.items())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.getstate()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.setstate(state["rng"])

@@ -1,0 +1,92 @@
+"""The training loop: sample tasks, roll out, score, update, sync weights, log."""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import ray
+
+from rlagent.actors import LearnerGroup, RolloutPool, WeightSync, start_reward_service
+from rlagent.batch import build_batch
+from rlagent.config import Config
+from rlagent.model import resolve_model
+from rlagent.reward_service import reward_metrics
+from rlagent.tasks import UniformSampler
+from rlagent.tracking import Tracker, episode_metrics, make_run_dir
+
+
+def train(cfg: Config) -> Path:
+    """Run ``cfg.run.steps`` iterations; returns the run directory."""
+    run_dir = make_run_dir(cfg)
+    print(f"[rlagent] run directory: {run_dir}", flush=True)
+    sampler = UniformSampler(cfg)  # fails fast on a bad dataset or env id
+    model_path = resolve_model(cfg.model.path)
+    with ray_session(cfg):
+        rewards = start_reward_service(cfg)
+        pool = RolloutPool(cfg, model_path, rewards)
+        learner = LearnerGroup(cfg, model_path)
+        sync = WeightSync(learner, pool, cfg.learner.sync_timeout_s, cfg.learner.sync_check_tol)
+        tracker = Tracker(cfg, run_dir)
+        try:
+            for step in range(1, cfg.run.steps + 1):
+                t0 = time.perf_counter()
+                tasks = sampler.sample(cfg.algo.tasks_per_step)
+                episodes = pool.run(tasks, cfg.algo.group_size)
+                t1 = time.perf_counter()
+                batch, stats = build_batch(episodes, cfg.algo, pool.pad_id)
+                metrics = learner.train_step(batch)
+                t2 = time.perf_counter()
+                probe = max(episodes, key=lambda e: e.num_generated)
+                metrics |= sync(probe.token_ids, probe.prompt_len)
+                metrics |= sampler.update(episodes)
+                metrics |= step_metrics(episodes, stats, cfg, t0, t1, t2)
+                tracker.log(step, metrics, episodes)
+                print(progress_line(step, cfg.run.steps, metrics), flush=True)
+                if cfg.run.save_every and step % cfg.run.save_every == 0:
+                    learner.save(str(run_dir / "checkpoints" / f"step_{step:05d}"))
+            final = learner.save(str(run_dir / "checkpoints" / "final"))
+            print(f"[rlagent] final checkpoint: {final}", flush=True)
+        finally:
+            tracker.close()
+            with contextlib.suppress(Exception):
+                pool.shutdown()
+    print(f"[rlagent] done: {run_dir}", flush=True)
+    return run_dir
+
+
+def step_metrics(episodes, stats, cfg: Config, t0: float, t1: float, t2: float) -> dict[str, float]:
+    generated = sum(e.num_generated for e in episodes)
+    return {
+        **reward_metrics(episodes, cfg.rewards.components),
+        **episode_metrics(episodes),
+        "batch/zero_variance_groups": stats.zero_variance_groups,
+        "advantage/mean": stats.advantage_mean, "advantage/std": stats.advantage_std,
+        "timing/rollout_s": t1 - t0, "timing/train_s": t2 - t1,
+        "timing/step_s": time.perf_counter() - t0,
+        "throughput/tokens_per_s": generated / max(t1 - t0, 1e-9),
+    }
+
+
+def progress_line(step: int, steps: int, m: dict[str, float]) -> str:
+    return (f"[rlagent] step {step}/{steps}  reward {m['reward/mean']:.3f}  "
+            f"loss {m['loss/policy']:+.4f}  rollout {m['timing/rollout_s']:.1f}s  "
+            f"train {m['timing/train_s']:.1f}s  sync {m['timing/sync_s']:.1f}s")
+
+
+@contextlib.contextmanager
+def ray_session(cfg: Config):
+    """Connect to the job's cluster (``ray job submit``, RAY_ADDRESS) or start a local one."""
+    if ray.is_initialized():
+        yield
+        return
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -23,6 +23,8 @@ def grpo_advantages(rewards: torch.Tensor, groups: torch.Tensor, valid: torch.Te
         if idx.sum() < 2:
             continue
         r = rewards[idx].float()
+        if r.max() == r.min():  # exactly no signal (float rounding would leave ~1e-8 / ~1e-8)
+            continue
         centred = r - r.mean()
         adv[idx] = centred / (r.std() + eps) if normalize_std else centred
     return adv

@@ -30,7 +30,11 @@ class ChatTokens:
         self.eos_id: int = tokenizer.eos_token_id
         probe = self._render(self._PROBE, generation_prompt=False)
         # What the template writes after an assistant's end-of-turn token (e.g. "\n").
-        last_eos = max(i for i, t in enumerate(probe) if t == self.eos_id)
+        ends = [i for i, t in enumerate(probe) if t == self.eos_id]
+        if not ends:
+            raise ValueError(f"the chat template never writes the eos token (id {self.eos_id}) "
+                             f"after an assistant turn; the engine could not end a turn")
+        last_eos = ends[-1]
         self._after_eos = probe[last_eos + 1:]
         self._probe = probe
         self._probe_len = len(probe)

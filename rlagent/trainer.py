@@ -34,6 +34,7 @@ def train(cfg: Config) -> Path:
                 t0 = time.perf_counter()
                 tasks = sampler.sample(cfg.algo.tasks_per_step)
                 episodes = pool.run(tasks, cfg.algo.group_size)
+                check_episodes(episodes)
                 t1 = time.perf_counter()
                 batch, stats = build_batch(episodes, cfg.algo, pool.pad_id)
                 metrics = learner.train_step(batch)
@@ -54,6 +55,14 @@ def train(cfg: Config) -> Path:
                 pool.shutdown()
     print(f"[rlagent] done: {run_dir}", flush=True)
     return run_dir
+
+
+def check_episodes(episodes) -> None:
+    """A step where every episode failed in the env is a broken setup, not bad luck."""
+    if episodes and all(e.termination == "env_error" for e in episodes):
+        error = next((t.info.get("error") for e in episodes for t in e.turns if t.info.get("error")), "?")
+        raise RuntimeError(f"every episode of the step failed in the env ({episodes[0].task.env}): "
+                           f"{error}")
 
 
 def step_metrics(episodes, stats, cfg: Config, t0: float, t1: float, t2: float) -> dict[str, float]:

@@ -1,5 +1,7 @@
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,13 +23,15 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory):
+def ray_cluster():
     """One local Ray for the whole session (starting one costs ~5 s)."""
     import ray
 
+    temp = tempfile.mkdtemp(prefix="rlray-", dir="/tmp")  # short: unix socket path limit
     # Logical CPUs: tests run one training at a time, but actors of a finished run may
     # still be shutting down when the next run starts.
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
+             _temp_dir=temp)
     yield
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)

@@ -43,6 +43,7 @@ def train(cfg: Config) -> Path:
                 metrics |= sync(probe.token_ids, probe.prompt_len)
                 metrics |= sampler.update(episodes)
                 metrics |= step_metrics(episodes, stats, cfg, t0, t1, t2)
+                metrics["memory/rollout_peak_gb"] = pool.peak_memory_gb()
                 tracker.log(step, metrics, episodes)
                 print(progress_line(step, cfg.run.steps, metrics), flush=True)
                 if cfg.run.save_every and step % cfg.run.save_every == 0:
@@ -94,7 +95,9 @@ def ray_session(cfg: Config):
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+        # "local": always a fresh local cluster, never a stale one left by `ray start`.
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False,
+                 log_to_driver=True)
     try:
         yield
     finally:

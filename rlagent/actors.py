@@ -6,7 +6,6 @@ Every wait has a timeout and its error says what it waited for.
 """
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
@@ -16,7 +15,7 @@ from rlagent.config import Config
 from rlagent.engine import engine_env
 from rlagent.learner import Learner
 from rlagent.records import Episode, Task, TrainBatch
-from rlagent.reward_service import RewardService
+from rlagent.reward_service import CONCURRENCY, RewardService
 
 
 class WaitTimeout(TimeoutError):
@@ -43,7 +42,8 @@ class RolloutWorker:
 
         self.cfg = cfg
         self.engine = VLLMEngine(model_path, seed=cfg.run.seed + index,
-                                 max_model_len=cfg.rollout.max_episode_tokens,
+                                 # +1: scoring a full-length episode asks for one more token
+                                 max_model_len=cfg.rollout.max_episode_tokens + 1,
                                  dtype=cfg.model.dtype,
                                  gpu_memory_utilization=cfg.rollout.gpu_memory_utilization)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -84,11 +84,13 @@ class RolloutPool:
 
     def __init__(self, cfg: Config, model_path: str, rewards: Any):
         r = cfg.rollout
-        env_vars = engine_env(r.engine_threads, r.kv_cache_gib)
-        actor = ray.remote(RolloutWorker).options(
-            num_cpus=r.num_cpus, num_gpus=r.num_gpus, runtime_env={"env_vars": env_vars})
         self.cfg, self.rewards = cfg, rewards
-        self.workers = [actor.remote(cfg, model_path, i) for i in range(r.num_workers)]
+        self.workers = [
+            ray.remote(RolloutWorker).options(
+                num_cpus=r.num_cpus, num_gpus=r.num_gpus,
+                runtime_env={"env_vars": engine_env(r.engine_threads, r.kv_cache_gib, first_core=i * r.engine_threads)},
+            ).remote(cfg, model_path, i)
+            for i in range(r.num_workers)]
         self.pad_id = wait(self.workers[0].pad_id.remote(), 600, "the rollout engines to start")
 
     def run(self, tasks: list[Task], group_size: int) -> list[Episode]:
@@ -107,16 +109,11 @@ class RolloutPool:
 
 
 def start_reward_service(cfg: Config) -> Any:
-    actor = ray.remote(RewardService).options(num_cpus=cfg.rewards.num_cpus, max_concurrency=8)
+    actor = ray.remote(RewardService).options(num_cpus=cfg.rewards.num_cpus,
+                                              max_concurrency=CONCURRENCY)
     handle = actor.remote(cfg.rewards.components, cfg.rewards.timeout_s)
     wait(handle.__ray_ready__.remote(), 120, "the reward service to load its plugins")
     return handle
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LearnerGroup:
@@ -129,21 +126,25 @@ class LearnerGroup:
             env_vars["DS_ACCELERATOR"] = "cpu"
         actor = ray.remote(Learner).options(num_cpus=lc.num_cpus, num_gpus=lc.num_gpus,
                                             runtime_env={"env_vars": env_vars})
-        port = _free_port()
         self.cfg = cfg
-        self.ranks = [actor.remote(cfg, model_path, r, port) for r in range(lc.num_ranks)]
-        wait([r.__ray_ready__.remote() for r in self.ranks], 600, "the learner ranks to start")
+        self.ranks = [actor.remote(cfg, model_path, r) for r in range(lc.num_ranks)]
+        addr, port = wait(self.ranks[0].rendezvous_address.remote(), 600,
+                          "learner rank 0 to start")
+        wait([r.setup.remote(addr, port) for r in self.ranks], 600,
+             f"the learner ranks to join at {addr}:{port} and build their engines")
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
         ref = ray.put(batch)
         metrics = wait([r.train_step.remote(ref) for r in self.ranks], 3600, "the learner update")
         return metrics[0]
 
-    def named_weights_ref(self) -> ray.ObjectRef:
-        return self.ranks[0].named_weights.remote()
+    def named_weights_refs(self) -> list[ray.ObjectRef]:
+        """One ref per rank (all take part in gathering); the first holds the weights."""
+        return [r.named_weights.remote() for r in self.ranks]
 
     def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
-        return wait(self.ranks[0].score.remote(sequences, start), 600, "learner logprobs")
+        return wait([r.score.remote(sequences, start) for r in self.ranks], 600,
+                    "learner logprobs")[0]
 
     def save(self, path: str) -> str:
         return wait([r.save.remote(path) for r in self.ranks], 1800, "the checkpoint")[0]
@@ -166,9 +167,9 @@ class WeightSync:
 
     def __call__(self, probe: list[int], start: int) -> dict[str, float]:
         t0 = time.perf_counter()
-        weights = self.learner.named_weights_ref()
+        weights, *others = self.learner.named_weights_refs()
         self.version += 1
-        wait([w.load_weights.remote(weights, self.version) for w in self.pool.workers],
+        wait([w.load_weights.remote(weights, self.version) for w in self.pool.workers] + others,
              self.timeout_s, f"the engines to load weights version {self.version}")
         sync_s = time.perf_counter() - t0
         gap = self.check(probe, start)

@@ -76,7 +76,8 @@ class RolloutConfig:
     temperature: float = 1.0
     """Sampling temperature (1.0: the logprobs are those of the policy itself)."""
     top_p: float = 1.0
-    """Nucleus sampling cut-off."""
+    """Nucleus sampling cut-off. Only 1.0 for now: the learner reproduces the temperature
+    but not the nucleus, so top_p < 1 would bias every importance ratio."""
     num_cpus: float = 1.0
     """Ray CPUs reserved per worker actor."""
     num_gpus: float = 0.0
@@ -121,8 +122,9 @@ class LearnerConfig:
     """Gradient norm clip (0: none)."""
     micro_batch_size: int = 8
     """Episodes per forward/backward; gradients accumulate over the step's batch."""
-    zero_stage: Literal["auto", 0, 1, 2, 3] = "auto"
-    """DeepSpeed ZeRO stage; auto: 0 on one rank (higher stages only add overhead there), 2 otherwise."""
+    zero_stage: Literal["auto", 0, 1, 2] = "auto"
+    """DeepSpeed ZeRO stage; auto: 0 on one rank (higher stages only add overhead there), 2
+    otherwise. Stage 3 is not offered yet: its update did not match the single-rank step."""
     num_ranks: int = 1
     """Data-parallel learner ranks."""
     num_cpus: float = 0.8
@@ -304,7 +306,8 @@ def validate(cfg: Config) -> None:
         (cfg.rollout.max_episode_tokens > cfg.rollout.max_new_tokens,
          "rollout.max_episode_tokens: must exceed rollout.max_new_tokens"),
         (cfg.rollout.temperature > 0, "rollout.temperature: must be > 0"),
-        (0 < cfg.rollout.top_p <= 1, "rollout.top_p: must be in (0, 1]"),
+        (cfg.rollout.top_p == 1, "rollout.top_p: must be 1.0 (the learner does not apply "
+                                 "the nucleus, so its logprobs would not match the sampler's)"),
         (cfg.learner.lr > 0, "learner.lr: must be > 0"),
         (cfg.learner.micro_batch_size >= 1, "learner.micro_batch_size: must be >= 1"),
         (cfg.learner.num_ranks >= 1, "learner.num_ranks: must be >= 1"),

@@ -12,13 +12,16 @@ from typing import Any, Iterable
 import torch
 
 
-def engine_env(threads: int, kv_cache_gib: float) -> dict[str, str]:
+def engine_env(threads: int, kv_cache_gib: float, first_core: int = 0) -> dict[str, str]:
     """Environment for a process that hosts an engine; must be set before vLLM imports.
 
     On CPU the engine runs in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0): it starts in
     seconds instead of ~20 s and weights are handed over as tensors, not copied to a file.
+    Its OpenMP threads are pinned to cores ``first_core .. first_core + threads - 1``, so
+    several workers on one machine do not share cores.
     """
-    cpus = f"0-{threads - 1}" if threads > 1 else "0"
+    last = first_core + threads - 1
+    cpus = f"{first_core}-{last}" if threads > 1 else str(first_core)
     return {
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         "VLLM_CPU_KVCACHE_SPACE": str(max(1, round(kv_cache_gib))),

@@ -59,12 +59,23 @@ def _load_model(path: str, dtype: str) -> torch.nn.Module:
 class Learner:
     """One data-parallel rank: policy (and optional frozen reference), GRPO updates."""
 
-    def __init__(self, cfg: Config, model_path: str, rank: int, master_port: int):
-        os.environ.update(RANK=str(rank), LOCAL_RANK="0", WORLD_SIZE=str(cfg.learner.num_ranks),
-                          MASTER_ADDR=os.environ.get("MASTER_ADDR", "127.0.0.1"),
-                          MASTER_PORT=str(master_port))
+    def __init__(self, cfg: Config, model_path: str, rank: int):
+        self.cfg, self.rank, self.model_path = cfg, rank, model_path
+        self.world = cfg.learner.num_ranks
+
+    def rendezvous_address(self) -> tuple[str, int]:
+        """Rank 0's node address and a free port there: where the ranks meet."""
+        import ray
+
+        return ray.util.get_node_ip_address(), _free_port()
+
+    def setup(self, master_addr: str, master_port: int) -> None:
+        """Join the process group and build the DeepSpeed engine (all ranks at once)."""
+        os.environ.update(RANK=str(self.rank), LOCAL_RANK="0", WORLD_SIZE=str(self.world),
+                          MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+        cfg, model_path = self.cfg, self.model_path
         torch.set_num_threads(cfg.learner.threads)
-        torch.manual_seed(cfg.run.seed + rank)
+        torch.manual_seed(cfg.run.seed + self.rank)
         import deepspeed
 
         on_gpu = torch.cuda.is_available()
@@ -72,8 +83,6 @@ class Learner:
             # The shared-memory collective JIT-compiles for 60-110 s; gloo does the job here.
             deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo")
-        self.cfg, self.rank, self.model_path = cfg, rank, model_path
-        self.world = cfg.learner.num_ranks
         model = _load_model(model_path, cfg.model.dtype)
         self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
                                                config=deepspeed_config(cfg))
@@ -96,8 +105,10 @@ class Learner:
         n_micro = math.ceil(math.ceil(len(batch) / self.world) / mbs)
         for i in range(n_micro):
             sums += self._micro_step(batch, rows[i * mbs:(i + 1) * mbs], max(float(total_tokens), 1.0))
-        grad_norm = self._grad_norm()
+        grad_norm = self._grad_norm() if zero_stage(self.cfg) == 0 else None
         self.engine.step()
+        if grad_norm is None:  # ZeRO-1/2/3 compute the global norm inside step()
+            grad_norm = float(self.engine.get_global_grad_norm() or 0.0)
         sums = self._all_sum(sums)
         n = max(float(sums[6]), 1.0)
         metrics = {
@@ -115,9 +126,11 @@ class Learner:
     def _micro_step(self, batch: TrainBatch, rows: list[int], total_tokens: float) -> torch.Tensor:
         sums = torch.zeros(7, dtype=torch.float64)
         if not any(sum(batch.loss_mask[r]) for r in rows):
-            # Nothing to learn from these rows; a zero backward keeps ranks in step.
-            zero = sum(p.sum() * 0.0 for p in self.engine.module.parameters() if p.requires_grad)
-            self.engine.backward(zero, scale_wrt_gas=False)
+            # Nothing to learn here, but the other ranks run a forward and backward (which
+            # are collectives under ZeRO): take part with a one-token row and a zero loss.
+            ids = torch.tensor([[batch.pad_id, batch.pad_id]], device=self.device)
+            logits = self.engine.module(input_ids=ids).logits
+            self.engine.backward(logits.sum() * 0.0, scale_wrt_gas=False)
             return sums
         width = max(batch.lengths[r] for r in rows)
         dev = self.device
@@ -148,10 +161,8 @@ class Learner:
         return sums
 
     def _grad_norm(self) -> float:
-        """Gradient norm before clipping. ZeRO-1/2/3 report it; under ZeRO-0 it is read off
-        the whole gradients (this rank's, before the all-reduce, when several ranks run)."""
-        if zero_stage(self.cfg) > 0:
-            return float(self.engine.get_global_grad_norm() or 0.0)
+        """ZeRO-0 gradient norm before clipping, read off the whole gradients (this rank's,
+        before the all-reduce, when several ranks run)."""
         norms = [p.grad.detach().float().norm() for p in self.engine.module.parameters()
                  if p.grad is not None]
         return float(torch.stack(norms).norm()) if norms else 0.0
@@ -167,20 +178,19 @@ class Learner:
 
     # ------------------------------------------------------------ weights out
     def named_weights(self) -> list[tuple[str, torch.Tensor]]:
-        """Full weights under Hugging Face names (gathered under ZeRO-3), on CPU."""
-        module = self.engine.module
-        if zero_stage(self.cfg) == 3:
-            import deepspeed
+        """Full weights under Hugging Face names, on CPU, from rank 0 (others return []).
 
-            out = []
-            for name, p in module.named_parameters():
-                with deepspeed.zero.GatheredParameters([p]):
-                    out.append((name, p.detach().cpu().clone()))
-            return out
-        return [(k, v.detach().cpu()) for k, v in module.state_dict().items()]
+        Called on every rank, so that a stage that partitions parameters can gather them.
+        """
+        if self.rank != 0:
+            return []
+        return [(k, v.detach().cpu()) for k, v in self.engine.module.state_dict().items()]
 
     def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
-        """Logprobs of each sequence's tokens from ``start`` on, under the current weights."""
+        """Logprobs of each sequence's tokens from ``start`` on, under the current weights.
+
+        Every rank must call it (a ZeRO-3 forward gathers parameters from all ranks).
+        """
         out = []
         self.engine.eval()
         with torch.no_grad():
@@ -197,11 +207,12 @@ class Learner:
         """A Hugging Face model directory that ``model.path`` can start a new run from."""
         from transformers import AutoTokenizer
 
+        weights = dict(self.named_weights())
         if self.rank != 0:
             return path
         tmp = Path(path).with_name(Path(path).name + ".tmp")
         model = self.engine.module
-        model.save_pretrained(tmp, state_dict=dict(self.named_weights()))
+        model.save_pretrained(tmp, state_dict=weights)
         AutoTokenizer.from_pretrained(self.model_path).save_pretrained(tmp)
         if Path(path).exists():
             import shutil
@@ -209,6 +220,14 @@ class Learner:
             shutil.rmtree(path)
         tmp.rename(path)  # a crash mid-write never leaves a half checkpoint under the real name
         return path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 def _peak_rss_gb() -> float:

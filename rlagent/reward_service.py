@@ -15,6 +15,7 @@ from rlagent.config import ConfigError, RewardSpec
 from rlagent.records import Episode
 
 GROUP = "rlagent.rewards"
+CONCURRENCY = 8  # episodes the service scores at once
 KINDS = ("format", "outcome", "process")
 
 
@@ -64,7 +65,10 @@ class RewardService:
         self.specs = specs
         self.plugins = {s.name: load_plugin(s, available) for s in specs}
         self.timeout_s = timeout_s
-        self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="reward")
+        # Enough threads for every concurrent call's plugins: a timeout measures the plugin,
+        # not time spent queued behind others.
+        self._pool = cf.ThreadPoolExecutor(max_workers=CONCURRENCY * len(specs),
+                                           thread_name_prefix="reward")
 
     def score(self, episode: Episode) -> Episode:
         """Fill ``rewards``, ``reward_errors`` and ``reward`` (None if a weighted part failed)."""
@@ -80,9 +84,9 @@ class RewardService:
         return episode
 
     def total(self, episode: Episode) -> float | None:
-        if episode.termination == "env_error":
+        if episode.termination in ("env_error", "env_timeout"):
             return None  # the env broke, not the policy: nothing to learn from this episode
-        total = 0.0
+        total, applied = 0.0, False
         for spec in self.specs:
             if spec.weight == 0:
                 continue
@@ -90,8 +94,8 @@ class RewardService:
                 return None
             value = scalar(episode.rewards.get(spec.name))
             if value is not None:
-                total += spec.weight * value
-        return total
+                total, applied = total + spec.weight * value, True
+        return total if applied else None  # no weighted plugin applied: not a score of 0
 
 
 def reward_metrics(episodes: list[Episode], specs: list[RewardSpec]) -> dict[str, float]:

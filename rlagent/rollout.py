@@ -7,6 +7,7 @@ a slow or hung env truncates its own episode and never stalls the others.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,13 +48,24 @@ class EpisodeRunner:
         self.engine, self.chat, self.cfg = engine, chat, cfg
         self.env_id, self.env_kwargs, self.system_prompt = env_id, env_kwargs, system_prompt
         self._free_envs: list[Any] = []
-        self._pool = cf.ThreadPoolExecutor(max_workers=16, thread_name_prefix="env")
+        self._envs_lock = threading.Lock()  # episodes start in threads and share the free list
+        self._pool: cf.ThreadPoolExecutor | None = None
 
     def run(self, tasks: list[tuple[int, Task]], group_size: int, version: int,
             on_done: Callable[[Episode], None] = lambda e: None) -> list[Episode]:
         """Play ``group_size`` episodes of each (group id, task); ``on_done`` sees each
         episode the moment it ends, while the others are still generating."""
         jobs = [(g, t) for g, t in tasks for _ in range(group_size)]
+        # A thread per episode: every env call starts at once, so its timeout measures the
+        # call itself, and a hung call from an earlier step cannot hold a thread we need.
+        self._pool = cf.ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="env")
+        try:
+            return self._play(jobs, version, on_done)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _play(self, jobs: list[tuple[int, Task]], version: int,
+              on_done: Callable[[Episode], None]) -> list[Episode]:
         results = self._in_threads(self._start, jobs)
         live: list[_Live] = []
         done: list[Episode] = []
@@ -101,7 +113,9 @@ class EpisodeRunner:
         if isinstance(res, BaseException):
             turn.info = {"error": f"{type(res).__name__}: {res}"}
             e.termination = "env_timeout" if isinstance(res, TimeoutError) else "env_error"
-            e.env = None  # never reuse an env that failed or may still be running
+            # Never reuse an env that failed or may still be running; close it off the loop.
+            threading.Thread(target=_close_quietly, args=(e.env,), daemon=True).start()
+            e.env = None
             return
         obs, reward, terminated, truncated, info = res
         turn.env_reward, turn.info = float(reward), dict(info)
@@ -121,7 +135,9 @@ class EpisodeRunner:
     # ------------------------------------------------------------ start and finish
     def _start(self, job: tuple[int, Task]) -> _Live:
         group, task = job
-        env = self._free_envs.pop() if self._free_envs else gymnasium.make(self.env_id, **self.env_kwargs)
+        with self._envs_lock:
+            env = self._free_envs.pop() if self._free_envs else None
+        env = env or gymnasium.make(self.env_id, **self.env_kwargs)
         try:
             obs, _ = env.reset(options={"task": task.to_dict()})
         except BaseException:
@@ -165,6 +181,12 @@ class EpisodeRunner:
 
     def close(self) -> None:
         for env in self._free_envs:
-            env.close()
+            _close_quietly(env)
         self._free_envs.clear()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _close_quietly(env: Any) -> None:
+    try:
+        env.close()
+    except Exception:  # a broken env may fail to close too; it is dropped either way
+        pass

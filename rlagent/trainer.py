@@ -60,7 +60,7 @@ def train(cfg: Config) -> Path:
 
 def check_episodes(episodes) -> None:
     """A step where every episode failed in the env is a broken setup, not bad luck."""
-    if episodes and all(e.termination == "env_error" for e in episodes):
+    if episodes and all(e.termination in ("env_error", "env_timeout") for e in episodes):
         error = next((t.info.get("error") for e in episodes for t in e.turns if t.info.get("error")), "?")
         raise RuntimeError(f"every episode of the step failed in the env ({episodes[0].task.env}): "
                            f"{error}")

@@ -46,7 +46,12 @@ def ray_head():
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
          f"--port={_free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats"],
+         "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats",
+         # Ports of their own: another Ray on the machine (e.g. this test session's) holds
+         # the defaults, and a job agent that cannot bind never accepts a job.
+         f"--dashboard-agent-listen-port={_free_port()}",
+         f"--dashboard-agent-grpc-port={_free_port()}", f"--metrics-export-port={_free_port()}",
+         f"--runtime-env-agent-port={_free_port()}", f"--ray-client-server-port={_free_port()}"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_http(f"http://127.0.0.1:{dash}/api/version", 90)
@@ -72,12 +77,15 @@ def test_ray_job_submit_runs_training(ray_head, tiny_model, tmp_path):
              "algo.kl_coef=0 'rewards.components=[{name: env_reward, weight: 1.0}]'")
     runtime_env = {"excludes": [".venv", ".git", "runs", "wandb", "__pycache__"],
                    "env_vars": {"OMP_NUM_THREADS": "2", "WANDB_MODE": "offline"}}
-    job = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".",
-         "--runtime-env-json", json.dumps(runtime_env), "--", "bash", "-c",
-         f"python -c \"{probe}\" && {train}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    log = job.stdout + job.stderr
+    submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".",
+              "--runtime-env-json", json.dumps(runtime_env), "--", "bash", "-c",
+              f"python -c \"{probe}\" && {train}"]
+    for _ in range(20):  # the dashboard answers before its job agent is up
+        job = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        log = job.stdout + job.stderr
+        if "No available agent" not in log:
+            break
+        time.sleep(2)
     assert job.returncode == 0 and "succeeded" in log, log[-12000:]
     # The job imported the shipped copy of the tree, not the checkout or an install.
     line = next(l for l in log.splitlines() if l.startswith("IMPORTED"))

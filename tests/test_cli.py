@@ -48,3 +48,10 @@ def test_a_step_where_every_episode_failed_in_the_env_stops_the_run():
                         _failed("env_timeout", "TimeoutError: ...")])
     ok = _failed("terminated", "")
     check_episodes([_failed("env_error", "boom"), ok])  # one failure among others: counted, goes on
+
+
+def test_unknown_env_id_is_a_config_error(tmp_path):
+    out = _run("train", "launch/configs/quickstart.yaml", "env.id=rlagent/Nope-v0",
+               f"run.output_dir={tmp_path}")
+    assert out.returncode == 2 and "config error: env.id:" in out.stderr
+    assert not any(tmp_path.iterdir())

@@ -137,10 +137,11 @@ def _draw_literals(rng: random.Random, ops: list[str], hi: int, mul_hi: int) -> 
     return lits
 
 
-def generate_task(rng: random.Random, difficulty: int) -> dict[str, Any]:
+def generate_task(rng: random.Random, difficulty: int, **env_kwargs: Any) -> dict[str, Any]:
     """One task; higher difficulty means more operands, bigger numbers, more operators.
 
-    Deterministic for a given ``rng`` state; the answer is always an integer.
+    Deterministic for a given ``rng`` state; the answer is always an integer. ``env_kwargs``
+    (the env's constructor arguments, passed by the sampler) do not change the tasks here.
     """
     if difficulty not in _LEVELS:
         raise ValueError(f"difficulty must be one of {sorted(_LEVELS)}, got {difficulty!r}")

@@ -27,8 +27,9 @@ def _alphabet(letters: str | Sequence[str]) -> list[str]:
 
 
 def generate_task(rng: random.Random, difficulty: int, num_turns: int = 2,
-                  letters: str | Sequence[str] = DEFAULT_LETTERS) -> dict[str, Any]:
-    """A task showing ``num_turns`` letters drawn uniformly from ``letters``."""
+                  letters: str | Sequence[str] = DEFAULT_LETTERS, **_env_kwargs: Any) -> dict[str, Any]:
+    """A task showing ``num_turns`` letters drawn uniformly from ``letters`` (the sampler
+    passes the env's constructor kwargs; the ones that do not shape tasks are ignored)."""
     alphabet = _alphabet(letters)
     seq = [rng.choice(alphabet) for _ in range(num_turns)]
     # The id is the content: identical sequences are the same task for curriculum stats.

@@ -57,7 +57,7 @@ class EnvConfig:
 class DataConfig:
     path: str | None = None
     """JSONL task file (one task object per line). None: generate tasks with the env's
-    ``generate_task(rng, difficulty)``."""
+    ``generate_task(rng, difficulty, **env.kwargs)``."""
     difficulties: list[int] | None = None
     """Difficulty levels to draw generated tasks from (None: all the env offers)."""
 

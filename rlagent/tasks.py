@@ -57,6 +57,7 @@ class UniformSampler:
     def __init__(self, cfg: Config):
         self.rng = random.Random(cfg.run.seed)
         self.env_id = cfg.env.id
+        self.env_kwargs = dict(cfg.env.kwargs)  # a generator makes tasks for this env's setup
         self.dataset: list[Task] | None = None
         self.generate: Callable[[random.Random, int], dict[str, Any]] | None = None
         if cfg.data.path:
@@ -79,7 +80,7 @@ class UniformSampler:
             return [self.rng.choice(self.dataset) for _ in range(n)]
         out = []
         for _ in range(n):
-            d = self.generate(self.rng, self.rng.choice(self.levels))
+            d = self.generate(self.rng, self.rng.choice(self.levels), **self.env_kwargs)
             d.setdefault("env", self.env_id)
             out.append(Task.from_dict(d))
         return out

@@ -88,7 +88,8 @@ class RolloutPool:
         self.workers = [
             ray.remote(RolloutWorker).options(
                 num_cpus=r.num_cpus, num_gpus=r.num_gpus,
-                runtime_env={"env_vars": engine_env(r.engine_threads, r.kv_cache_gib, first_core=i * r.engine_threads)},
+                runtime_env={"env_vars": engine_env(r.engine_threads, r.kv_cache_gib,
+                                                    first_core=i * r.engine_threads)},
             ).remote(cfg, model_path, i)
             for i in range(r.num_workers)]
         self.pad_id = wait(self.workers[0].pad_id.remote(), 600, "the rollout engines to start")

@@ -5,9 +5,11 @@ from dataclasses import dataclass
 
 import torch
 
-from rlagent.algos import grpo_advantages
-from rlagent.config import AlgoConfig
+from rlagent import algos
+from rlagent.algos import informative_groups, overlong_penalty, turn_advantages
+from rlagent.config import AlgoConfig, Config
 from rlagent.records import Episode, TrainBatch
+from rlagent.reward_service import scalar
 
 
 @dataclass
@@ -15,40 +17,108 @@ class BatchStats:
     episodes: int
     invalid: int                 # episodes without a usable reward (a weighted plugin failed)
     zero_variance_groups: float  # share of groups whose rewards were all equal (no signal)
-    advantage_mean: float
-    advantage_std: float
+    overlong_penalty: float      # mean overlong penalty per valid episode
 
 
-def build_batch(episodes: list[Episode], algo: AlgoConfig, pad_id: int) -> tuple[TrainBatch, BatchStats]:
-    """Advantages per episode and right-padded token rows.
+def split_process(episode: Episode, cfg: Config) -> tuple[float | None, list[float]]:
+    """(scalar reward without the per-turn components, weighted per-turn reward sums).
+
+    Components whose score is a list (process rewards) leave the episode's total and
+    become one reward per assistant turn; an unscored turn counts 0.
+    """
+    turns = [0.0] * len(episode.turns)
+    if episode.reward is None:
+        return None, turns
+    total = episode.reward
+    for spec in cfg.rewards.components:
+        value = episode.rewards.get(spec.name)
+        if spec.weight == 0 or not isinstance(value, list):
+            continue
+        total -= spec.weight * (scalar(value) or 0.0)
+        for k, v in enumerate(value[:len(turns)]):
+            turns[k] += spec.weight * (v or 0.0)
+    return total, turns
+
+
+def build_batch(episodes: list[Episode], cfg: Config, pad_id: int) -> tuple[TrainBatch, BatchStats]:
+    """Rewards (shaped), groups and right-padded token rows.
 
     An episode whose reward is None keeps its row with an all-zero loss mask, so the
     batch shape does not depend on failures and the episode contributes no gradient.
     """
-    valid = torch.tensor([e.reward is not None for e in episodes])
-    rewards = torch.tensor([e.reward if e.reward is not None else 0.0 for e in episodes])
-    groups = torch.tensor([e.group for e in episodes])
-    adv = grpo_advantages(rewards, groups, valid, normalize_std=algo.normalize_std)
+    algo = cfg.algo
+    valid = [e.reward is not None for e in episodes]
+    turn_level = algo.turn_level_coef > 0
+    split = [split_process(e, cfg) if turn_level else (e.reward, []) for e in episodes]
+    rewards = [r if r is not None else 0.0 for r, _ in split]
+    max_len = algo.overlong_max_tokens or cfg.rollout.max_new_tokens * cfg.rollout.max_turns
+    penalty = overlong_penalty(torch.tensor([e.num_generated for e in episodes]), max_len,
+                               algo.overlong_buffer, algo.overlong_factor).tolist()
+    rewards = [r + p if ok else 0.0 for r, p, ok in zip(rewards, penalty, valid)]
+    groups = [e.group for e in episodes]
 
     # An episode whose env failed at reset has no tokens: it becomes one pad token, so the
     # row never has an empty attention mask.
     lengths = [max(len(e.token_ids), 1) for e in episodes]
     width = max(lengths)
     ids, masks, old = [], [], []
-    for e, ok in zip(episodes, valid.tolist()):
+    for e, ok in zip(episodes, valid):
         pad = width - len(e.token_ids)
         ids.append(e.token_ids + [pad_id] * pad)
         masks.append((e.loss_mask if ok else [0] * len(e.loss_mask)) + [0] * pad)
         old.append(e.logprobs + [0.0] * pad)
 
-    flat = [(int(g), r) for g, r, ok in zip(groups, rewards.tolist(), valid.tolist()) if ok]
-    by_group: dict[int, set[float]] = {}
-    for g, r in flat:
-        by_group.setdefault(g, set()).add(r)
-    zero_var = sum(len(v) == 1 for v in by_group.values()) / max(len(by_group), 1)
-    used = adv[valid]
+    extra = None
+    if turn_level:
+        per_turn = turn_advantages([t for _, t in split], groups, valid)
+        extra = [[0.0] * width for _ in episodes]
+        for row, (e, adv) in enumerate(zip(episodes, per_turn)):
+            for turn, a in zip(e.turns, adv):
+                for pos in range(*turn.span):
+                    extra[row][pos] = algo.turn_level_coef * a
+
+    with_reward = [g for g, ok in zip(groups, valid) if ok]
+    informative = informative_groups([e.reward for e in episodes], groups)
+    n_groups = len(set(with_reward))
     stats = BatchStats(
-        episodes=len(episodes), invalid=int((~valid).sum()), zero_variance_groups=zero_var,
-        advantage_mean=float(used.mean()) if len(used) else 0.0,
-        advantage_std=float(used.std()) if len(used) > 1 else 0.0)
-    return TrainBatch(ids, masks, old, adv.tolist(), lengths, pad_id), stats
+        episodes=len(episodes), invalid=valid.count(False),
+        zero_variance_groups=(n_groups - len(informative)) / max(n_groups, 1),
+        overlong_penalty=sum(p for p, ok in zip(penalty, valid) if ok) / max(sum(valid), 1))
+    batch = TrainBatch(ids, masks, old, lengths, pad_id, rewards=rewards, valid=valid,
+                       groups=groups, extra_advantages=extra)
+    return batch, stats
+
+
+def target_tensors(batch: TrainBatch) -> dict[str, torch.Tensor]:
+    """The batch as tensors; token tensors aligned to targets ([B, T-1]: column t is about
+    token t+1, predicted from the prefix up to t)."""
+    ids = torch.tensor(batch.input_ids)
+    attn = (torch.arange(ids.shape[1])[None, :] < torch.tensor(batch.lengths)[:, None]).long()
+    return {"ids": ids, "attn": attn,
+            "mask": torch.tensor(batch.loss_mask)[:, 1:].float(),
+            "sampling": torch.tensor(batch.old_logprobs, dtype=torch.float32)[:, 1:]}
+
+
+def batch_advantages(batch: TrainBatch, algo: AlgoConfig, mask: torch.Tensor, old: torch.Tensor,
+                     ref: torch.Tensor | None = None, values: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token advantages [B, T-1] (and value targets for ppo) by ``algo.name``.
+
+    ``old``: the behaviour policy's logprobs; ``ref``: the reference's (used here only when
+    the KL is a reward penalty); ``values``: the critic's. Given ``batch.advantages``
+    replace the estimator; turn-level advantages are added on top.
+    """
+    if batch.advantages is not None:
+        adv, returns = torch.tensor(batch.advantages, dtype=torch.float32)[:, None] * mask, None
+    else:
+        kl = None
+        if ref is not None and algo.kl_mode == "reward":
+            kl = algos.kl_penalty(old, ref, algo.kl_estimator) * mask
+        inp = algos.AdvantageInputs(
+            rewards=torch.tensor(batch.rewards, dtype=torch.float32),
+            groups=torch.tensor(batch.groups), valid=torch.tensor(batch.valid, dtype=torch.bool),
+            mask=mask, kl=kl, kl_coef=algo.kl_coef, values=values, gamma=algo.gamma, lam=algo.lam)
+        adv, returns = algos.ESTIMATORS[algo.name](inp)
+    if batch.extra_advantages is not None:
+        adv = adv + torch.tensor(batch.extra_advantages, dtype=torch.float32)[:, 1:] * mask
+    return adv, returns

@@ -96,20 +96,61 @@ class RolloutConfig:
 
 @dataclass
 class AlgoConfig:
-    name: Literal["grpo"] = "grpo"
-    """Advantage estimator and loss."""
+    name: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "ppo"] = "grpo"
+    """Advantage estimator: grpo (group-normalised), dr_grpo (group-centred, no std), rloo
+    (leave-one-out baseline), reinforce_pp (batch-whitened reward-to-go), ppo (GAE with a
+    learned critic). ``docs/algorithms.md`` has the formulas."""
     group_size: int = 4
-    """Samples per task (G); advantages are normalised within each group."""
+    """Samples per task (G); group estimators compare the samples of one task."""
     tasks_per_step: int = 4
     """Tasks sampled per step; a step trains on tasks_per_step * group_size episodes."""
     clip_low: float = 0.2
     """Lower clip of the importance ratio: 1 - clip_low."""
     clip_high: float = 0.2
     """Upper clip of the importance ratio: 1 + clip_high (DAPO's clip-higher uses > clip_low)."""
-    normalize_std: bool = True
-    """Divide group-centred rewards by the group std (False: Dr. GRPO)."""
+    dual_clip: float | None = None
+    """Dual-clip bound c > 1 for tokens with negative advantage (None: off)."""
+    loss_agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
+    """How per-token losses become one number: mean over all tokens of the step, or mean
+    over episodes of each episode's token sum / token mean."""
+    entropy_coef: float = 0.0
+    """Entropy bonus: the loss subtracts entropy_coef * entropy (0: off)."""
     kl_coef: float = 0.0
-    """Weight of the k3 KL penalty to a frozen reference model (0: no reference model)."""
+    """Weight of the KL to a frozen reference model (0: no reference model is loaded)."""
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    """Per-token KL estimator (k1 = log ratio, k2 = half its square, k3 = e^-d + d - 1)."""
+    kl_mode: Literal["loss", "reward"] = "loss"
+    """Where the KL enters: a loss term, or a per-token reward penalty before advantages."""
+    gamma: float = 1.0
+    """Discount over policy tokens (reinforce_pp, ppo)."""
+    lam: float = 1.0
+    """GAE lambda (ppo)."""
+    value_clip: float | None = 0.2
+    """PPO value clipping around the values before the update (None: off)."""
+    epochs: int = 1
+    """Passes over each step's batch (PPO epochs)."""
+    mini_batches: int = 1
+    """Optimizer steps per epoch: the batch is split into this many mini-batches."""
+    old_logprobs: Literal["engine", "recompute"] = "engine"
+    """The behaviour policy's logprobs for the ratio: the engine's sampling logprobs (no
+    extra forward), or a learner forward before the update (needed for tis_cap)."""
+    tis_cap: float | None = None
+    """Truncated importance sampling between the learner's and the engine's logprobs,
+    weights capped at this value (needs old_logprobs: recompute; None: off)."""
+    turn_level_coef: float = 0.0
+    """Weight of turn-level advantages from process (per-turn) rewards; > 0 also takes the
+    process rewards out of the episode's scalar reward (0: process rewards count as their mean)."""
+    dynamic_sampling: bool = False
+    """Drop groups whose rewards are all equal and roll out more tasks to refill (DAPO)."""
+    max_sampling_rounds: int = 3
+    """Rollout rounds per step at most when dynamic_sampling is on."""
+    overlong_buffer: int = 0
+    """Soft overlong penalty: the last overlong_buffer tokens before overlong_max_tokens
+    cost up to overlong_factor reward (0: off)."""
+    overlong_factor: float = 1.0
+    """Largest overlong penalty."""
+    overlong_max_tokens: int | None = None
+    """Generated tokens per episode where the penalty is full (None: max_new_tokens * max_turns)."""
 
 
 @dataclass
@@ -136,6 +177,28 @@ class LearnerConfig:
     """torch compute threads per rank on CPU."""
     logprob_chunk: int = 256
     """Tokens per chunk when computing logprobs: the LM head never sees the whole batch at once."""
+    gradient_checkpointing: bool = False
+    """Recompute decoder activations in the backward pass (less memory, ~30% more compute)."""
+    offload_optimizer: bool = False
+    """DeepSpeed ZeRO optimizer-state offload to CPU memory (GPU runs with zero_stage >= 1)."""
+    warmup_steps: int = 0
+    """Optimizer steps of linear learning-rate warmup from 0."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """Learning rate after warmup, over the run's optimizer steps."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate of the linear / cosine schedule, as a share of lr."""
+    critic_lr: float = 1e-5
+    """Learning rate of the critic (ppo only)."""
+    lora_rank: int = 0
+    """LoRA rank (PEFT) of the policy's adapters (0: full fine-tuning). Merged weights go to
+    the engines."""
+    lora_alpha: float = 32.0
+    """LoRA scaling numerator (scale = alpha / rank)."""
+    lora_dropout: float = 0.0
+    """LoRA dropout."""
+    lora_targets: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    """Module names that get adapters."""
     sync_timeout_s: float = 300.0
     """Longest a weight sync may take."""
     sync_check_tol: float = 1e-3
@@ -294,12 +357,37 @@ def validate(cfg: Config) -> None:
     """Reject impossible values before anything starts."""
     checks: list[tuple[bool, str]] = [
         (cfg.run.steps >= 1, "run.steps: must be >= 1"),
-        (cfg.algo.group_size >= 2, f"algo.group_size: must be >= 2 for GRPO (advantages "
-                                   f"are relative to the group), got {cfg.algo.group_size}"),
+        (cfg.algo.group_size >= 2 or cfg.algo.name in ("reinforce_pp", "ppo"),
+         f"algo.group_size: must be >= 2 for {cfg.algo.name} (advantages are relative to the "
+         f"group), got {cfg.algo.group_size}"),
         (cfg.algo.tasks_per_step >= 1, "algo.tasks_per_step: must be >= 1"),
         (0 <= cfg.algo.clip_low < 1, "algo.clip_low: must be in [0, 1)"),
         (cfg.algo.clip_high >= 0, "algo.clip_high: must be >= 0"),
         (cfg.algo.kl_coef >= 0, "algo.kl_coef: must be >= 0"),
+        (cfg.algo.dual_clip is None or cfg.algo.dual_clip > 1,
+         f"algo.dual_clip: must be > 1 (or null), got {cfg.algo.dual_clip}"),
+        (cfg.algo.entropy_coef >= 0, "algo.entropy_coef: must be >= 0"),
+        (0 < cfg.algo.gamma <= 1, "algo.gamma: must be in (0, 1]"),
+        (0 <= cfg.algo.lam <= 1, "algo.lam: must be in [0, 1]"),
+        (cfg.algo.value_clip is None or cfg.algo.value_clip > 0, "algo.value_clip: must be > 0 (or null)"),
+        (cfg.algo.epochs >= 1, "algo.epochs: must be >= 1"),
+        (1 <= cfg.algo.mini_batches <= cfg.episodes_per_step,
+         f"algo.mini_batches: must be in [1, {cfg.episodes_per_step}] (episodes per step)"),
+        (cfg.algo.tis_cap is None or cfg.algo.tis_cap >= 1, "algo.tis_cap: must be >= 1 (or null)"),
+        (cfg.algo.tis_cap is None or cfg.algo.old_logprobs == "recompute",
+         "algo.tis_cap: needs algo.old_logprobs: recompute (the learner's own logprobs)"),
+        (cfg.algo.turn_level_coef >= 0, "algo.turn_level_coef: must be >= 0"),
+        (cfg.algo.max_sampling_rounds >= 1, "algo.max_sampling_rounds: must be >= 1"),
+        (cfg.algo.overlong_buffer >= 0, "algo.overlong_buffer: must be >= 0"),
+        (cfg.algo.overlong_max_tokens is None or cfg.algo.overlong_max_tokens > cfg.algo.overlong_buffer,
+         "algo.overlong_max_tokens: must exceed algo.overlong_buffer"),
+        (cfg.learner.warmup_steps >= 0, "learner.warmup_steps: must be >= 0"),
+        (0 <= cfg.learner.min_lr_ratio <= 1, "learner.min_lr_ratio: must be in [0, 1]"),
+        (cfg.learner.critic_lr > 0, "learner.critic_lr: must be > 0"),
+        (cfg.learner.lora_rank >= 0, "learner.lora_rank: must be >= 0"),
+        (not cfg.learner.offload_optimizer or cfg.learner.zero_stage in (1, 2) or
+         (cfg.learner.zero_stage == "auto" and cfg.learner.num_ranks > 1),
+         "learner.offload_optimizer: needs learner.zero_stage 1 or 2 (or auto on several ranks)"),
         (cfg.rollout.num_workers >= 1, "rollout.num_workers: must be >= 1"),
         (cfg.rollout.max_new_tokens >= 1, "rollout.max_new_tokens: must be >= 1"),
         (cfg.rollout.max_turns >= 1, "rollout.max_turns: must be >= 1"),

@@ -6,8 +6,9 @@ vLLM's API moves between releases, so it is touched here only (pinned: vllm 0.32
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 

@@ -1,6 +1,9 @@
-"""The learner: one DeepSpeed engine per rank, GRPO updates, weights out for the engines.
+"""The learner: one DeepSpeed engine per rank (policy, optional critic and reference), updates
+by the configured algorithm, weights out for the engines.
 
-``Learner`` is a plain class; ``rlagent.actors`` runs one per rank as a Ray actor.
+``Learner`` is a plain class; ``rlagent.actors`` runs one per rank as a Ray actor. Token
+tensors here are aligned to targets: column t of a ``[B, T-1]`` tensor is about token t+1,
+predicted from the prefix up to t.
 """
 from __future__ import annotations
 
@@ -9,59 +12,36 @@ import os
 import resource
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from rlagent.algos import clipped_policy_loss, kl_k3
+from rlagent import algos
+from rlagent.batch import batch_advantages, target_tensors
 from rlagent.config import Config
 from rlagent.logprobs import token_logprobs
+from rlagent.models import (
+    ValueModel,
+    deepspeed_config,
+    load_policy,
+    load_reference,
+    merged_state_dict,
+    scheduler,
+    zero_stage,
+)
 from rlagent.records import TrainBatch
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def zero_stage(cfg: Config) -> int:
-    """ZeRO stage: as configured, or 0 on one rank (partitioning only adds overhead there)."""
-    stage = cfg.learner.zero_stage
-    return (0 if cfg.learner.num_ranks == 1 else 2) if stage == "auto" else int(stage)
-
-
-def deepspeed_config(cfg: Config) -> dict[str, Any]:
-    """A real DeepSpeed config from the run config.
-
-    Gradient accumulation is ours (``managed_gradient_accumulation: false``): every
-    micro-batch calls backward, and one ``step()`` per training step reduces and updates.
-    torch's AdamW: DeepSpeed's fused CPU Adam would compile for ~100 s on first use.
-    """
-    return {
-        "train_micro_batch_size_per_gpu": cfg.learner.micro_batch_size,
-        "gradient_accumulation_steps": 1,
-        "managed_gradient_accumulation": False,
-        "gradient_clipping": cfg.learner.grad_clip,
-        "optimizer": {"type": "AdamW", "params": {
-            "lr": cfg.learner.lr, "weight_decay": cfg.learner.weight_decay,
-            "betas": [0.9, 0.999], "eps": 1e-8, "torch_adam": True}},
-        "zero_optimization": {"stage": zero_stage(cfg)},
-        "bf16": {"enabled": cfg.model.dtype == "bfloat16"},
-        "fp16": {"enabled": cfg.model.dtype == "float16"},
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-
-
-def _load_model(path: str, dtype: str) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(path, dtype=_DTYPES[dtype])
+# Metric sums per mini-batch pass: summed over micro-batches and ranks, then normalised.
+_SUMS = ("loss/policy", "kl", "entropy", "clip_fraction", "tokens", "gap", "gap_tokens",
+         "approx_kl", "loss/value", "value/clip_fraction")
 
 
 class Learner:
-    """One data-parallel rank: policy (and optional frozen reference), GRPO updates."""
+    """One data-parallel rank."""
 
     def __init__(self, cfg: Config, model_path: str, rank: int):
         self.cfg, self.rank, self.model_path = cfg, rank, model_path
         self.world = cfg.learner.num_ranks
+        self.updates = 0  # train_step calls so far: seeds the mini-batch shuffle
 
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's node address and a free port there: where the ranks meet."""
@@ -70,10 +50,10 @@ class Learner:
         return ray.util.get_node_ip_address(), _free_port()
 
     def setup(self, master_addr: str, master_port: int) -> None:
-        """Join the process group and build the DeepSpeed engine (all ranks at once)."""
+        """Join the process group and build the DeepSpeed engines (all ranks at once)."""
         os.environ.update(RANK=str(self.rank), LOCAL_RANK="0", WORLD_SIZE=str(self.world),
                           MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
-        cfg, model_path = self.cfg, self.model_path
+        cfg = self.cfg
         torch.set_num_threads(cfg.learner.threads)
         torch.manual_seed(cfg.run.seed + self.rank)
         import deepspeed
@@ -83,87 +63,214 @@ class Learner:
             # The shared-memory collective JIT-compiles for 60-110 s; gloo does the job here.
             deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
         deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo")
-        model = _load_model(model_path, cfg.model.dtype)
-        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
-                                               config=deepspeed_config(cfg))
+        model = load_policy(cfg, self.model_path)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.engine, *_ = deepspeed.initialize(
+            model=model, model_parameters=params, config=deepspeed_config(cfg, cfg.learner.lr),
+            lr_scheduler=scheduler(cfg))
         self.device = self.engine.device
-        self.ref = None
-        if cfg.algo.kl_coef > 0:
-            self.ref = _load_model(model_path, cfg.model.dtype).to(self.device).eval()
-            self.ref.requires_grad_(False)
+        self.lora = cfg.learner.lora_rank > 0
+        self.ref = None  # with LoRA the reference is the base model: adapters switched off
+        if cfg.algo.kl_coef > 0 and not self.lora:
+            self.ref = load_reference(cfg, self.model_path).to(self.device)
+        self.critic = None
+        if cfg.algo.name == "ppo":
+            critic = ValueModel(cfg, self.model_path)
+            self.critic, *_ = deepspeed.initialize(
+                model=critic, model_parameters=critic.parameters(),
+                config=deepspeed_config(cfg, cfg.learner.critic_lr), lr_scheduler=scheduler(cfg))
 
-    # ------------------------------------------------------------ training
+    # ------------------------------------------------------------ one training step
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
-        """One update on this rank's share of the batch (rows rank, rank + world, ...)."""
+        """Advantages for the whole batch, then epochs x mini-batches of updates on this
+        rank's share of each mini-batch (rows i, i + world, ...)."""
         t0 = time.perf_counter()
-        rows = list(range(self.rank, len(batch), self.world))
-        mbs = self.cfg.learner.micro_batch_size
-        total_tokens = self._all_sum(torch.tensor([float(sum(sum(batch.loss_mask[r]) for r in rows))]))[0]
-        sums = torch.zeros(7, dtype=torch.float64)  # loss, kl, entropy, clipped, gap, approx_kl, tokens
+        cfg, algo = self.cfg, self.cfg.algo
+        t = target_tensors(batch)
+        pre = self._precompute(t)
+        adv, returns = self._advantages(batch, t, pre)
+        gen = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + self.updates)
+        self.updates += 1
+        sums = dict.fromkeys(_SUMS, 0.0)
+        grad_norms: list[float] = []
+        for epoch in range(algo.epochs):
+            order = torch.randperm(len(batch), generator=gen).tolist()
+            size = math.ceil(len(batch) / algo.mini_batches)
+            for m in range(algo.mini_batches):
+                rows = order[m * size:(m + 1) * size]
+                first = epoch == 0 and m == 0
+                part = self._update(rows, t, pre, adv, returns, measure_gap=first)
+                grad_norms.append(part.pop("grad_norm"))
+                for k, v in part.items():
+                    sums[k] += v
+        return self._metrics(sums, grad_norms, adv, t, pre, t0)
+
+    def _mine(self, rows: list[int]) -> list[int]:
+        return rows[self.rank::self.world]
+
+    def _micro(self, rows: list[int]):
+        """This rank's share of ``rows`` in micro-batches; every rank yields the same count
+        (collectives under ZeRO need every rank in every forward/backward)."""
+        mine, mbs = self._mine(rows), self.cfg.learner.micro_batch_size
+        for i in range(math.ceil(math.ceil(len(rows) / self.world) / mbs)):
+            yield mine[i * mbs:(i + 1) * mbs]
+
+    def _inputs(self, t: dict[str, torch.Tensor], rows: list[int]):
+        width = int(t["attn"][rows].sum(1).max())
+        dev = self.device
+        ids = t["ids"][rows, :width].to(dev)
+        attn = t["attn"][rows, :width].to(dev)
+        mask = t["mask"][rows, :width - 1]
+        full_mask = torch.nn.functional.pad(mask, (1, 0)).to(dev)  # token_logprobs' layout
+        return ids, attn, mask, full_mask, width
+
+    @torch.no_grad()
+    def _precompute(self, t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Before any update: the learner's own logprobs (old_logprobs: recompute), the
+        reference's (KL on) and the critic's values (ppo), for the whole batch."""
+        cfg = self.cfg
+        want_old = cfg.algo.old_logprobs == "recompute"
+        want_ref = cfg.algo.kl_coef > 0
+        want_val = self.critic is not None
+        out = {k: torch.zeros_like(t["mask"]) for k, on in
+               (("old", want_old), ("ref", want_ref), ("values", want_val)) if on}
+        if not out:
+            return out
+        temp, chunk = cfg.rollout.temperature, cfg.learner.logprob_chunk
+        self.engine.eval()
+        for rows in self._micro(list(range(len(t["ids"])))):
+            if not rows:
+                continue
+            ids, attn, m, full, w = self._inputs(t, rows)
+            sel = m.bool()
+            idx = torch.tensor(rows)[:, None].expand(-1, w - 1)[sel], sel.nonzero()[:, 1]
+            if want_old:
+                out["old"][idx] = token_logprobs(self.engine.module, ids, attn, full, chunk, temp)[0].cpu()
+            if want_ref:
+                out["ref"][idx] = self._ref_logprobs(ids, attn, full).cpu()
+            if want_val:
+                out["values"][idx] = self.critic.module(ids, attn)[:, :-1][sel.to(self.device)].cpu()
+        return {k: self._all_sum(v) for k, v in out.items()}
+
+    def _ref_logprobs(self, ids, attn, full) -> torch.Tensor:
+        temp, chunk = self.cfg.rollout.temperature, self.cfg.learner.logprob_chunk
+        with torch.no_grad():
+            if self.lora:
+                with self.engine.module.disable_adapter():
+                    return token_logprobs(self.engine.module, ids, attn, full, chunk, temp)[0]
+            return token_logprobs(self.ref, ids, attn, full, chunk, temp)[0]
+
+    def _advantages(self, batch: TrainBatch, t, pre) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return batch_advantages(batch, self.cfg.algo, t["mask"], pre.get("old", t["sampling"]),
+                                pre.get("ref"), pre.get("values"))
+
+    def _update(self, rows, t, pre, adv, returns, measure_gap: bool) -> dict[str, float]:
+        """One optimizer step (policy, and critic for ppo) on the mini-batch ``rows``."""
+        mask = t["mask"][rows]
+        totals = float(mask.sum()), float((mask.sum(1) > 0).sum())
+        sums = dict.fromkeys(_SUMS, 0.0)
         self.engine.train()
-        # Every rank runs the same number of backward passes (ZeRO reduces inside them).
-        n_micro = math.ceil(math.ceil(len(batch) / self.world) / mbs)
-        for i in range(n_micro):
-            sums += self._micro_step(batch, rows[i * mbs:(i + 1) * mbs], max(float(total_tokens), 1.0))
-        grad_norm = self._grad_norm() if zero_stage(self.cfg) == 0 else None
+        for micro in self._micro(rows):
+            for k, v in self._policy_micro(micro, t, pre, adv, totals, measure_gap).items():
+                sums[k] += v
+        grad_norm = self._grad_norm(self.engine) if zero_stage(self.cfg) == 0 else None
         self.engine.step()
-        if grad_norm is None:  # ZeRO-1/2/3 compute the global norm inside step()
+        if grad_norm is None:  # ZeRO-1/2 compute the global norm inside step()
             grad_norm = float(self.engine.get_global_grad_norm() or 0.0)
-        sums = self._all_sum(sums)
-        n = max(float(sums[6]), 1.0)
-        metrics = {
-            "loss/policy": float(sums[0]) / n, "entropy": float(sums[2]) / n,
-            "clip_fraction": float(sums[3]) / n, "train/logprob_gap": float(sums[4]) / n,
-            "approx_kl": float(sums[5]) / n, "grad_norm": grad_norm,
-            "lr": self.engine.get_lr()[0], "train/tokens": float(sums[6]),
+        if self.critic is not None:
+            self.critic.train()
+            for micro in self._micro(rows):
+                for k, v in self._critic_micro(micro, t, pre, returns, totals[0]).items():
+                    sums[k] += v
+            self.critic.step()
+        return {**sums, "grad_norm": grad_norm}
+
+    def _policy_micro(self, rows, t, pre, adv, totals, measure_gap) -> dict[str, float]:
+        cfg, algo = self.cfg, self.cfg.algo
+        if not rows or not t["mask"][rows].any():
+            return self._idle_backward(self.engine)
+        ids, attn, m, full, w = self._inputs(t, rows)
+        sel = m.bool()
+        pick = lambda x: x[rows, :w - 1][sel].to(self.device)  # noqa: E731 - flat targets
+        sampling = pick(t["sampling"])
+        old = pick(pre["old"]) if "old" in pre else sampling
+        logp, entropy = token_logprobs(self.engine.module, ids, attn, full, cfg.learner.logprob_chunk,
+                                       cfg.rollout.temperature, entropy_grad=algo.entropy_coef > 0)
+        tok_loss, clipped = algos.clipped_policy_loss(logp, old, pick(adv), algo.clip_low,
+                                                      algo.clip_high, algo.dual_clip)
+        if algo.tis_cap is not None:
+            tok_loss = tok_loss * algos.truncated_is_weights(old, sampling, algo.tis_cap)
+        weights = algos.loss_weights(m, algo.loss_agg, *totals)[sel].to(self.device)
+        policy = (tok_loss * weights).sum()
+        kl = torch.zeros_like(logp)
+        if "ref" in pre and algo.kl_mode == "loss":
+            kl = algos.kl_penalty(logp, pick(pre["ref"]), algo.kl_estimator)
+        loss = policy + (algo.kl_coef * kl * weights).sum() - (algo.entropy_coef * entropy * weights).sum()
+        # DeepSpeed averages gradients over ranks; the weights already divide by the whole
+        # mini-batch, so each rank's share is scaled back up by the world size.
+        self.engine.backward(loss * self.world, scale_wrt_gas=False)
+        d = (logp - old).detach()
+        gap = (logp.detach() - sampling).abs()
+        return {"loss/policy": float(policy.detach()), "kl": float(kl.detach().sum()),
+                "entropy": float(entropy.detach().sum()), "clip_fraction": float(clipped.sum()),
+                "tokens": float(logp.numel()), "approx_kl": float((-d).sum()),
+                "gap": float(gap.sum()) if measure_gap else 0.0,
+                "gap_tokens": float(logp.numel()) if measure_gap else 0.0}
+
+    def _critic_micro(self, rows, t, pre, returns, total_tokens) -> dict[str, float]:
+        if not rows or not t["mask"][rows].any():
+            return self._idle_backward(self.critic, critic=True)
+        ids, attn, m, _, w = self._inputs(t, rows)
+        sel = m.bool()
+        dsel = sel.to(self.device)
+        values = self.critic.module(ids, attn)[:, :-1][dsel]
+        old = pre["values"][rows, :w - 1][sel].to(self.device)
+        ret = returns[rows, :w - 1][sel].to(self.device)
+        loss, clipped = algos.value_loss(values, old, ret, self.cfg.algo.value_clip)
+        self.critic.backward(loss.sum() / max(total_tokens, 1.0) * self.world, scale_wrt_gas=False)
+        return {"loss/value": float(loss.detach().sum()) / max(total_tokens, 1.0),
+                "value/clip_fraction": float(clipped.sum())}
+
+    def _idle_backward(self, engine, critic: bool = False) -> dict[str, float]:
+        """Nothing to learn in this micro-batch, but the other ranks run a forward and
+        backward (collectives under ZeRO): take part with a two-token row and a zero loss."""
+        ids = torch.full((1, 2), 0, device=self.device)
+        out = engine.module(ids, torch.ones_like(ids)) if critic else engine.module(input_ids=ids).logits
+        engine.backward(out.sum() * 0.0, scale_wrt_gas=False)
+        return {}
+
+    def _metrics(self, sums, grad_norms, adv, t, pre, t0) -> dict[str, float]:
+        mask = t["mask"]
+        s = self._all_sum(torch.tensor([sums[k] for k in _SUMS], dtype=torch.float64))
+        s = dict(zip(_SUMS, s.tolist()))
+        n = max(s["tokens"], 1.0)
+        steps = self.cfg.algo.epochs * self.cfg.algo.mini_batches
+        used = adv[mask.bool()]
+        out = {
+            "loss/policy": s["loss/policy"] / steps, "entropy": s["entropy"] / n,
+            "clip_fraction": s["clip_fraction"] / n, "approx_kl": s["approx_kl"] / n,
+            "train/logprob_gap": s["gap"] / max(s["gap_tokens"], 1.0),
+            "grad_norm": sum(grad_norms) / len(grad_norms), "lr": self.engine.get_lr()[0],
+            "advantage/mean": float(used.mean()) if used.numel() else 0.0,
+            "advantage/std": float(used.std()) if used.numel() > 1 else 0.0,
+            "train/tokens": s["tokens"] / self.cfg.algo.epochs,
             "timing/learner_compute_s": time.perf_counter() - t0,
             "memory/learner_peak_gb": _peak_rss_gb(),
         }
-        if self.ref is not None:
-            metrics["kl"] = float(sums[1]) / n
-        return metrics
+        if self.cfg.algo.kl_coef > 0:
+            out["kl"] = s["kl"] / n
+        if "old" in pre:  # learner vs engine on the same tokens, before any update
+            m = mask.bool()
+            out["train/logprob_gap"] = float((pre["old"] - t["sampling"])[m].abs().mean()) if m.any() else 0.0
+        if self.critic is not None:
+            out["loss/value"] = s["loss/value"] / steps
+            out["value/clip_fraction"] = s["value/clip_fraction"] / n
+            out["value/mean"] = float(pre["values"][mask.bool()].mean()) if mask.any() else 0.0
+        return out
 
-    def _micro_step(self, batch: TrainBatch, rows: list[int], total_tokens: float) -> torch.Tensor:
-        sums = torch.zeros(7, dtype=torch.float64)
-        if not any(sum(batch.loss_mask[r]) for r in rows):
-            # Nothing to learn here, but the other ranks run a forward and backward (which
-            # are collectives under ZeRO): take part with a one-token row and a zero loss.
-            ids = torch.tensor([[batch.pad_id, batch.pad_id]], device=self.device)
-            logits = self.engine.module(input_ids=ids).logits
-            self.engine.backward(logits.sum() * 0.0, scale_wrt_gas=False)
-            return sums
-        width = max(batch.lengths[r] for r in rows)
-        dev = self.device
-        ids = torch.tensor([batch.input_ids[r][:width] for r in rows], device=dev)
-        attn = (torch.arange(width)[None, :] < torch.tensor([batch.lengths[r] for r in rows])[:, None]).long().to(dev)
-        mask = torch.tensor([batch.loss_mask[r][:width] for r in rows], device=dev)
-        sel = mask[:, 1:].bool()
-        old = torch.tensor([batch.old_logprobs[r][:width] for r in rows], device=dev)[:, 1:][sel]
-        adv = torch.tensor([batch.advantages[r] for r in rows], device=dev)[:, None].expand(-1, width - 1)[sel]
-        temp = self.cfg.rollout.temperature
-        chunk = self.cfg.learner.logprob_chunk
-        logp, entropy = token_logprobs(self.engine.module, ids, attn, mask, chunk, temp)
-        tok_loss, clipped = clipped_policy_loss(logp, old, adv, self.cfg.algo.clip_low,
-                                                self.cfg.algo.clip_high)
-        kl = torch.zeros_like(logp)
-        if self.ref is not None:
-            with torch.no_grad():
-                ref_logp, _ = token_logprobs(self.ref, ids, attn, mask, chunk, temp)
-            kl = kl_k3(logp, ref_logp)
-            tok_loss = tok_loss + self.cfg.algo.kl_coef * kl
-        # Token-mean over the whole step's batch (all ranks): each micro-batch adds its share.
-        self.engine.backward(tok_loss.sum() / total_tokens * self.world, scale_wrt_gas=False)
-        d = (logp - old).detach()
-        sums += torch.tensor([
-            float(tok_loss.detach().sum() - self.cfg.algo.kl_coef * kl.detach().sum()),
-            float(kl.detach().sum()), float(entropy.sum()), float(clipped.sum()),
-            float(d.abs().sum()), float((-d).sum()), float(logp.numel())], dtype=torch.float64)
-        return sums
-
-    def _grad_norm(self) -> float:
-        """ZeRO-0 gradient norm before clipping, read off the whole gradients (this rank's,
-        before the all-reduce, when several ranks run)."""
-        norms = [p.grad.detach().float().norm() for p in self.engine.module.parameters()
+    def _grad_norm(self, engine) -> float:
+        """ZeRO-0 gradient norm before clipping (this rank's, before the all-reduce)."""
+        norms = [p.grad.detach().float().norm() for p in engine.module.parameters()
                  if p.grad is not None]
         return float(torch.stack(norms).norm()) if norms else 0.0
 
@@ -178,19 +285,15 @@ class Learner:
 
     # ------------------------------------------------------------ weights out
     def named_weights(self) -> list[tuple[str, torch.Tensor]]:
-        """Full weights under Hugging Face names, on CPU, from rank 0 (others return []).
-
-        Called on every rank, so that a stage that partitions parameters can gather them.
-        """
+        """Full weights under Hugging Face names (LoRA merged), on CPU, from rank 0 (others
+        return []). Called on every rank, so that a stage that partitions parameters can
+        gather them."""
         if self.rank != 0:
             return []
-        return [(k, v.detach().cpu()) for k, v in self.engine.module.state_dict().items()]
+        return list(merged_state_dict(self.engine.module).items())
 
     def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
-        """Logprobs of each sequence's tokens from ``start`` on, under the current weights.
-
-        Every rank must call it (a ZeRO-3 forward gathers parameters from all ranks).
-        """
+        """Logprobs of each sequence's tokens from ``start`` on, under the current weights."""
         out = []
         self.engine.eval()
         with torch.no_grad():
@@ -212,6 +315,7 @@ class Learner:
             return path
         tmp = Path(path).with_name(Path(path).name + ".tmp")
         model = self.engine.module
+        model = model.get_base_model() if self.lora else model
         model.save_pretrained(tmp, state_dict=weights)
         AutoTokenizer.from_pretrained(self.model_path).save_pretrained(tmp)
         if Path(path).exists():
@@ -232,4 +336,3 @@ def _free_port() -> int:
 
 def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-

@@ -29,7 +29,7 @@ class Task:
         return {**self.fields, **d}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Task":
+    def from_dict(cls, d: dict[str, Any]) -> Task:
         known = {"id", "env", "prompt", "answer", "difficulty"}
         missing = {"id", "prompt"} - d.keys()
         if missing:
@@ -88,17 +88,24 @@ class Episode:
 
 @dataclass
 class TrainBatch:
-    """Padded tensors for one learner update (built by ``rlagent.batch.build_batch``).
+    """Padded rows for one learner update (built by ``rlagent.batch.build_batch``).
 
-    Kept as plain lists so the driver does not need torch; the learner turns them into tensors.
+    Kept as plain lists so the driver does not need torch; the learner turns them into
+    tensors and computes the advantages (estimators may need its reference logprobs or
+    critic values).
     """
 
     input_ids: list[list[int]]     # [B][T_max] right-padded with pad_id
-    loss_mask: list[list[int]]     # [B][T_max] 1 on generated tokens
+    loss_mask: list[list[int]]     # [B][T_max] 1 on generated tokens (all 0 when not valid)
     old_logprobs: list[list[float]]  # [B][T_max] sampling logprobs (behaviour policy)
-    advantages: list[float]        # [B] one advantage per episode (GRPO: outcome-level)
     lengths: list[int]             # [B] real tokens per row (the pad id may also be a real token)
     pad_id: int
+    rewards: list[float] = field(default_factory=list)  # [B] scalar reward for the estimator
+    valid: list[bool] = field(default_factory=list)     # [B] False: no usable reward
+    groups: list[int] = field(default_factory=list)     # [B] task index (group) in the step
+    extra_advantages: list[list[float]] | None = None   # [B][T_max] added to the estimator's
+    #   (turn-level credit from process rewards)
+    advantages: list[float] | None = None  # [B] given advantages: replace the estimator
 
     def __len__(self) -> int:
         return len(self.input_ids)

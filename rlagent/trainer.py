@@ -9,6 +9,7 @@ from pathlib import Path
 import ray
 
 from rlagent.actors import LearnerGroup, RolloutPool, WeightSync, start_reward_service
+from rlagent.algos import informative_groups
 from rlagent.batch import build_batch
 from rlagent.config import Config
 from rlagent.model import resolve_model
@@ -32,17 +33,16 @@ def train(cfg: Config) -> Path:
         try:
             for step in range(1, cfg.run.steps + 1):
                 t0 = time.perf_counter()
-                tasks = sampler.sample(cfg.algo.tasks_per_step)
-                episodes = pool.run(tasks, cfg.algo.group_size)
-                check_episodes(episodes)
+                episodes, rounds = collect(cfg, sampler, pool)
                 t1 = time.perf_counter()
-                batch, stats = build_batch(episodes, cfg.algo, pool.pad_id)
+                batch, stats = build_batch(episodes, cfg, pool.pad_id)
                 metrics = learner.train_step(batch)
                 t2 = time.perf_counter()
                 probe = max(episodes, key=lambda e: e.num_generated)
                 metrics |= sync(probe.token_ids, probe.prompt_len)
                 metrics |= sampler.update(episodes)
                 metrics |= step_metrics(episodes, stats, cfg, t0, t1, t2)
+                metrics["batch/sampling_rounds"] = rounds
                 metrics["memory/rollout_peak_gb"] = pool.peak_memory_gb()
                 tracker.log(step, metrics, episodes)
                 print(progress_line(step, cfg.run.steps, metrics), flush=True)
@@ -56,6 +56,42 @@ def train(cfg: Config) -> Path:
                 pool.shutdown()
     print(f"[rlagent] done: {run_dir}", flush=True)
     return run_dir
+
+
+def collect(cfg: Config, sampler, pool) -> tuple[list, int]:
+    """One step's episodes. With ``algo.dynamic_sampling``, groups whose rewards are all
+    equal are dropped and more tasks rolled out, until ``tasks_per_step`` informative groups
+    are found or ``max_sampling_rounds`` rounds ran (then the step trains on what it has,
+    topped up with dropped groups so the batch keeps its size)."""
+    want, kept, dropped = cfg.algo.tasks_per_step, [], []
+    for rounds in range(1, cfg.algo.max_sampling_rounds + 1):
+        episodes = pool.run(sampler.sample(want - len(kept)), cfg.algo.group_size)
+        check_episodes(episodes)
+        groups = regroup(episodes, offset=len(kept))
+        if not cfg.algo.dynamic_sampling:
+            return episodes, rounds
+        useful = informative_groups([e.reward for e in episodes], [e.group for e in episodes])
+        kept += [g for g in groups if g[0].group in useful]
+        dropped += [g for g in groups if g[0].group not in useful]
+        if len(kept) >= want:
+            break
+    chosen = (kept + dropped)[:want]
+    return [e for i, g in enumerate(chosen) for e in regroup(g, offset=i, single=True)], rounds
+
+
+def regroup(episodes, offset: int, single: bool = False):
+    """Renumber groups from ``offset`` (group ids must be unique within one batch)."""
+    if single:
+        for e in episodes:
+            e.group = offset
+        return episodes
+    by_group: dict[int, list] = {}
+    for e in episodes:
+        by_group.setdefault(e.group, []).append(e)
+    for i, g in enumerate(by_group.values()):
+        for e in g:
+            e.group = offset + i
+    return list(by_group.values())
 
 
 def check_episodes(episodes) -> None:
@@ -72,7 +108,7 @@ def step_metrics(episodes, stats, cfg: Config, t0: float, t1: float, t2: float) 
         **reward_metrics(episodes, cfg.rewards.components),
         **episode_metrics(episodes),
         "batch/zero_variance_groups": stats.zero_variance_groups,
-        "advantage/mean": stats.advantage_mean, "advantage/std": stats.advantage_std,
+        "batch/overlong_penalty": stats.overlong_penalty,
         "timing/rollout_s": t1 - t0, "timing/train_s": t2 - t1,
         "timing/step_s": time.perf_counter() - t0,
         "throughput/tokens_per_s": generated / max(t1 - t0, 1e-9),

@@ -21,7 +21,7 @@ A = 0.5 / math.sqrt(1 / 3)
 
 
 def test_one_group_by_hand():
-    assert A == pytest.approx(0.866025, abs=1e-6)
+    assert pytest.approx(0.866025, abs=1e-6) == A
     assert adv([1, 0, 0, 1], [0, 0, 0, 0]) == pytest.approx([A, -A, -A, A], abs=1e-5)
 
 

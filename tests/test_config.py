@@ -29,11 +29,11 @@ def test_defaults_without_file():
 
 
 def test_yaml_file_is_read(tmp_path):
-    p = write(tmp_path, "run: {name: exp1, steps: 3}\nalgo:\n  group_size: 8\n  normalize_std: false\n"
+    p = write(tmp_path, "run: {name: exp1, steps: 3}\nalgo:\n  group_size: 8\n  name: dr_grpo\n"
                         "env: {kwargs: {max_turns: 2}}\n")
     cfg = load_config(p)
     assert (cfg.run.name, cfg.run.steps) == ("exp1", 3)
-    assert cfg.algo.group_size == 8 and cfg.algo.normalize_std is False
+    assert cfg.algo.group_size == 8 and cfg.algo.name == "dr_grpo"
     assert cfg.env.kwargs == {"max_turns": 2}
     assert cfg.learner.lr == 1e-6  # untouched sections keep their defaults
 
@@ -125,7 +125,7 @@ def test_literal_rejects_values_that_only_compare_equal(value):
 
 def test_group_of_one_is_rejected_for_grpo():
     msg = error(["algo.group_size=1"])
-    assert msg.startswith("algo.group_size") and "GRPO" in msg and "got 1" in msg
+    assert msg.startswith("algo.group_size") and "for grpo" in msg and "got 1" in msg
 
 
 @pytest.mark.parametrize("override, start", [

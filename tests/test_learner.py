@@ -50,7 +50,8 @@ def _batch() -> TrainBatch:
         masks.append(mask + [0] * (14 - n))
         olds.append([(-2.8 if m else 0.0) for m in mask] + [0.0] * (14 - n))  # ~ -log(17)
         lengths.append(n)
-    return TrainBatch(rows, masks, olds, [1.0, -1.0, 0.5, -0.5, 2.0, -2.0], lengths, pad_id=1)
+    return TrainBatch(rows, masks, olds, lengths, pad_id=1,
+                      advantages=[1.0, -1.0, 0.5, -0.5, 2.0, -2.0])
 
 
 def _train_once(tiny_model, ranks: int, stage) -> tuple[dict, dict]:

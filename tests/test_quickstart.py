@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from wandb_records import history
 
 from rlagent.config import load_config
-from wandb_records import history
 
 REPO = Path(__file__).resolve().parent.parent
 RLAGENT = str(Path(sys.executable).parent / "rlagent")

@@ -39,7 +39,7 @@ def test_engine_runs_the_learners_weights_after_sync(ray_cluster, tmp_path):
         gaps = _gaps(learner, before)
         assert max(gaps) < 3e-4 and sum(gaps) / len(gaps) < 1e-4, "engine and learner disagree at start"
 
-        batch, _ = build_batch(before, cfg.algo, pool.pad_id)
+        batch, _ = build_batch(before, cfg, pool.pad_id)
         batch.advantages = [1.0 if i % 2 else -1.0 for i in range(len(batch))]  # a real update
         metrics = learner.train_step(batch)
         assert metrics["grad_norm"] > 0

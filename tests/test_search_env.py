@@ -112,6 +112,10 @@ def test_world_is_deterministic_and_names_are_unique():
     assert a == b and 100 < len(a) < 200
     assert len({p.title for p in a}) == len(a) == len({p.id for p in a})
     assert build_world(4, 40).corpus() != a
+    world = build_world(3, 40)
+    for company in world.by_kind["company"]:  # years agree along relations
+        founder = world.by_name[company.facts["founded_by"]]
+        assert int(company.facts["founded_year"]) - int(founder.facts["birth_year"]) >= 22
     with pytest.raises(ValueError, match="world_size"):
         SearchEnv(world_size=3)
 

@@ -111,11 +111,15 @@ class World:
                   "university": max(3, size // 10), "person": size,
                   "company": max(5, size // 2), "product": size}
         self.by_kind: dict[str, list[Entity]] = {}
+        self.by_name: dict[str, Entity] = {}
         # Targets before subjects: a relation picks among entities that already exist.
         for kind in ("country", "city", "university", "person", "company", "product"):
-            self.by_kind[kind] = [self._entity(kind, i) for i in range(counts[kind])]
+            self.by_kind[kind] = []
+            for i in range(counts[kind]):
+                e = self._entity(kind, i)
+                self.by_kind[kind].append(e)
+                self.by_name[e.name] = e
         self.by_id = {e.id: e for es in self.by_kind.values() for e in es}
-        self.by_name = {e.name: e for e in self.by_id.values()}
 
     # --- names ------------------------------------------------------------------------------
     def _word(self, syllables: int) -> str:
@@ -155,11 +159,22 @@ class World:
                 e.facts[attr] = self._unique(lambda: self._word(1).lower())
             elif attr == "language":
                 e.facts[attr] = self._unique(lambda: self._word(2) + r.choice(["ish", "ic", "i"]))
-            else:  # years
-                lo, hi = {"product": (1950, 2020), "person": (1900, 1990),
-                          "city": (900, 1800), "country": (1500, 1990)}.get(kind, (1800, 2000))
-                e.facts[attr] = str(r.randint(lo, hi))
+            else:
+                e.facts[attr] = str(self._year(e))
         return e
+
+    def _year(self, e: Entity) -> int:
+        # Years agree along relations: a founder is 22 to 60 when founding the company, a
+        # product comes out after its maker was founded.
+        r = self._rng
+        if e.kind == "company":
+            return int(self.by_name[e.facts["founded_by"]].facts["birth_year"]) + r.randint(22, 60)
+        if e.kind == "product":
+            return min(2024, int(self.by_name[e.facts["made_by"]].facts["founded_year"])
+                       + r.randint(1, 30))
+        lo, hi = {"person": (1900, 1990), "city": (900, 1800),
+                  "country": (1500, 1990)}.get(e.kind, (1800, 2000))
+        return r.randint(lo, hi)
 
     def document(self, e: Entity) -> Passage:
         text = TEMPLATES[e.kind].format(name=e.name, **e.facts)

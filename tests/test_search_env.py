@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import doctest
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 import warnings
 from typing import ClassVar
 
@@ -295,6 +298,10 @@ def test_load_search_r1_corpus_and_qa(search_r1_files, tmp_path):
     tasks = load_tasks(out, "rlagent/Search-v0")
     assert [t.id for t in tasks] == [t1["id"], "q2"]
     assert tasks[0].fields["golden_answers"] == ["Kelt", "Kelt town"]
+    cli = subprocess.run([sys.executable, "-m", "rlagent.envs.search", qa_path, str(out)],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert (cli.returncode, cli.stdout, cli.stderr) == (0, f"wrote 2 tasks to {out}\n", "")
 
 
 def test_episode_on_a_user_corpus(search_r1_files):

@@ -3,7 +3,7 @@
 Corpus lines are ``{"id", "contents"}`` (Search-R1's wiki dumps: the first line of
 ``contents`` is the quoted title) or ``{"id", "title", "text"}``. QA lines are
 ``{"question", "golden_answers": [...]}`` with optional ``id`` and any other fields; they become
-task dicts. ``python -m rlagent.envs.search.corpus QA.jsonl TASKS.jsonl`` writes a task file for
+task dicts. ``python -m rlagent.envs.search QA.jsonl TASKS.jsonl`` writes a task file for
 ``data.path``.
 """
 from __future__ import annotations
@@ -161,14 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     """``QA.jsonl TASKS.jsonl``: convert Search-R1 QA lines to rlagent task lines."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m rlagent.envs.search.corpus QA.jsonl TASKS.jsonl", file=sys.stderr)
+        print("usage: python -m rlagent.envs.search QA.jsonl TASKS.jsonl", file=sys.stderr)
         return 2
     tasks = load_qa(args[0])
     with open(args[1], "w", encoding="utf-8") as f:
         f.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks)
     print(f"wrote {len(tasks)} tasks to {args[1]}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -208,6 +208,8 @@ def test_search_observation_length_is_bounded(top_k, limit):
     ({"max_obs_chars": 9000}, "must not exceed max_text_length"),
     ({"retriever": "nope"}, "unknown retriever 'nope'"),
     ({"retriever": "no_such_module:X"}, "cannot import 'no_such_module:X'"),
+    ({"retriever_kwargs": {"k3": 1.0}}, r"could not be built as BM25Retriever\(corpus, \*\*\{'k3'"),
+    ({"world_seed": -1}, "world_seed must be an int >= 0"),
     ({"corpus_path": "/nonexistent/corpus.jsonl"}, "No such file"),
 ])
 def test_bad_kwargs_fail_with_a_clear_message(kwargs, match):

@@ -10,6 +10,7 @@ from rlagent.envs.text import AnyText
 BUILTIN_ENVS = {
     "rlagent/Calculator-v0": "rlagent.envs.calculator:CalculatorEnv",
     "rlagent/Echo-v0": "rlagent.envs.echo:EchoEnv",
+    "rlagent/Tool-v0": "rlagent.envs.tool:ToolEnv",
 }
 
 for _env_id, _entry_point in BUILTIN_ENVS.items():

@@ -97,8 +97,9 @@ def namespaces_available(python: str = sys.executable) -> bool:
     once per interpreter path by running ``pass`` in it)."""
     if not sys.platform.startswith("linux"):
         return False
-    result = Sandbox(isolation="namespaces", python=python, limits=SandboxLimits(wall_s=10))
-    return result.run("pass").ok
+    probe = Sandbox(isolation="none", python=python, limits=SandboxLimits(wall_s=10))
+    probe.isolation = "namespaces"  # set after construction: __init__ would ask us again
+    return probe.run("pass").ok
 
 
 @functools.lru_cache(maxsize=1)
@@ -161,6 +162,11 @@ class Sandbox:
                              f"got {isolation!r}")
         if isolation == "auto":
             isolation = "namespaces" if namespaces_available(self.python) else "none"
+        elif isolation == "namespaces" and not namespaces_available(self.python):
+            raise RuntimeError("isolation='namespaces' needs unprivileged user namespaces, "
+                               "which this machine does not allow (e.g. a container whose "
+                               "seccomp profile blocks unshare, or "
+                               "kernel.unprivileged_userns_clone=0); use 'auto' or 'none'")
         self.isolation = isolation
         self._cgroup_parent = _pids_cgroup_parent()
         # The kernel exempts uid 0 from RLIMIT_NPROC, and outside a private user namespace

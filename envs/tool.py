@@ -28,6 +28,7 @@ from rlagent.envs.tool_tasks import (
     check_datasets,
     check_task,
     generate_task,
+    load_jsonl_tasks,
     score_answer,
 )
 
@@ -99,11 +100,12 @@ class ToolEnv(gymnasium.Env[str, str]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         task = (options or {}).get("task")
-        if task is None:
-            difficulty = self.difficulties[int(self.np_random.integers(len(self.difficulties)))]
+        if task is None:  # no task given: one drawn with self.np_random
             rng = random.Random(int(self.np_random.integers(2**63)))
-            task = generate_task(rng, difficulty, datasets=self.datasets or DEFAULT_DATASETS,
-                                 tasks_file=self.tasks_file)
+            if self.tasks_file:
+                task = rng.choice(load_jsonl_tasks(self.tasks_file))
+            else:
+                task = generate_task(rng, rng.choice(self.difficulties), datasets=self.datasets)
         try:
             check_task(task)
         except ValueError as err:

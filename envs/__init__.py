@@ -11,6 +11,7 @@ BUILTIN_ENVS = {
     "rlagent/Calculator-v0": "rlagent.envs.calculator:CalculatorEnv",
     "rlagent/Echo-v0": "rlagent.envs.echo:EchoEnv",
     "rlagent/Search-v0": "rlagent.envs.search.env:SearchEnv",
+    "rlagent/Tool-v0": "rlagent.envs.tool:ToolEnv",
 }
 
 for _env_id, _entry_point in BUILTIN_ENVS.items():

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium
+
 from rlagent.envs.calculator import CalcError, format_number, safe_eval
 from rlagent.envs.sandbox import Isolation, Sandbox, SandboxLimits, SandboxResult
 from rlagent.envs.text import AnyText

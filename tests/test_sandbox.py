@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from rlagent.envs.sandbox import (
     ERROR_KINDS,
     Sandbox,

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import gymnasium
 import pytest
+from gymnasium.utils.env_checker import check_env
+
 import rlagent.envs
 import rlagent.envs.tool_tasks
-from gymnasium.utils.env_checker import check_env
 from rlagent.envs.tool import INVALID_ACTION, ToolEnv
 from rlagent.envs.tool_tasks import (
     DEFAULT_DATASETS,
@@ -24,7 +25,6 @@ from rlagent.envs.tool_tasks import (
     load_jsonl_tasks,
     score_answer,
 )
-
 from rlagent.tasks import load_tasks
 
 REPO = Path(__file__).resolve().parent.parent

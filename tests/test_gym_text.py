@@ -18,13 +18,13 @@ import rlagent.envs
 import rlagent.envs.gym_text
 import rlagent.envs.textworld_env
 from rlagent.chat import ChatTokens
-from rlagent.config import RolloutConfig, load_config
+from rlagent.config import ConfigError, RolloutConfig, load_config
 from rlagent.engine import Generation
 from rlagent.envs.gym_text import GymTextEnv, task_seed, to_text
 from rlagent.envs.textworld_env import TextWorldEnv
 from rlagent.rewards.outcome import EnvReward
 from rlagent.rollout import EpisodeRunner
-from rlagent.tasks import UniformSampler, load_tasks
+from rlagent.tasks import UniformSampler, env_class, load_tasks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "textworld"
 TASKS = FIXTURES / "tasks.jsonl"
@@ -229,6 +229,16 @@ def test_gym_text_errors_are_specific():
     with pytest.raises(ValueError, match="seed must be an int"):
         task_seed({"id": "a", "seed": "7"})
     assert to_text({"text": "x", "turn": 1}, key="text") == "x" and to_text(b"caf\xc3\xa9") == "café"
+
+
+def test_module_prefixed_id_resolves_in_the_sampler_too():
+    from toy_text_env import GuessEnv
+
+    assert env_class(TOY) is GuessEnv  # as gymnasium.make resolves it in the runner
+    with pytest.raises(ConfigError, match="no task generator"):
+        UniformSampler(load_config(None, [f"env.id={TOY}"]))
+    with pytest.raises(ConfigError, match="cannot import 'no_such_module'"):
+        env_class("no_such_module:toy/Guess-v0")
 
 
 def test_gym_text_generates_seeded_tasks_without_a_dataset():

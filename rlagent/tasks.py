@@ -1,6 +1,7 @@
 """Where tasks come from (a JSONL file or the env's generator) and which ones a step gets."""
 from __future__ import annotations
 
+import importlib
 import json
 import random
 from collections.abc import Callable
@@ -14,11 +15,21 @@ from rlagent.records import Episode, Task
 
 
 def env_class(env_id: str) -> type:
-    """The class behind a registered Gymnasium id (imports rlagent.envs for the built-ins)."""
+    """The class behind a registered Gymnasium id (imports rlagent.envs for the built-ins).
+
+    ``"package.module:Name-v0"`` imports the module first, as ``gymnasium.make`` does.
+    """
     import rlagent.envs  # noqa: F401  (registers the built-in ids)
 
+    module, sep, name = env_id.partition(":")
+    if sep:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"env.id: cannot import {module!r}, which should register "
+                              f"{name!r}: {err}") from err
     try:
-        spec = gymnasium.spec(env_id)
+        spec = gymnasium.spec(name if sep else env_id)
     except gymnasium.error.Error as err:
         raise ConfigError(f"env.id: {err}") from err
     entry = spec.entry_point

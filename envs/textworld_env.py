@@ -1,0 +1,275 @@
+"""``rlagent/TextWorld-v0``: play TextWorld text-adventure games (``textworld==1.7.0``).
+
+Games are Z-machine files (``.z1``-``.z8``) made by ``tw-make``, each with the ``.json``
+sidecar ``tw-make`` writes next to it; the sidecar carries what the score, win/loss facts and
+admissible commands are computed from, so a game without one is refused. (TextWorld 1.7
+dropped Glulx: ``.ulx`` games need TextWorld < 1.7.) Generating a game takes 3-15 s, so games
+are made once, ahead of training, and tasks point at them.
+
+**Task**: ``{"id", "prompt", "game": <path>}``; a relative ``game`` is resolved against the
+``games_dir`` kwarg. Without ``data.path`` the sampler's tasks are the games in ``games_dir``.
+
+**Action**: the reply's first ``<command>...</command>``, else its first non-empty line. Only
+one game command runs per turn: text after a period or a ``then`` is dropped (Inform would
+run it as a further command), and game-control verbs (``quit``, ``restart``, ``save``, ...)
+are refused. An empty, over-long or refused command is answered with an ``invalid action:``
+observation and costs a turn, but no game move.
+
+**Reward**: the change of the game's score (``normalize_reward``: as a share of the game's
+maximum score). The episode terminates when the game is won or lost, and is truncated after
+``max_steps`` turns. ``info``: ``score``, ``max_score``, ``won``, ``lost``, ``moves``,
+``admissible_commands``, ``command`` (what was sent, None if nothing), ``invalid_action``,
+``turn``; when the episode ends also ``success`` (the game was won).
+
+TextWorld's own step API is the old ``(state, score, done)`` one: this env adapts it to
+Gymnasium's ``(obs, reward, terminated, truncated, info)``.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import random
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+
+from rlagent.envs.text import AnyText
+
+ENV_ID = "rlagent/TextWorld-v0"
+INSTRUCTIONS = ("You are playing a text adventure game. Reply with one command per turn, "
+                "for example <command>open door</command> or just: open door")
+MAX_COMMAND_CHARS = 200
+# Interpreter commands that end, restart or rewind the game rather than act in it.
+META_VERBS = frozenset({"quit", "q", "restart", "restore", "save", "undo", "oops", "script",
+                        "unscript", "transcript", "noscript", "superbrief", "verbose", "brief",
+                        "notify", "pronouns", "version"})
+GAME_SUFFIXES = tuple(f".z{i}" for i in range(1, 9))
+
+_COMMAND_TAG = re.compile(r"<command>(.*?)</command>", re.DOTALL | re.IGNORECASE)
+_SECOND_COMMAND = re.compile(r"\.|;|\bthen\b", re.IGNORECASE)
+# A line of TextWorld's ASCII-art title: nothing but these drawing characters.
+_BANNER_LINE = re.compile(r"[ _$|\\/<>]*[_$|][ _$|\\/<>]*")
+_END_PROMPT = "Would you like to RESTART, RESTORE a saved game, QUIT or UNDO the last command?"
+
+
+def parse_command(reply: str) -> str:
+    """The one game command in a reply ("" when there is none).
+
+    >>> parse_command("I should look around.\\n<command> take the  key </command>")
+    'take the key'
+    >>> parse_command("\\n> open door. go east\\n")
+    'open door'
+    >>> parse_command("Let me think.\\ngo north")
+    'Let me think'
+    >>> parse_command("\\\\q")
+    'q'
+    """
+    match = _COMMAND_TAG.search(reply)
+    text = match.group(1) if match else next((ln for ln in reply.splitlines() if ln.strip()), "")
+    text = _SECOND_COMMAND.split(text, maxsplit=1)[0]
+    # The interpreter reads a leading backslash as one of its own escapes, never as game input.
+    text = "".join(c if c.isprintable() and c != "\\" else " " for c in text)
+    return " ".join(text.split()).strip("`'\"> ")
+
+
+def clean_feedback(text: str) -> str:
+    """Game text without the interpreter's furniture: the ASCII-art title, the ``>`` prompt
+    and status line, the end-of-game RESTART/QUIT question, runs of blank lines.
+
+    >>> clean_feedback("\\nYou take the key.\\n\\n\\n>       -= Hall =-0/3")
+    'You take the key.'
+    """
+    lines = [ln.strip() for ln in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if lines and lines[-1].startswith(">"):  # the prompt, followed by the status line
+        lines.pop()
+    kept: list[str] = []
+    for ln in lines:
+        if _BANNER_LINE.fullmatch(ln) or ln == _END_PROMPT:
+            continue
+        if ln or (kept and kept[-1]):
+            kept.append(ln)
+    return "\n".join(kept).strip()
+
+
+@functools.lru_cache(maxsize=256)
+def _objective(game: str) -> str:
+    """The game's objective from its sidecar (cached: the sampler asks once per task)."""
+    return json.loads(_sidecar(Path(game)).read_text()).get("objective", "")
+
+
+def _sidecar(game: Path) -> Path:
+    return game.with_suffix(".json")
+
+
+def resolve_game(game: str | Path, games_dir: str | Path | None = None) -> Path:
+    """The game file for a task, checked: it exists, is a Z-machine file, has its sidecar."""
+    path = Path(game)
+    if not path.is_absolute() and games_dir is not None:
+        path = Path(games_dir) / path
+    if path.suffix == ".ulx":
+        raise ValueError(f"{path}: Glulx (.ulx) games need TextWorld < 1.7; "
+                         f"make a Z-machine game (tw-make --format z8)")
+    if path.suffix not in GAME_SUFFIXES:
+        raise ValueError(f"{path}: not a Z-machine game (expected one of {', '.join(GAME_SUFFIXES)})")
+    if not path.is_file():
+        raise FileNotFoundError(f"TextWorld game not found: {path}" +
+                                ("" if games_dir is None else f" (games_dir={games_dir})"))
+    if not _sidecar(path).is_file():
+        raise FileNotFoundError(f"{path}: the game's sidecar {_sidecar(path).name} is missing; "
+                                f"tw-make writes it next to the game and it holds the score "
+                                f"and win facts")
+    return path
+
+
+def list_games(games_dir: str | Path) -> list[Path]:
+    """Z-machine games with a sidecar in ``games_dir``, sorted by name."""
+    return sorted(p for p in Path(games_dir).iterdir()
+                  if p.suffix in GAME_SUFFIXES and _sidecar(p).is_file())
+
+
+def generate_task(rng: random.Random, difficulty: int, games_dir: str | None = None,
+                  game: str | None = None, **_env_kwargs: Any) -> dict[str, Any]:
+    """A task for one of the games in ``games_dir`` (or for ``game``), drawn uniformly."""
+    if game is not None:
+        names = [str(game)]  # as given: reset resolves it against games_dir again
+    elif games_dir is not None:
+        names = [p.name for p in list_games(games_dir)]
+    else:
+        raise ValueError(f"{ENV_ID}: tasks come from the games in env.kwargs.games_dir (or the "
+                         f"one env.kwargs.game), or from a JSONL file in data.path")
+    if not names:
+        raise ValueError(f"{ENV_ID}: no games in games_dir={games_dir} (expected *.z8 files "
+                         f"with their .json sidecars, made by tw-make)")
+    name = rng.choice(names)
+    path = resolve_game(name, games_dir)
+    return {"id": f"textworld/{path.stem}", "prompt": _objective(str(path)), "game": name,
+            "difficulty": difficulty}
+
+
+class TextWorldEnv(gymnasium.Env[str, str]):
+    """One TextWorld game per episode; the game comes from the task (or the ``game`` kwarg).
+
+    Args:
+        game: game played when ``reset`` gets no task.
+        games_dir: folder that relative ``game`` paths (kwarg or task) are resolved against.
+        max_steps: turns before the episode is truncated.
+        instructions: text shown before the game's opening (None: no instructions).
+        show_admissible: list the commands the game would accept after each observation
+            (an easier variant of the game for small models).
+        normalize_reward: reward the score change as a share of the maximum score.
+        max_text_length: bound of the ``AnyText`` spaces.
+    """
+
+    metadata = {"render_modes": []}
+    generate_task = staticmethod(generate_task)
+
+    def __init__(self, game: str | None = None, games_dir: str | None = None, max_steps: int = 50,
+                 instructions: str | None = INSTRUCTIONS, show_admissible: bool = False,
+                 normalize_reward: bool = False, max_text_length: int = 65536):
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self.game, self.games_dir, self.max_steps = game, games_dir, max_steps
+        self.instructions, self.show_admissible = instructions, show_admissible
+        self.normalize_reward = normalize_reward
+        self.observation_space = AnyText(max_length=max_text_length)
+        self.action_space = AnyText(max_length=max_text_length)
+        self._tw: Any = None          # the textworld environment of the loaded game
+        self._loaded: Path | None = None
+        self._state: Any = None       # textworld GameState after the last move
+        self._turn = 0
+        self._done = True
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)  # games are deterministic; the seed only seeds np_random
+        task = (options or {}).get("task") or {}
+        game = task.get("game", self.game)
+        if game is None:
+            raise ValueError(f"{ENV_ID}: no game to play: give the task a 'game' field "
+                             f"(reset(options={{'task': {{'game': ...}}}})) or the env a game kwarg")
+        path = resolve_game(game, self.games_dir)
+        if path != self._loaded:
+            self._load(path)
+        self._state = self._tw.reset()
+        self._turn, self._done = 0, False
+        text = clean_feedback(self._state["feedback"])
+        if self.instructions:
+            text = f"{self.instructions}\n\n{text}"
+        return self._observation(text), self._info(command=None, invalid=False)
+
+    def step(self, action: str):
+        if self._done:
+            raise RuntimeError("step() called before reset() or after the episode ended")
+        self._turn += 1
+        command = parse_command(action) if isinstance(action, str) else ""
+        problem = self._refusal(command)
+        reward = 0.0
+        if problem is None:
+            before = self._state["score"]
+            self._state, _, game_over = self._tw.step(command)
+            reward = float(self._state["score"] - before)
+            if self.normalize_reward and self._state["max_score"]:
+                reward /= self._state["max_score"]
+            text = clean_feedback(self._state["feedback"])
+        else:
+            game_over, command, text = False, None, f"invalid action: {problem}"
+        terminated = bool(game_over or self._state["won"] or self._state["lost"])
+        truncated = not terminated and self._turn >= self.max_steps
+        self._done = terminated or truncated
+        info = self._info(command=command, invalid=problem is not None)
+        if self._done:
+            info["success"] = bool(self._state["won"])
+        return self._observation(text), reward, terminated, truncated, info
+
+    def close(self) -> None:
+        if self._tw is not None:
+            self._tw.close()
+            self._tw, self._loaded = None, None
+
+    # ------------------------------------------------------------ helpers
+    def _load(self, path: Path) -> None:
+        try:  # imported here: it takes ~1.5 s and only this env needs it
+            import textworld
+            from jericho.jericho import UnsupportedGameWarning
+        except ImportError as err:
+            raise ImportError(f"{ENV_ID} needs textworld==1.7.0 (pip install textworld==1.7.0): "
+                              f"{err}") from err
+
+        # Jericho knows scores only of the classic games it ships tables for; here the score
+        # and win facts come from TextWorld's sidecar, so its "not fully supported" is noise.
+        # (A process-wide filter: catch_warnings is not thread-safe, and envs load in threads.)
+        warnings.filterwarnings("ignore", category=UnsupportedGameWarning)
+        self.close()
+        infos = textworld.EnvInfos(feedback=True, score=True, max_score=True, won=True, lost=True,
+                                   moves=True, admissible_commands=True)
+        self._tw = textworld.start(str(path), request_infos=infos)
+        self._loaded = path
+
+    @staticmethod
+    def _refusal(command: str) -> str | None:
+        """Why a command is not sent to the game (None: it is sent)."""
+        if not command:
+            return ("no command; reply with one game command, for example "
+                    "<command>look</command>")
+        if len(command) > MAX_COMMAND_CHARS:
+            return f"the command is longer than {MAX_COMMAND_CHARS} characters"
+        verb = command.split()[0].lower()
+        if verb in META_VERBS:
+            return f"'{verb}' controls the interpreter, not the game; reply with a game command"
+        return None
+
+    def _observation(self, text: str) -> str:
+        if self.show_admissible and not self._done:
+            text += "\n\nAdmissible commands: " + ", ".join(self._state["admissible_commands"])
+        return text[:self.observation_space.max_length]
+
+    def _info(self, command: str | None, invalid: bool) -> dict[str, Any]:
+        s = self._state
+        return {"score": s["score"], "max_score": s["max_score"], "won": bool(s["won"]),
+                "lost": bool(s["lost"]), "moves": s["moves"],
+                "admissible_commands": list(s["admissible_commands"] or []),
+                "command": command, "invalid_action": invalid, "turn": self._turn}

@@ -12,6 +12,7 @@ BUILTIN_ENVS = {
     "rlagent/Echo-v0": "rlagent.envs.echo:EchoEnv",
     "rlagent/Search-v0": "rlagent.envs.search.env:SearchEnv",
     "rlagent/Tool-v0": "rlagent.envs.tool:ToolEnv",
+    "rlagent/Web-v0": "rlagent.envs.web.env:WebEnv",
 }
 
 for _env_id, _entry_point in BUILTIN_ENVS.items():

@@ -98,7 +98,7 @@ class WebEnv(gymnasium.Env[str, str]):
         self._utterance, self._root = self.browser.reset(name, page_seed)
         self._name, self._turn, self._done = name, 0, False
         observation = f"{INSTRUCTIONS}\n{self._page()}"
-        return observation, {"task_id": task.get("id"), "task": name, "seed": page_seed,
+        return observation, {"task_id": task.get("id"), "seed": page_seed, "action": [],
                              **self._facts(False, None, 0.0, None)}
 
     def step(self, action: str):

@@ -14,6 +14,7 @@ BUILTIN_ENVS = {
     "rlagent/Search-v0": "rlagent.envs.search.env:SearchEnv",
     "rlagent/TextWorld-v0": "rlagent.envs.textworld_env:TextWorldEnv",
     "rlagent/Tool-v0": "rlagent.envs.tool:ToolEnv",
+    "rlagent/Web-v0": "rlagent.envs.web.env:WebEnv",
 }
 
 for _env_id, _entry_point in BUILTIN_ENVS.items():

@@ -2,6 +2,7 @@
 # Sets up (or refreshes) the project's virtual environment: pinned dependencies,
 # the CPU vLLM build, and the default model converted once to safetensors.
 # Idempotent: a stamp keyed on the dependency files skips the install when nothing changed.
+# Also installs Chromium (for rlagent/Web-v0) with apt-get when it is missing and we are root.
 #   RLAGENT_VENV      where the venv lives (default: .venv in the repository)
 #   RLAGENT_EXTRA     which engine extra to install: cpu (default) or gpu
 set -euo pipefail
@@ -9,6 +10,20 @@ cd "$(dirname "$0")/.."
 VENV="${RLAGENT_VENV:-.venv}"
 EXTRA="${RLAGENT_EXTRA:-cpu}"
 PY="${PYTHON:-python3}"
+
+# rlagent/Web-v0 drives a system Chromium (MiniWoB++ through selenium). Installed with apt
+# when missing and we are root; otherwise say how, and go on (only that env needs it).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing chromium and chromium-driver with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "[setup] chromium/chromedriver not found: rlagent/Web-v0 and its tests need them;" \
+             "run 'apt-get install -y chromium chromium-driver' as root" >&2
+    fi
+fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)

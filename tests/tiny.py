@@ -29,7 +29,7 @@ def make_tiny_model(path: Path, seed: int = 0, hidden: int = 64, layers: int = 2
     config = LlamaConfig(
         vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-        head_dim=hidden // 2, max_position_embeddings=256, tie_word_embeddings=True,
+        head_dim=hidden // 2, max_position_embeddings=2048, tie_word_embeddings=True,
         bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"], pad_token_id=vocab["<pad>"])
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).float()

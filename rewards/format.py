@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rlagent.records import Episode
+from rlagent.episode_view import EpisodeView
 
 
 class FormatReward:
@@ -62,7 +62,7 @@ class FormatReward:
             return self._tool_pair.search(action) is not None
         return False
 
-    def score(self, episode: Episode) -> float | None:
+    def score(self, episode: EpisodeView) -> float | None:
         if not episode.turns:
             return None
         actions = [turn.action for turn in episode.turns]

@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from rlagent.records import Episode
+from rlagent.episode_view import EpisodeView
 
 # A plain decimal number, optionally signed, with an optional exponent. Deliberately stricter
 # than float(): float() also accepts "nan", "inf" and "1_000", which are not answers.
@@ -71,7 +71,7 @@ class NumericMatchReward:
         self.rel_tol = rel_tol
         self.abs_tol = abs_tol
 
-    def score(self, episode: Episode) -> float | None:
+    def score(self, episode: EpisodeView) -> float | None:
         target = as_number(episode.task.answer)
         if target is None:
             return None
@@ -99,7 +99,7 @@ class EnvReward:
         if kwargs:
             raise TypeError(f"EnvReward takes no options, got {sorted(kwargs)}")
 
-    def score(self, episode: Episode) -> float | None:
+    def score(self, episode: EpisodeView) -> float | None:
         if not episode.turns:
             return None
         return float(sum(t.env_reward for t in episode.turns))

@@ -12,6 +12,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from rlagent.config import ConfigError, RewardSpec
+from rlagent.episode_view import EpisodeView
 from rlagent.records import Episode
 
 GROUP = "rlagent.rewards"
@@ -72,8 +73,9 @@ class RewardService:
 
     def score(self, episode: Episode) -> Episode:
         """Fill ``rewards``, ``reward_errors`` and ``reward`` (None if a weighted part failed)."""
+        view = EpisodeView.of(episode)
         for spec in self.specs:
-            future = self._pool.submit(self.plugins[spec.name].score, episode)
+            future = self._pool.submit(self.plugins[spec.name].score, view)
             try:
                 episode.rewards[spec.name] = _check_value(future.result(timeout=self.timeout_s))
             except cf.TimeoutError:

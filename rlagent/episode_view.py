@@ -44,7 +44,8 @@ class TaskView:
     prompt: str
     answer: Any = None               # the reference answer (None: the task has none)
     difficulty: int = 0
-    fields: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # every other field of the task (e.g. gold doc ids)
+    # every other field of the task (e.g. gold doc ids)
+    fields: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class TurnView:
     action: str                      # the assistant's whole reply of this turn
     observation: str | None          # the env's answer (None once the episode ended)
     env_reward: float                # the env's step reward for this turn
-    info: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # the env's facts after this turn (tool errors, ...)
+    # the env's facts after this turn (tool errors, retrieved ids, success, ...)
+    info: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     finish_reason: str = "stop"      # "stop" (end of turn) or "length" (hit max_new_tokens)
 
 

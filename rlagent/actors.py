@@ -55,10 +55,14 @@ class RolloutWorker:
         tok = self.tokenizer
         return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
-    def run(self, tasks: list[tuple[int, Task]], group_size: int, rewards: Any) -> list[Episode]:
+    def run(self, tasks: list[tuple[int, Task]], group_size: int, rewards: list[Any]) -> list[Episode]:
+        """Play the tasks; each finished episode goes at once to a reward actor (round robin)."""
         scored: list[Any] = []
-        self.runner.run(tasks, group_size, self.version,
-                        on_done=lambda e: scored.append(rewards.score.remote(e)))
+
+        def done(e: Episode) -> None:
+            scored.append(rewards[len(scored) % len(rewards)].score.remote(e))
+
+        self.runner.run(tasks, group_size, self.version, on_done=done)
         return wait(scored, self.cfg.rewards.timeout_s * max(len(scored), 1) + 60,
                     "the reward service to score this worker's episodes")
 
@@ -109,12 +113,13 @@ class RolloutPool:
         ray.get([w.shutdown.remote() for w in self.workers], timeout=60)
 
 
-def start_reward_service(cfg: Config) -> Any:
-    actor = ray.remote(RewardService).options(num_cpus=cfg.rewards.num_cpus,
-                                              max_concurrency=CONCURRENCY)
-    handle = actor.remote(cfg.rewards.components, cfg.rewards.timeout_s)
-    wait(handle.__ray_ready__.remote(), 120, "the reward service to load its plugins")
-    return handle
+def start_reward_service(cfg: Config) -> list[Any]:
+    """``rewards.num_actors`` reward service actors, each with every configured plugin."""
+    r = cfg.rewards
+    actor = ray.remote(RewardService).options(num_cpus=r.num_cpus, max_concurrency=CONCURRENCY)
+    handles = [actor.remote(r.components, r.timeout_s, r.on_error) for _ in range(r.num_actors)]
+    wait([h.__ray_ready__.remote() for h in handles], 120, "the reward service to load its plugins")
+    return handles
 
 
 class LearnerGroup:

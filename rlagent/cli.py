@@ -27,12 +27,26 @@ def _envs(args: argparse.Namespace) -> int:
 def _rewards(args: argparse.Namespace) -> int:
     from rlagent.reward_service import discover
 
+    print(f"{'NAME':16s} {'KIND':8s} {'PACKAGE':22s} DESCRIPTION")
     for name, ep in sorted(discover().items()):
-        cls = ep.load()
+        try:
+            cls = ep.load()
+        except Exception as err:  # one broken plugin must not hide the others
+            print(f"{name:16s} {'?':8s} {_dist(ep):22s} cannot be imported: {type(err).__name__}: {err}")
+            continue
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        dist = ep.dist.name if ep.dist else "?"
-        print(f"{name:14s} {getattr(cls, 'kind', '?'):8s} {dist:12s} {doc}")
+        print(f"{name:16s} {getattr(cls, 'kind', '?'):8s} {_dist(ep):22s} {doc}")
     return 0
+
+
+def _dist(ep) -> str:
+    return ep.dist.name if ep.dist else "?"
+
+
+def _rewards_score(args: argparse.Namespace) -> int:
+    from rlagent.rewards_offline import score_file
+
+    return score_file(args.name, args.rollouts, args.kwargs, args.timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. algo.group_size=8")
     p.set_defaults(fn=_train)
     sub.add_parser("envs", help="list the registered rlagent environments").set_defaults(fn=_envs)
-    sub.add_parser("rewards", help="list the installed reward plugins").set_defaults(fn=_rewards)
+    r = sub.add_parser("rewards", help="list the installed reward plugins, or score saved episodes")
+    r.set_defaults(fn=_rewards)
+    rsub = r.add_subparsers(dest="rewards_command")
+    rsub.add_parser("list", help="list the installed reward plugins").set_defaults(fn=_rewards)
+    s = rsub.add_parser("score", help="score saved episodes with one plugin: "
+                        "rlagent rewards score NAME runs/<run>/rollouts/step_00001.jsonl")
+    s.add_argument("name", help="plugin name (as listed by `rlagent rewards`)")
+    s.add_argument("rollouts", nargs="+", help="rollout JSONL files")
+    s.add_argument("--kwargs", default="{}", help='plugin kwargs as YAML/JSON, e.g. \'{tol: 0.01}\'')
+    s.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
+    s.set_defaults(fn=_rewards_score)
     args = parser.parse_args(argv)
     from rlagent.config import ConfigError
 

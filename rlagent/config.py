@@ -219,11 +219,21 @@ class RewardSpec:
 @dataclass
 class RewardConfig:
     components: list[RewardSpec] = field(default_factory=lambda: [RewardSpec()])
-    """Reward plugins composed by weighted sum."""
+    """Reward plugins (``rlagent rewards`` lists the installed ones), with weights and kwargs."""
+    combine: Literal["weighted_sum", "group_normalized"] = "weighted_sum"
+    """How components make the total: their weighted sum, or the weighted sum of each
+    component z-normalised within the task's group (components on different scales then
+    weigh as their weights say)."""
+    on_error: Literal["exclude", "drop_component"] = "exclude"
+    """When a weighted plugin fails on an episode (raises, times out, returns a non-score):
+    exclude the episode from the update, or total the components that did score. Either
+    way the error is counted in ``reward/<name>/errors``; it is never scored as 0."""
     timeout_s: float = 30.0
     """Longest one plugin call may take; a slower call counts as an error."""
+    num_actors: int = 1
+    """Reward service actors; rollout workers spread finished episodes over them."""
     num_cpus: float = 0.2
-    """Ray CPUs reserved for the reward service actor."""
+    """Ray CPUs reserved per reward service actor."""
 
 
 @dataclass
@@ -403,6 +413,7 @@ def validate(cfg: Config) -> None:
         (cfg.learner.logprob_chunk >= 1, "learner.logprob_chunk: must be >= 1"),
         (len(cfg.rewards.components) >= 1, "rewards.components: at least one reward plugin"),
         (cfg.rewards.timeout_s > 0, "rewards.timeout_s: must be > 0"),
+        (cfg.rewards.num_actors >= 1, "rewards.num_actors: must be >= 1"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -74,6 +74,7 @@ class Episode:
     policy_version: int            # weights version that generated every token of this episode
     rewards: dict[str, Any] = field(default_factory=dict)   # plugin name -> score (None: n/a)
     reward_errors: dict[str, str] = field(default_factory=dict)  # plugin name -> error text
+    reward_latency: dict[str, float] = field(default_factory=dict)  # plugin name -> seconds
     reward: float | None = None    # weighted total; None when a weighted component failed
 
     @property

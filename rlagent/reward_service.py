@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
+import time
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -61,54 +62,104 @@ def scalar(value: float | list[float] | None) -> float | None:
 class RewardService:
     """Scores finished episodes with the configured plugins (runs as a Ray actor)."""
 
-    def __init__(self, specs: list[RewardSpec], timeout_s: float):
+    def __init__(self, specs: list[RewardSpec], timeout_s: float, on_error: str = "exclude"):
         available = discover()
         self.specs = specs
         self.plugins = {s.name: load_plugin(s, available) for s in specs}
         self.timeout_s = timeout_s
+        self.on_error = on_error
         # Enough threads for every concurrent call's plugins: a timeout measures the plugin,
         # not time spent queued behind others.
         self._pool = cf.ThreadPoolExecutor(max_workers=CONCURRENCY * len(specs),
                                            thread_name_prefix="reward")
 
     def score(self, episode: Episode) -> Episode:
-        """Fill ``rewards``, ``reward_errors`` and ``reward`` (None if a weighted part failed)."""
+        """Fill ``rewards``, ``reward_errors``, ``reward_latency`` and ``reward``.
+
+        The plugins run at once, each under the same per-call timeout.
+        """
         view = EpisodeView.of(episode)
-        for spec in self.specs:
-            future = self._pool.submit(self.plugins[spec.name].score, view)
+        start = time.perf_counter()
+        futures = {s.name: self._pool.submit(_timed, self.plugins[s.name].score, view)
+                   for s in self.specs}
+        for name, future in futures.items():
+            left = max(self.timeout_s - (time.perf_counter() - start), 0.0)
             try:
-                episode.rewards[spec.name] = _check_value(future.result(timeout=self.timeout_s))
+                value, seconds = future.result(timeout=left)
+                episode.reward_latency[name] = seconds
+                episode.rewards[name] = _check_value(value)
             except cf.TimeoutError:
-                episode.reward_errors[spec.name] = f"timed out after {self.timeout_s} s"
+                episode.reward_latency[name] = self.timeout_s
+                episode.reward_errors[name] = f"timed out after {self.timeout_s} s"
             except Exception as err:  # a plugin bug must not end the run; it is counted
-                episode.reward_errors[spec.name] = f"{type(err).__name__}: {err}"
-        episode.reward = self.total(episode)
+                episode.reward_errors[name] = f"{type(err).__name__}: {err}"
+        episode.reward = total(episode, self.specs, self.on_error)
         return episode
 
-    def total(self, episode: Episode) -> float | None:
-        if episode.termination in ("env_error", "env_timeout"):
-            return None  # the env broke, not the policy: nothing to learn from this episode
-        total, applied = 0.0, False
-        for spec in self.specs:
-            if spec.weight == 0:
-                continue
-            if spec.name in episode.reward_errors:
+
+def _timed(fn: Any, view: EpisodeView) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    value = fn(view)
+    return value, time.perf_counter() - t0
+
+
+def total(episode: Episode, specs: list[RewardSpec], on_error: str = "exclude",
+          values: dict[str, float | None] | None = None) -> float | None:
+    """The weighted sum of the components that scored; None when there is nothing to
+    learn from: the env broke, no weighted plugin applied, or (``on_error: exclude``) a
+    weighted plugin failed. ``values`` replaces the episode's own scalar components."""
+    if episode.termination in ("env_error", "env_timeout"):
+        return None  # the env broke, not the policy: nothing to learn from this episode
+    result, applied = 0.0, False
+    for spec in specs:
+        if spec.weight == 0:
+            continue
+        if spec.name in episode.reward_errors:
+            if on_error == "exclude":
                 return None
-            value = scalar(episode.rewards.get(spec.name))
-            if value is not None:
-                total, applied = total + spec.weight * value, True
-        return total if applied else None  # no weighted plugin applied: not a score of 0
+            continue
+        value = values[spec.name] if values is not None else scalar(episode.rewards.get(spec.name))
+        if value is not None:
+            result, applied = result + spec.weight * value, True
+    return result if applied else None  # no weighted plugin applied: not a score of 0
+
+
+def group_normalized(episodes: list[Episode], specs: list[RewardSpec], on_error: str) -> None:
+    """Re-total each episode from components z-normalised within its group: for component
+    c, (x - mean_g) / (std_g + 1e-6) over the group's episodes where c scored (population
+    std; a component equal across the group contributes 0)."""
+    by_group: dict[int, list[Episode]] = {}
+    for e in episodes:
+        by_group.setdefault(e.group, []).append(e)
+    for group in by_group.values():
+        normed: list[dict[str, float | None]] = [{} for _ in group]
+        for spec in specs:
+            xs = [scalar(e.rewards.get(spec.name)) if spec.name not in e.reward_errors else None
+                  for e in group]
+            nums = [x for x in xs if x is not None]
+            mean = sum(nums) / len(nums) if nums else 0.0
+            std = (sum((x - mean) ** 2 for x in nums) / len(nums)) ** 0.5 if nums else 0.0
+            for d, x in zip(normed, xs):
+                d[spec.name] = None if x is None else (0.0 if std == 0 else (x - mean) / (std + 1e-6))
+        for e, values in zip(group, normed):
+            e.reward = total(e, specs, on_error, values)
 
 
 def reward_metrics(episodes: list[Episode], specs: list[RewardSpec]) -> dict[str, float]:
-    """``reward/mean`` and, per plugin, ``reward/<name>/mean``, ``/errors``, ``/none``."""
+    """``reward/mean`` and, per plugin, ``reward/<name>/mean``, ``/std``, ``/errors``,
+    ``/none`` (not applicable) and ``/latency_s`` (mean seconds per call)."""
     totals = [e.reward for e in episodes if e.reward is not None]
     out = {"reward/mean": sum(totals) / len(totals) if totals else float("nan"),
            "reward/invalid": float(len(episodes) - len(totals))}
     for spec in specs:
         vals = [scalar(e.rewards.get(spec.name)) for e in episodes if spec.name not in e.reward_errors]
         nums = [v for v in vals if v is not None]
-        out[f"reward/{spec.name}/mean"] = sum(nums) / len(nums) if nums else float("nan")
+        mean = sum(nums) / len(nums) if nums else float("nan")
+        lat = [e.reward_latency[spec.name] for e in episodes if spec.name in e.reward_latency]
+        out[f"reward/{spec.name}/mean"] = mean
+        out[f"reward/{spec.name}/std"] = (
+            (sum((v - mean) ** 2 for v in nums) / len(nums)) ** 0.5 if nums else float("nan"))
         out[f"reward/{spec.name}/errors"] = float(sum(spec.name in e.reward_errors for e in episodes))
         out[f"reward/{spec.name}/none"] = float(len(vals) - len(nums))
+        out[f"reward/{spec.name}/latency_s"] = sum(lat) / len(lat) if lat else float("nan")
     return out

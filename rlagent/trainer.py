@@ -13,7 +13,7 @@ from rlagent.algos import informative_groups
 from rlagent.batch import build_batch
 from rlagent.config import Config
 from rlagent.model import resolve_model
-from rlagent.reward_service import reward_metrics
+from rlagent.reward_service import group_normalized, reward_metrics
 from rlagent.tasks import UniformSampler
 from rlagent.tracking import Tracker, episode_metrics, make_run_dir
 
@@ -67,6 +67,8 @@ def collect(cfg: Config, sampler, pool) -> tuple[list, int]:
     for rounds in range(1, cfg.algo.max_sampling_rounds + 1):
         episodes = pool.run(sampler.sample(want - len(kept)), cfg.algo.group_size)
         check_episodes(episodes)
+        if cfg.rewards.combine == "group_normalized":
+            group_normalized(episodes, cfg.rewards.components, cfg.rewards.on_error)
         groups = regroup(episodes, offset=len(kept))
         if not cfg.algo.dynamic_sampling:
             return episodes, rounds

@@ -6,7 +6,7 @@ returns a ``SandboxResult``: ``ok``, captured ``stdout``/``stderr`` (at most
 Timeouts, memory exhaustion, runaway output, crashes and sandbox set-up failures are results;
 the caller (a rollout worker running many episodes) always survives.
 
-What is enforced (see docs/envs-tool.md for how it was checked):
+What is enforced (see docs/envs.md, rlagent/Tool-v0, for how it was checked):
 
 - always: a fresh interpreter per call with a scrubbed environment (no caller variables, so no
   API keys); CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), file size (RLIMIT_FSIZE), no

@@ -81,3 +81,38 @@ def test_env_failures_and_inapplicable_rewards_are_not_scores():
 def test_unknown_plugin_names_the_installed_ones():
     with pytest.raises(ConfigError, match="no reward plugin named 'nope'.*env_reward"):
         RewardService([RewardSpec("nope", 1.0)], timeout_s=1)
+
+
+def test_drop_component_totals_the_plugins_that_scored():
+    svc = _service(crash=_raise)
+    svc.on_error = "drop_component"
+    ep = svc.score(_episode())
+    # format 0.5 * 1 + outcome 1.0 * 1; the crash is counted but left out of the sum
+    assert ep.reward == pytest.approx(1.5) and "KeyError" in ep.reward_errors["crash"]
+
+
+def test_group_normalized_combine_by_hand():
+    from rlagent.reward_service import group_normalized
+
+    specs = [RewardSpec("a", 1.0), RewardSpec("b", 2.0)]
+    eps = []
+    for group, a, b in [(0, 1.0, 10.0), (0, 3.0, 10.0), (1, 0.0, 1.0), (1, 0.0, 3.0), (1, 0.0, None)]:
+        e = _episode()
+        e.group, e.rewards = group, {"a": a, "b": b}
+        eps.append(e)
+    group_normalized(eps, specs, "exclude")
+    # group 0: a [1, 3] -> mean 2, population std 1 -> [-1, 1]; b [10, 10] equal -> 0, 0
+    #   totals 1 * -1 + 2 * 0 = -1 and 1
+    # group 1: a [0, 0, 0] equal -> 0; b [1, 3, n/a] -> [-1, 1] over the two that scored
+    #   totals 2 * -1 = -2, 2 * 1 = 2, and the third 0 (a applied, b did not)
+    got = [e.reward for e in eps]
+    assert got == pytest.approx([-1, 1, -2, 2, 0], abs=1e-5)
+
+
+def test_latency_and_std_are_reported():
+    eps = [_service().score(_episode(a)) for a in ("<answer>5</answer>", "<answer>6</answer>")]
+    assert all(0 <= e.reward_latency["outcome"] < 0.5 for e in eps)
+    m = reward_metrics(eps, [RewardSpec("outcome", 1.0)])
+    # outcome scores [1, 0]: mean 0.5, population std 0.5
+    assert m["reward/outcome/mean"] == 0.5 and m["reward/outcome/std"] == 0.5
+    assert m["reward/outcome/latency_s"] < 0.5

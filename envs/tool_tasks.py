@@ -80,15 +80,35 @@ def reasoning_gym_task(rng: random.Random, difficulty: int, name: str) -> dict[s
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     config = LEVELS.get(name, {}).get(difficulty, {})
-    seed = rng.randrange(2**31)
     import reasoning_gym
 
-    entry = reasoning_gym.create_dataset(name, size=1, seed=seed, **config)[0]
+    for _ in range(100):
+        seed = rng.randrange(2**31)
+        entry = reasoning_gym.create_dataset(name, size=1, seed=seed, **config)[0]
+        if _reference_is_exact(entry):
+            break
     # A JSON round trip now, so scoring here and in another process sees the same entry.
     entry = json.loads(json.dumps(entry, default=str))
     return {"id": f"rg-{name}-d{difficulty}-{seed}", "env": ENV_ID,
             "prompt": entry["question"], "answer": entry["answer"], "difficulty": difficulty,
             "dataset": name, "dataset_config": config, "entry": entry}
+
+
+def _reference_is_exact(entry: dict[str, Any]) -> bool:
+    """False for an arithmetic entry whose reference answer is not the expression's exact
+    value (basic_arithmetic computes divisions by flooring, e.g. 5651 + 2904 / -15543 ->
+    5651): an exact answer from the model would score 0. Such entries are drawn again."""
+    expression = (entry.get("metadata") or {}).get("expression")
+    if expression is None:
+        return True
+    from rlagent.envs.calculator import CalcError, safe_eval
+
+    try:
+        value = safe_eval(expression)
+    except CalcError:
+        return False
+    reference = as_number(entry.get("answer"))
+    return reference is not None and abs(value - reference) <= 1e-9 * max(1.0, abs(value))
 
 
 @functools.lru_cache(maxsize=8)

@@ -258,3 +258,16 @@ def test_score_answer_modes():
     assert score_answer({"prompt": "", "answer": "1,234"}, "1234") == 1.0
     assert score_answer({"prompt": "", "answer": "abc"}, " ABC ") == 1.0   # auto: normalized
     assert score_answer({"prompt": "", "answer": "abc", "scoring": "exact"}, " abc ") == 1.0
+
+
+def test_arithmetic_references_are_exact_values():
+    # basic_arithmetic floors divisions (5651 + 2904 / -15543 -> 5651); such entries are redrawn
+    import random
+
+    from rlagent.envs.calculator import safe_eval
+    from rlagent.envs.tool_tasks import reasoning_gym_task
+
+    rng = random.Random(1)
+    for _ in range(100):
+        task = reasoning_gym_task(rng, 4, "basic_arithmetic")
+        assert float(task["answer"]) == pytest.approx(safe_eval(task["entry"]["metadata"]["expression"]))

@@ -9,8 +9,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # DeepSpeed builds from source at install time and JIT-compiles ops later: it needs a compiler.
+# Chromium and its driver: rlagent/Web-v0 (MiniWoB++) drives a headless browser.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential git \
+    && apt-get install -y --no-install-recommends build-essential git chromium chromium-driver \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/rlagent

@@ -13,6 +13,7 @@ from typing import Any
 
 from rlagent.episode_view import EpisodeView
 from rlagent.rewards import _checks
+from rlagent.rewards.tagged import first_tag_content, tag_contents
 from rlagent.rewards.tool_schema import call_problem, tool_table
 
 
@@ -48,7 +49,6 @@ class FormatReward:
         self.answer_tag = answer_tag
         self.tool_tag = tool_tag
         a, t = re.escape(answer_tag), re.escape(tool_tag)
-        self._answer_pair = re.compile(rf"<{a}>.*?</{a}>", re.DOTALL)
         self._answer_last = re.compile(rf"<{a}>.*?</{a}>\s*\Z", re.DOTALL)
         self._tool_pair = re.compile(rf"<{t}>.*?</{t}>", re.DOTALL)
 
@@ -71,7 +71,7 @@ class FormatReward:
             return None
         actions = [turn.action for turn in episode.turns]
         fraction = sum(self.turn_is_well_formed(a) for a in actions) / len(actions)
-        ends_with_answer = self._answer_pair.search(actions[-1]) is not None
+        ends_with_answer = first_tag_content(actions[-1], self.answer_tag) is not None
         return fraction if ends_with_answer else 0.5 * fraction
 
 
@@ -164,13 +164,11 @@ class ToolCallFormatReward:
         except ValueError as err:
             raise ValueError(f"ToolCallFormatReward: {err}") from None
         self.tag = _checks.tag(type(self), "tag", tag)
-        t = re.escape(tag)
-        self._pair = re.compile(rf"<{t}>(.*?)</{t}>", re.DOTALL)
 
     def count(self, action: str) -> tuple[int, int]:
         """(valid calls, calls) in one turn's action."""
         calls = max(action.count(f"<{self.tag}>"), action.count(f"</{self.tag}>"))
-        valid = sum(call_problem(m, self.tools) is None for m in self._pair.findall(action))
+        valid = sum(call_problem(m, self.tools) is None for m in tag_contents(action, self.tag))
         return min(valid, calls), calls
 
     def score(self, episode: EpisodeView) -> float | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from rlagent.episode_view import EpisodeView
 from rlagent.rewards import _checks
+from rlagent.rewards.tagged import last_tag_content
 
 # A plain decimal number, optionally signed, with an optional exponent. Deliberately stricter
 # than float(): float() also accepts "nan", "inf" and "1_000", which are not answers.
@@ -41,17 +42,6 @@ def as_number(value: Any) -> float | None:
     if isinstance(value, str):
         return parse_number(value)
     return None
-
-
-def last_tag_content(texts: list[str], tag: str) -> str | None:
-    """The content of the last complete ``<tag>...</tag>`` across ``texts``, in order."""
-    pattern = re.compile(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", re.DOTALL)
-    found = None
-    for text in texts:
-        matches = pattern.findall(text)
-        if matches:
-            found = matches[-1]
-    return found
 
 
 class NumericMatchReward:
@@ -94,6 +84,8 @@ class EnvReward:
     This passes the environment's signal through the plugin path unchanged (for
     ``rlagent/Echo-v0`` it is the fraction of turns answered correctly). An episode with no
     turns scores None: the env never got to judge anything.
+
+    Kwargs: none.
     """
 
     kind = "outcome"

@@ -10,12 +10,12 @@ turn's lists (``new_entries``).
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rlagent.episode_view import EpisodeView
 from rlagent.rewards import _checks
+from rlagent.rewards.tagged import first_tag_content
 from rlagent.rewards.text_match import normalize_text
 
 
@@ -34,10 +34,6 @@ def new_entries(infos: Sequence[Mapping[str, Any]], key: str) -> list[list[Any]]
         else:
             out.append([])
     return out
-
-
-def _has_pair(text: str, tag: str) -> bool:
-    return re.search(rf"<{re.escape(tag)}>.*?</{re.escape(tag)}>", text, re.DOTALL) is not None
 
 
 class ValidToolCallReward:
@@ -82,7 +78,7 @@ class ValidToolCallReward:
             return info["command"] is not None
         if "action" in info:
             return bool(info["action"])
-        return any(_has_pair(action, t) for t in self.tool_tags)
+        return any(first_tag_content(action, t) is not None for t in self.tool_tags)
 
     def score(self, episode: EpisodeView) -> list[float] | None:
         if not episode.turns:
@@ -166,8 +162,6 @@ class RepeatedQueryReward:
         _checks.reject_unknown(type(self), kwargs)
         self.penalty = _checks.number(type(self), "penalty", penalty)
         self.query_tag = _checks.tag(type(self), "query_tag", query_tag)
-        t = re.escape(query_tag)
-        self._query = re.compile(rf"<{t}>(.*?)</{t}>", re.DOTALL)
 
     def queries(self, episode: EpisodeView) -> list[list[str]]:
         """Each turn's queries, as described above."""
@@ -175,8 +169,8 @@ class RepeatedQueryReward:
         out = []
         for turn, found in zip(episode.turns, reported):
             if "queries" not in turn.info:
-                match = self._query.search(turn.action)
-                found = [match.group(1)] if match and match.group(1).strip() else []
+                query = first_tag_content(turn.action, self.query_tag)
+                found = [query] if query and query.strip() else []
             out.append([q for q in found if isinstance(q, str)])
         return out
 

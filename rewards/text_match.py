@@ -15,7 +15,7 @@ from typing import Any
 
 from rlagent.episode_view import EpisodeView
 from rlagent.rewards import _checks
-from rlagent.rewards.outcome import last_tag_content
+from rlagent.rewards.tagged import last_tag_content
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -80,7 +80,7 @@ class _AnswerMatch:
         golds = gold_answers(episode.task)
         if not golds:
             return None
-        content = last_tag_content(list(episode.actions), self.answer_tag)
+        content = last_tag_content(episode.actions, self.answer_tag)
         if content is None:
             return 0.0
         return self.compare(normalize_text(content), golds)

@@ -94,6 +94,9 @@ def test_every_entry_point_resolves_to_a_documented_class_with_a_valid_kind():
         assert "Kwargs:" in cls.__doc__, f"{name}: document the options"
         plugin = cls(**BUILTINS[name][1])
         assert plugin.kind in KINDS and callable(plugin.score)
+    table = (REPO / "rewards" / "BUILTINS.md").read_text()
+    for name, (cls, _) in BUILTINS.items():
+        assert f"| `{name}` | {cls.kind} |" in table, f"{name} is missing from rewards/BUILTINS.md"
 
 
 @pytest.mark.parametrize("name", sorted(BUILTINS))

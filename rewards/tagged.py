@@ -1,0 +1,56 @@
+"""Find ``<tag>...</tag>`` pairs in linear time.
+
+``re.findall(r"<t>(.*?)</t>", text, re.DOTALL)`` is what one would write, but on a reply
+with many openings and no closing (``"<t>" * 20000``) the regex engine retries the lazy scan
+from every opening: quadratic, tens of seconds for one turn. A policy writes such text
+sooner or later, and a reward call that slow only ends in the service's timeout. These
+helpers give the same pairs as that regex, with ``str.find``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def tag_contents(text: str, tag: str) -> list[str]:
+    """The contents of the complete, non-overlapping ``<tag>...</tag>`` pairs, left to right.
+
+    Each pair is the first closing after an opening (as the lazy regex finds them).
+
+    >>> tag_contents("<a>1</a> x <a>2<a>3</a> <a>4", "a")
+    ['1', '2<a>3']
+    """
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    found, at = [], 0
+    while (start := text.find(opening, at)) >= 0:
+        start += len(opening)
+        stop = text.find(closing, start)
+        if stop < 0:
+            break  # no closing after this opening, so none after any later one either
+        found.append(text[start:stop])
+        at = stop + len(closing)
+    return found
+
+
+def first_tag_content(text: str, tag: str) -> str | None:
+    """The content of the first complete pair in ``text``, or None."""
+    opening = f"<{tag}>"
+    start = text.find(opening)
+    if start < 0:
+        return None
+    start += len(opening)
+    stop = text.find(f"</{tag}>", start)
+    return text[start:stop] if stop >= 0 else None
+
+
+def last_tag_content(texts: Iterable[str], tag: str) -> str | None:
+    """The content of the last complete ``<tag>...</tag>`` across ``texts``, in order.
+
+    >>> last_tag_content(["<answer>1</answer>", "none", "<answer>2</answer><answer>3"], "answer")
+    '2'
+    """
+    found = None
+    for text in texts:
+        contents = tag_contents(text, tag)
+        if contents:
+            found = contents[-1]
+    return found

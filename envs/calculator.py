@@ -12,13 +12,13 @@ import hashlib
 import math
 import operator
 import random
-import re
 from typing import Any
 
 import gymnasium
 
 from rlagent.envs.text import AnyText
 from rlagent.rewards.outcome import as_number, parse_number
+from rlagent.rewards.tagged import first_tag_content
 
 ENV_ID = "rlagent/Calculator-v0"
 INSTRUCTIONS = "Use <calc>expression</calc> to compute, then reply <answer>number</answer>."
@@ -159,8 +159,7 @@ def generate_task(rng: random.Random, difficulty: int, **env_kwargs: Any) -> dic
 
 # --- the environment ----------------------------------------------------------------------
 def _first_tag(text: str, tag: str) -> str | None:
-    match = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
-    return match.group(1) if match else None
+    return first_tag_content(text, tag)  # linear: a lazy regex is quadratic on unclosed tags
 
 
 class CalculatorEnv(gymnasium.Env[str, str]):

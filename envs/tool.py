@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium
 
@@ -32,6 +32,7 @@ from rlagent.envs.tool_tasks import (
     load_jsonl_tasks,
     score_answer,
 )
+from rlagent.rewards.tagged import first_tag_content
 
 INSTRUCTIONS = ("Solve the task. To run Python, reply with <python>code</python> (print what you "
                 "need to see); to do arithmetic, <calc>expression</calc>. Results come back in "
@@ -42,8 +43,16 @@ TOOLS = ("python", "calc")
 _FENCE = re.compile(r"^\s*```[a-zA-Z0-9]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
-def _first_tag(text: str, tag: str) -> re.Match | None:
-    return re.search(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
+class _Tag(NamedTuple):
+    start: int    # where the opening tag begins
+    content: str
+
+
+def _first_tag(text: str, tag: str) -> _Tag | None:
+    """The first complete ``<tag>...</tag>`` pair, found in linear time (a lazy regex is
+    quadratic on a reply full of unclosed openings)."""
+    content = first_tag_content(text, tag)
+    return None if content is None else _Tag(text.find(f"<{tag}>"), content)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -126,9 +135,9 @@ class ToolEnv(gymnasium.Env[str, str]):
         answer = _first_tag(text, "answer")
         if answer is not None:
             # The final observation is never shown to the model: the episode is over.
-            score = score_answer(self._task, answer.group(1))
+            score = score_answer(self._task, answer.content)
             info = {"invalid_action": False, "tool": None, "tool_error": None,
-                    "success": score >= 1.0, "score": score, "answer": answer.group(1).strip()}
+                    "success": score >= 1.0, "score": score, "answer": answer.content.strip()}
             observation, reward, terminated = "", (1.0 if score >= 1.0 else 0.0), True
         else:
             observation, info = self._act(text)
@@ -139,15 +148,15 @@ class ToolEnv(gymnasium.Env[str, str]):
         return observation, reward, terminated, truncated, info
 
     def _act(self, text: str) -> tuple[str, dict[str, Any]]:
-        calls = [(m.start(), tool, m) for tool in TOOLS if (m := _first_tag(text, tool))]
+        calls = [(m.start, tool, m) for tool in TOOLS if (m := _first_tag(text, tool))]
         if not calls:
             return self._invalid(text)
         _, tool, match = min(calls, key=lambda c: c[0])  # one tool call per turn: the first
         self._tool_calls += 1
         if tool == "calc":
-            output, error = self._calc(match.group(1))
+            output, error = self._calc(match.content)
         else:
-            output, error = self._python(match.group(1))
+            output, error = self._python(match.content)
         self._tool_errors += error is not None
         observation = f"<output>\n{_clip(output, self.max_observation_chars)}\n</output>"
         return observation, {"invalid_action": False, "tool": tool, "tool_error": error}

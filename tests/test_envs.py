@@ -209,3 +209,17 @@ def test_echo_generate_task():
     assert task["env"] == "rlagent/Echo-v0" and EchoEnv.difficulties == (1,)
     env = EchoEnv()
     assert env.reset(options={"task": task})[0] == seq[0]
+
+
+@pytest.mark.parametrize("env_id, kwargs", [("rlagent/Calculator-v0", {}), ("rlagent/Tool-v0", {}),
+                                            ("rlagent/Search-v0", {})])
+def test_unclosed_tags_flood_is_an_ordinary_invalid_action(env_id, kwargs):
+    # A lazy <tag>(.*?)</tag> regex takes tens of seconds on this reply; the parsers are linear.
+    import time
+
+    env = gymnasium.make(env_id, **kwargs).unwrapped
+    env.reset(seed=0)
+    t0 = time.perf_counter()
+    obs, reward, terminated, _, info = env.step("<answer>" * 20000 + "<calc>" * 20000)
+    assert time.perf_counter() - t0 < 2.0
+    assert obs.startswith("invalid action") and reward == 0.0 and not terminated

@@ -8,7 +8,6 @@ answers ``<information>...</information>`` with the top-k passages), or ends the
 from __future__ import annotations
 
 import random
-import re
 from typing import Any, ClassVar
 
 import gymnasium
@@ -16,6 +15,7 @@ import gymnasium
 from rlagent.envs.search.corpus import ENV_ID, Passage, exact_match, gold_answers
 from rlagent.envs.search.sources import DIFFICULTIES, build_retriever, generate_task
 from rlagent.envs.text import AnyText
+from rlagent.rewards.tagged import first_tag_content
 
 INSTRUCTIONS = ("Answer the question. To search the corpus, write <search>query</search>; the "
                 "results come back inside <information>...</information>. Search as often as "
@@ -26,8 +26,7 @@ MIN_CHARS_PER_PASSAGE = 40
 
 
 def _first_tag(text: str, tag: str) -> str | None:
-    match = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
-    return match.group(1) if match else None
+    return first_tag_content(text, tag)  # linear: a lazy regex is quadratic on unclosed tags
 
 
 def _check_int(name: str, value: Any, low: int) -> int:

@@ -158,6 +158,8 @@ class JudgeReward:
         self._thread: threading.Thread | None = None
         self._start_error: BaseException | None = None
         self._closed = False
+        self.engine_calls = 0       # batches sent to the engine so far
+        self.prompts_judged = 0     # prompts in them (prompts_judged / engine_calls: mean batch)
 
     # --- scoring ------------------------------------------------------------------------
     def render(self, episode: EpisodeView) -> str | None:
@@ -183,6 +185,13 @@ class JudgeReward:
         return future.result()
 
     # --- engine and batcher -------------------------------------------------------------
+    def start(self) -> None:
+        """Start the engine now instead of on the first ``score`` (idempotent, thread-safe)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("JudgeReward is closed")
+            self._start()
+
     def _start(self) -> None:
         """Start the engine and the batching thread once (called under the lock)."""
         if self._start_error is not None:
@@ -285,6 +294,8 @@ class JudgeReward:
         yes_ids, no_ids = self._verdict_ids
         try:
             rows = self._engine.next_token_logprobs(prompts, yes_ids + no_ids)
+            self.engine_calls += 1
+            self.prompts_judged += len(prompts)
             for future, row in zip(ready, rows):
                 future.set_result(verdict_probability(row[:len(yes_ids)], row[len(yes_ids):]))
         except Exception as err:  # the engine failed: each caller of this batch sees why

@@ -131,6 +131,7 @@ def test_concurrent_calls_share_one_generate_call(judge):
         return real_generate(prompts, *args, **kwargs)
 
     llm.generate = counting_generate
+    engine_calls = judge.engine_calls
     start = threading.Barrier(8)
 
     def call(i: int) -> float:
@@ -143,6 +144,7 @@ def test_concurrent_calls_share_one_generate_call(judge):
     finally:
         del llm.generate
     assert calls == [8], f"expected one engine call with 8 prompts, got batches {calls}"
+    assert judge.engine_calls == engine_calls + 1
     for i, s in enumerate(scores):
         assert s == pytest.approx(alone[i % 4], abs=1e-6), (i, s, alone)
 

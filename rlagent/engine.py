@@ -110,6 +110,19 @@ class VLLMEngine:
                  for i, tok in enumerate(seq) if i >= start]
                 for seq, out in zip(sequences, outs)]
 
+    def next_token_logprobs(self, prompts: list[list[int]], token_ids: list[int]) -> list[list[float]]:
+        """Log-probability of each of ``token_ids`` as the token that follows each prompt.
+
+        One forward per prompt, all prompts in one batch; the values are the model's full
+        softmax (temperature 1, nothing masked), in the order of ``token_ids``.
+        """
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(token_ids))
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params,
+                                 use_tqdm=False)
+        return [[float(out.outputs[0].logprobs[0][t].logprob) for t in token_ids] for out in outs]
+
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Replace the engine's weights in place (HF checkpoint names)."""
         self.llm.collective_rpc("rlagent_load_weights", args=(list(named_tensors),))

@@ -155,6 +155,13 @@ class LearnerGroup:
     def save(self, path: str) -> str:
         return wait([r.save.remote(path) for r in self.ranks], 1800, "the checkpoint")[0]
 
+    def save_state(self, path: str) -> None:
+        wait([r.save_state.remote(path) for r in self.ranks], 1800, "the learner state checkpoint")
+
+    def load_state(self, path: str) -> int:
+        return wait([r.load_state.remote(path) for r in self.ranks], 1800,
+                    f"the learner ranks to load their state from {path}")[0]
+
 
 class WeightSyncError(RuntimeError):
     """The engines do not run the weights the learner has."""

@@ -9,7 +9,9 @@ def _train(args: argparse.Namespace) -> int:
     from rlagent.config import load_config
     from rlagent.trainer import train
 
-    train(load_config(args.config, args.overrides))
+    # `resume=<run dir>` is short for `run.resume=<run dir>`
+    overrides = [f"run.{o}" if o.startswith("resume=") else o for o in args.overrides]
+    train(load_config(args.config, overrides))
     return 0
 
 

@@ -31,7 +31,14 @@ class RunConfig:
     seed: int = 0
     """Seed for task sampling, sampling in the engine, and the learner."""
     save_every: int = 0
-    """Save a checkpoint every N steps (0: only the final one)."""
+    """Save a resumable checkpoint every N steps (0: only when the run is stopped; the final
+    model is always saved to ``checkpoints/final``)."""
+    keep_checkpoints: int = 2
+    """Resumable checkpoints kept (the newest); 0 keeps all."""
+    resume: str | None = None
+    """A run directory to continue from its latest checkpoint (also ``resume=<dir>`` on the
+    command line): same run directory, model, optimizer, task sampler, RNG, step counter and
+    W&B run."""
 
 
 @dataclass
@@ -367,6 +374,8 @@ def validate(cfg: Config) -> None:
     """Reject impossible values before anything starts."""
     checks: list[tuple[bool, str]] = [
         (cfg.run.steps >= 1, "run.steps: must be >= 1"),
+        (cfg.run.save_every >= 0, "run.save_every: must be >= 0"),
+        (cfg.run.keep_checkpoints >= 0, "run.keep_checkpoints: must be >= 0"),
         (cfg.algo.group_size >= 2 or cfg.algo.name in ("reinforce_pp", "ppo"),
          f"algo.group_size: must be >= 2 for {cfg.algo.name} (advantages are relative to the "
          f"group), got {cfg.algo.group_size}"),

@@ -306,6 +306,26 @@ class Learner:
                 out.append(lp.cpu().tolist())
         return out
 
+    def save_state(self, path: str) -> None:
+        """The full training state (weights, optimizer, LR schedule; the critic's too) as a
+        DeepSpeed checkpoint under ``path``; every rank writes its shard."""
+        client = {"updates": self.updates}
+        self.engine.save_checkpoint(str(Path(path) / "policy"), tag="state", client_state=client)
+        if self.critic is not None:
+            self.critic.save_checkpoint(str(Path(path) / "critic"), tag="state")
+
+    def load_state(self, path: str) -> int:
+        """Restore what ``save_state`` wrote; returns the number of updates so far."""
+        loaded, client = self.engine.load_checkpoint(str(Path(path) / "policy"), tag="state")
+        if loaded is None:
+            raise FileNotFoundError(f"no learner state in {path}/policy")
+        if self.critic is not None:
+            loaded, _ = self.critic.load_checkpoint(str(Path(path) / "critic"), tag="state")
+            if loaded is None:
+                raise FileNotFoundError(f"no critic state in {path}/critic")
+        self.updates = int(client.get("updates", 0))
+        return self.updates
+
     def save(self, path: str) -> str:
         """A Hugging Face model directory that ``model.path`` can start a new run from."""
         from transformers import AutoTokenizer

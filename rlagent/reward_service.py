@@ -66,6 +66,11 @@ class RewardService:
         available = discover()
         self.specs = specs
         self.plugins = {s.name: load_plugin(s, available) for s in specs}
+        for plugin in self.plugins.values():
+            # Slow set-up (e.g. a judge's engine) happens now, not in the first timed call.
+            start = getattr(plugin, "start", None)
+            if callable(start):
+                start()
         self.timeout_s = timeout_s
         self.on_error = on_error
         # Enough threads for every concurrent call's plugins: a timeout measures the plugin,

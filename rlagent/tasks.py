@@ -106,7 +106,12 @@ class UniformSampler:
         return {f"curriculum/reward_d{d}": sum(v) / len(v) for d, v in sorted(by_level.items())}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.getstate()}
+        """JSON-able state: the checkpoint stores it as text."""
+        from rlagent.checkpoint import rng_to_json
+
+        return {"rng": rng_to_json(self.rng.getstate())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.setstate(state["rng"])
+        from rlagent.checkpoint import rng_from_json
+
+        self.rng.setstate(rng_from_json(state["rng"]))

@@ -27,6 +27,17 @@ def make_run_dir(cfg: Config) -> Path:
     return path
 
 
+def truncate_metrics(run_dir: Path, last_step: int) -> None:
+    """Drop ``metrics.jsonl`` lines after ``last_step`` (steps a killed run did after its
+    last checkpoint, which the resumed run will do again)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= last_step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
 def wandb_mode(setting: str) -> str:
     """auto: online when the user is logged in (API key in the env or ~/.netrc), else offline."""
     if os.environ.get("WANDB_MODE"):
@@ -40,7 +51,7 @@ def wandb_mode(setting: str) -> str:
 
 
 class Tracker:
-    def __init__(self, cfg: Config, run_dir: Path):
+    def __init__(self, cfg: Config, run_dir: Path, resume_id: str | None = None):
         import wandb
 
         self.run_dir = run_dir
@@ -49,9 +60,15 @@ class Tracker:
         self.mode = wandb_mode(cfg.tracking.wandb_mode)
         self.wandb = None
         if self.mode != "disabled":
+            # A resumed run continues the same W&B run (same id), so the curves continue.
             self.wandb = wandb.init(project=cfg.tracking.wandb_project, name=run_dir.name,
                                     config=cfg.to_dict(), dir=str(run_dir), mode=self.mode,
+                                    id=resume_id, resume="allow" if resume_id else None,
                                     settings=wandb.Settings(silent=True, console="off"))
+
+    @property
+    def run_id(self) -> str | None:
+        return self.wandb.id if self.wandb is not None else None
 
     def log(self, step: int, metrics: dict[str, float], episodes: list[Episode]) -> None:
         clean = {k: float(v) for k, v in metrics.items() if v is not None}

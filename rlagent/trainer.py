@@ -8,30 +8,37 @@ from pathlib import Path
 
 import ray
 
+from rlagent import checkpoint
 from rlagent.actors import LearnerGroup, RolloutPool, WeightSync, start_reward_service
 from rlagent.algos import informative_groups
 from rlagent.batch import build_batch
 from rlagent.config import Config
 from rlagent.model import resolve_model
 from rlagent.reward_service import group_normalized, reward_metrics
+from rlagent.stopping import GracefulStop
 from rlagent.tasks import UniformSampler
-from rlagent.tracking import Tracker, episode_metrics, make_run_dir
+from rlagent.tracking import Tracker, episode_metrics, make_run_dir, truncate_metrics
 
 
 def train(cfg: Config) -> Path:
-    """Run ``cfg.run.steps`` iterations; returns the run directory."""
+    """Run steps up to ``cfg.run.steps`` (from the checkpoint with ``run.resume``); returns
+    the run directory."""
     sampler = UniformSampler(cfg)  # fails fast on a bad dataset or env id
     model_path = resolve_model(cfg.model.path)
-    run_dir = make_run_dir(cfg)
+    resume = checkpoint.latest(Path(cfg.run.resume)) if cfg.run.resume else None
+    run_dir = Path(cfg.run.resume).resolve() if resume else make_run_dir(cfg)
     print(f"[rlagent] run directory: {run_dir}", flush=True)
-    with ray_session(cfg):
+    with ray_session(cfg), GracefulStop() as stop:
         rewards = start_reward_service(cfg)
         pool = RolloutPool(cfg, model_path, rewards)
         learner = LearnerGroup(cfg, model_path)
         sync = WeightSync(learner, pool, cfg.learner.sync_timeout_s, cfg.learner.sync_check_tol)
-        tracker = Tracker(cfg, run_dir)
+        first, wandb_id = 1, None
+        if resume:
+            first, wandb_id = restore(resume, run_dir, learner, sampler, sync, pool.pad_id)
+        tracker = Tracker(cfg, run_dir, resume_id=wandb_id)
         try:
-            for step in range(1, cfg.run.steps + 1):
+            for step in range(first, cfg.run.steps + 1):
                 t0 = time.perf_counter()
                 episodes, rounds = collect(cfg, sampler, pool)
                 t1 = time.perf_counter()
@@ -46,8 +53,15 @@ def train(cfg: Config) -> Path:
                 metrics["memory/rollout_peak_gb"] = pool.peak_memory_gb()
                 tracker.log(step, metrics, episodes)
                 print(progress_line(step, cfg.run.steps, metrics), flush=True)
-                if cfg.run.save_every and step % cfg.run.save_every == 0:
-                    learner.save(str(run_dir / "checkpoints" / f"step_{step:05d}"))
+                if stop.requested or (cfg.run.save_every and step % cfg.run.save_every == 0):
+                    state = {"policy_version": sync.version, "sampler": sampler.state_dict(),
+                             "wandb_id": tracker.run_id}
+                    path = checkpoint.save(run_dir, step, learner, state, cfg.run.keep_checkpoints)
+                    print(f"[rlagent] checkpoint: {path}", flush=True)
+                if stop.requested:
+                    print(f"[rlagent] stopped after step {step}; continue with: rlagent train "
+                          f"CONFIG resume={run_dir}", flush=True)
+                    return run_dir
             final = learner.save(str(run_dir / "checkpoints" / "final"))
             print(f"[rlagent] final checkpoint: {final}", flush=True)
         finally:
@@ -56,6 +70,20 @@ def train(cfg: Config) -> Path:
                 pool.shutdown()
     print(f"[rlagent] done: {run_dir}", flush=True)
     return run_dir
+
+
+def restore(path: Path, run_dir: Path, learner, sampler, sync, pad_id: int) -> tuple[int, str | None]:
+    """Load a checkpoint into the learner and sampler and push its weights to the engines;
+    returns the first step to run and the W&B run id to continue."""
+    state = checkpoint.load_state(path)
+    learner.load_state(str(path / "learner"))
+    sampler.load_state_dict(state["sampler"])
+    sync.version = state["policy_version"] - 1  # the sync below brings it back
+    sync([pad_id] * 8, 1)  # any sequence serves the numerical check
+    truncate_metrics(run_dir, state["step"])
+    print(f"[rlagent] resumed from {path} (step {state['step']}, policy version "
+          f"{sync.version})", flush=True)
+    return state["step"] + 1, state.get("wandb_id")
 
 
 def collect(cfg: Config, sampler, pool) -> tuple[list, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import glob
+import io
 import json
 import math
 from pathlib import Path
@@ -12,8 +13,10 @@ import pytest
 import wandb
 from wandb_records import history, table
 
+import rlagent.progress
 import rlagent.tracking
 from rlagent.config import load_config
+from rlagent.progress import Progress, eta_s
 from rlagent.records import Episode, Task, Turn
 from rlagent.reward_service import reward_metrics
 from rlagent.tracking import HIST_BINS, TABLE_KEY, Tracker, episode_metrics, make_run_dir, transcript
@@ -144,3 +147,88 @@ def test_transcript_of_an_env_failure():
 def test_docstring_examples():
     result = doctest.testmod(rlagent.tracking)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------- terminal progress
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def progress(tty: bool = False) -> tuple[Progress, Clock, io.StringIO]:
+    clock, out = Clock(), io.StringIO()
+    return Progress(5, interval_s=30, stream=out, clock=clock, tty=tty, ticker=False), clock, out
+
+
+def test_eta_is_the_mean_step_time_times_the_steps_left():
+    assert eta_s(5, 0, 0.0) is None
+    assert eta_s(5, 2, 22.0) == 33.0                 # 11 s a step, 3 left
+    assert eta_s(5, 2, 22.0, in_step_s=4.0) == 29.0  # 7 s left of step 3, then 2 steps
+    assert eta_s(5, 2, 22.0, in_step_s=60.0) == 22.0  # step 3 is late: the 2 after it
+    assert eta_s(5, 5, 50.0) == 0.0
+    assert doctest.testmod(rlagent.progress).failed == 0
+
+
+def test_progress_lines_on_a_pipe_are_rate_limited():
+    p, clock, out = progress()
+    p.start(1)
+    for clock.t in (1.0, 29.0):
+        p.tick()
+    assert out.getvalue() == ""                      # nothing before interval_s
+    clock.t = 30.0
+    p.tick()
+    clock.t = 45.0
+    p.episodes(2, 8)                                 # an update is printed only when due
+    clock.t = 60.0
+    p.tick()
+    clock.t = 61.0
+    p.phase("train")
+    clock.t = 70.0
+    p.step_done("[rlagent] step 1/5  reward 0.500")
+    clock.t = 200.0
+    p.tick()                                         # between steps: nothing to report
+    assert out.getvalue().splitlines() == [
+        "[rlagent] step 1/5  rollout  30s  (run 30s, ETA ?)",
+        "[rlagent] step 1/5  rollout 2/8 episodes  1m00s  (run 1m00s, ETA ?)",
+        "[rlagent] step 1/5  reward 0.500  (run 1m10s, ETA 4m40s)",  # 70 s a step, 4 left
+    ]
+    clock.t = 210.0                                  # step 2 starts after a checkpoint
+    p.start(2)
+    clock.t = 240.0
+    p.tick()
+    assert out.getvalue().splitlines()[-1] == (      # mean 70 s: 40 s of step 2 left + 3 steps
+        "[rlagent] step 2/5  rollout  30s  (run 4m00s, ETA 4m10s)")
+    clock.t = 260.0
+    p.step_done("[rlagent] step 2/5")                # (260 - 0) / 2 = 130 s a step, 3 left
+    assert out.getvalue().splitlines()[-1] == "[rlagent] step 2/5  (run 4m20s, ETA 6m30s)"
+
+
+def test_progress_on_a_terminal_redraws_one_line():
+    p, clock, out = progress(tty=True)
+    p.start(1)
+    clock.t = 0.5
+    p.tick()                                         # not yet: one redraw a second
+    clock.t = 1.0
+    p.episodes(10, 16)
+    clock.t = 2.0
+    p.phase("sync")
+    clock.t = 3.0
+    p.step_done("[rlagent] step 1/5")
+    first = "[rlagent] step 1/5  rollout 10/16 episodes  1s  (run 1s, ETA ?)"
+    second = "[rlagent] step 1/5  sync  0s  (run 2s, ETA ?)"
+    last = "[rlagent] step 1/5  (run 3s, ETA 12s)"
+    assert out.getvalue() == (f"\r{first}\r{second}{' ' * (len(first) - len(second))}"
+                              f"\r{last}{' ' * (len(second) - len(last))}\n")
+    p.close()
+    assert out.getvalue().endswith("\n") and not out.getvalue().endswith("\n\n")
+
+
+def test_progress_ticker_thread_stops_on_close():
+    p = Progress(3, stream=io.StringIO(), tty=False)
+    assert p._thread is not None and p._thread.is_alive()
+    p.close()
+    assert not p._thread.is_alive()

@@ -98,12 +98,23 @@ class RolloutPool:
             for i in range(r.num_workers)]
         self.pad_id = wait(self.workers[0].pad_id.remote(), 600, "the rollout engines to start")
 
-    def run(self, tasks: list[Task], group_size: int) -> list[Episode]:
+    def run(self, tasks: list[Task], group_size: int, on_progress: Any = None) -> list[Episode]:
+        """Episodes sorted by group. ``on_progress(finished, total)`` is called as each
+        worker's share of the episodes comes back (workers report whole shares only)."""
         n = len(self.workers)
         shares = [[(g, t) for g, t in enumerate(tasks) if g % n == i] for i in range(n)]
-        refs = [w.run.remote(s, group_size, self.rewards) for w, s in zip(self.workers, shares) if s]
-        episodes = [e for part in wait(refs, self.cfg.rollout.timeout_s, "the rollout workers")
-                    for e in part]
+        pending = [w.run.remote(s, group_size, self.rewards) for w, s in zip(self.workers, shares) if s]
+        deadline = time.monotonic() + self.cfg.rollout.timeout_s
+        episodes: list[Episode] = []
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1,
+                                      timeout=max(deadline - time.monotonic(), 0.0))
+            if not ready:
+                raise WaitTimeout(f"timed out after {self.cfg.rollout.timeout_s:.0f} s waiting "
+                                  f"for the rollout workers")
+            episodes += ray.get(ready[0])
+            if on_progress is not None:
+                on_progress(len(episodes), len(tasks) * group_size)
         return sorted(episodes, key=lambda e: e.group)
 
     def peak_memory_gb(self) -> float:

@@ -251,6 +251,9 @@ class TrackingConfig:
     """W&B project."""
     save_rollouts: bool = True
     """Write each step's episodes to ``rollouts/step_XXXXX.jsonl``."""
+    table_episodes: int = 4
+    """Episodes per step in the W&B transcript table (``rollouts/transcripts``): the best,
+    the worst and an even spread between them by reward; 0: no table."""
 
 
 @dataclass
@@ -423,6 +426,7 @@ def validate(cfg: Config) -> None:
         (len(cfg.rewards.components) >= 1, "rewards.components: at least one reward plugin"),
         (cfg.rewards.timeout_s > 0, "rewards.timeout_s: must be > 0"),
         (cfg.rewards.num_actors >= 1, "rewards.num_actors: must be >= 1"),
+        (cfg.tracking.table_episodes >= 0, "tracking.table_episodes: must be >= 0"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -1,6 +1,9 @@
 """Run directory and metrics: ``metrics.jsonl``, per-step rollouts, W&B (offline by default).
 
 The same scalars go to W&B and to ``metrics.jsonl``, one line per step, flushed each step.
+W&B also gets, per step, two histograms (``reward/hist``: total reward per episode;
+``episode/generated_tokens_hist``: tokens the policy generated per episode) and a table of
+sampled transcripts (``rollouts/transcripts``, see :func:`transcript_rows`).
 """
 from __future__ import annotations
 
@@ -56,6 +59,8 @@ class Tracker:
 
         self.run_dir = run_dir
         self.save_rollouts = cfg.tracking.save_rollouts
+        self.table_episodes = cfg.tracking.table_episodes
+        self.components = [c.name for c in cfg.rewards.components]
         self.metrics_file = open(run_dir / "metrics.jsonl", "a")
         self.mode = wandb_mode(cfg.tracking.wandb_mode)
         self.wandb = None
@@ -80,12 +85,97 @@ class Tracker:
                 for e in episodes:
                     f.write(json.dumps(e.to_dict(), default=str) + "\n")
         if self.wandb is not None:
-            self.wandb.log(clean, step=step)
+            self.wandb.log(clean | self.media(step, episodes), step=step)
+
+    def media(self, step: int, episodes: list[Episode]) -> dict[str, Any]:
+        """This step's histograms and transcript table (W&B only; not scalars)."""
+        import wandb
+
+        out: dict[str, Any] = {}
+        rewards = [e.reward for e in episodes if e.reward is not None and math.isfinite(e.reward)]
+        if rewards:
+            out["reward/hist"] = wandb.Histogram(rewards, num_bins=HIST_BINS)
+        if episodes:
+            out["episode/generated_tokens_hist"] = wandb.Histogram(
+                [e.num_generated for e in episodes], num_bins=HIST_BINS)
+        if self.table_episodes and episodes:
+            columns, rows = transcript_rows(step, episodes, self.components, self.table_episodes)
+            # Component cells are numbers, or text for errors and per-turn scores.
+            out[TABLE_KEY] = wandb.Table(columns=columns, data=rows, allow_mixed_types=True)
+        return out
 
     def close(self) -> None:
         self.metrics_file.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+HIST_BINS = 32                        # bins of each per-step W&B histogram
+TABLE_KEY = "rollouts/transcripts"    # the W&B key of the transcript table
+
+
+def choose_episodes(episodes: list[Episode], k: int) -> list[Episode]:
+    """``k`` episodes for the transcript table, the same ones for the same step every time.
+
+    Episodes are ordered by total reward, best first (ties: the order they came in), those
+    without a reward (env error, failed plugin) last; then ``k`` evenly spaced positions of
+    that order are taken, so the first row is the best episode and the last the worst.
+
+    >>> from types import SimpleNamespace as E
+    >>> eps = [E(reward=r) for r in (0.5, None, 1.0, 0.0, 0.25, 0.75)]
+    >>> [e.reward for e in choose_episodes(eps, 3)]
+    [1.0, 0.25, None]
+    >>> [e.reward for e in choose_episodes(eps, 4)]
+    [1.0, 0.5, 0.25, None]
+    """
+    if k <= 0:
+        return []
+    order = sorted(episodes, key=lambda e: (e.reward is None, -(e.reward or 0.0)))  # stable
+    n = len(order)
+    if n <= k:
+        return order
+    if k == 1:
+        return order[:1]
+    # position j of k: round(j * (n - 1) / (k - 1)), halves up, in integers
+    return [order[(2 * j * (n - 1) + k - 1) // (2 * (k - 1))] for j in range(k)]
+
+
+def transcript(episode: Episode) -> str:
+    """The episode's turns as text: each assistant action, then the env's answer to it."""
+    parts = []
+    for i, t in enumerate(episode.turns, 1):
+        cut = " (cut at max_new_tokens)" if t.finish_reason == "length" else ""
+        if t.action or cut:
+            parts.append(f"[{i}] assistant{cut}:\n{t.action}")
+        if t.info.get("error"):
+            parts.append(f"[{i}] env error: {t.info['error']}")
+        elif t.observation is not None:
+            parts.append(f"[{i}] env:\n{t.observation}")
+    return "\n\n".join(parts)
+
+
+def component_cell(episode: Episode, name: str) -> float | str | None:
+    """A reward component for the table: its score, ``error: ...``, or per-turn scores as text."""
+    if name in episode.reward_errors:
+        return f"error: {episode.reward_errors[name]}"
+    value = episode.rewards.get(name)
+    if isinstance(value, list):
+        return "per turn: " + ", ".join("n/a" if v is None else f"{v:g}" for v in value)
+    return value
+
+
+def transcript_rows(step: int, episodes: list[Episode], components: list[str],
+                    k: int) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows of the transcript table: one row per episode of
+    :func:`choose_episodes`, one column per reward component (``reward/<name>``)."""
+    columns = ["step", "task", "prompt", "transcript", "reward",
+               *(f"reward/{c}" for c in components), "termination", "policy_version"]
+    rows = []
+    for e in choose_episodes(episodes, k):
+        prompt = next((m["content"] for m in e.messages if m["role"] == "user"), e.task.prompt)
+        rows.append([step, e.task.id, prompt, transcript(e), e.reward,
+                     *(component_cell(e, c) for c in components), e.termination, e.policy_version])
+    return columns, rows
 
 
 def episode_metrics(episodes: list[Episode]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from rlagent.algos import informative_groups
 from rlagent.batch import build_batch
 from rlagent.config import Config
 from rlagent.model import resolve_model
+from rlagent.progress import Progress
 from rlagent.reward_service import group_normalized, reward_metrics
 from rlagent.stopping import GracefulStop
 from rlagent.tasks import UniformSampler
@@ -37,14 +38,18 @@ def train(cfg: Config) -> Path:
         if resume:
             first, wandb_id = restore(resume, run_dir, learner, sampler, sync, pool.pad_id)
         tracker = Tracker(cfg, run_dir, resume_id=wandb_id)
+        progress = Progress(cfg.run.steps)
         try:
             for step in range(first, cfg.run.steps + 1):
                 t0 = time.perf_counter()
-                episodes, rounds = collect(cfg, sampler, pool)
+                progress.start(step, "rollout")
+                episodes, rounds = collect(cfg, sampler, pool, progress.episodes)
                 t1 = time.perf_counter()
+                progress.phase("train")
                 batch, stats = build_batch(episodes, cfg, pool.pad_id)
                 metrics = learner.train_step(batch)
                 t2 = time.perf_counter()
+                progress.phase("sync")
                 probe = max(episodes, key=lambda e: e.num_generated)
                 metrics |= sync(probe.token_ids, probe.prompt_len)
                 metrics |= sampler.update(episodes)
@@ -52,7 +57,7 @@ def train(cfg: Config) -> Path:
                 metrics["batch/sampling_rounds"] = rounds
                 metrics["memory/rollout_peak_gb"] = pool.peak_memory_gb()
                 tracker.log(step, metrics, episodes)
-                print(progress_line(step, cfg.run.steps, metrics), flush=True)
+                progress.step_done(progress_line(step, cfg.run.steps, metrics))
                 if stop.requested or (cfg.run.save_every and step % cfg.run.save_every == 0):
                     state = {"policy_version": sync.version, "sampler": sampler.state_dict(),
                              "wandb_id": tracker.run_id}
@@ -65,6 +70,7 @@ def train(cfg: Config) -> Path:
             final = learner.save(str(run_dir / "checkpoints" / "final"))
             print(f"[rlagent] final checkpoint: {final}", flush=True)
         finally:
+            progress.close()
             tracker.close()
             with contextlib.suppress(Exception):
                 pool.shutdown()
@@ -86,14 +92,16 @@ def restore(path: Path, run_dir: Path, learner, sampler, sync, pad_id: int) -> t
     return state["step"] + 1, state.get("wandb_id")
 
 
-def collect(cfg: Config, sampler, pool) -> tuple[list, int]:
-    """One step's episodes. With ``algo.dynamic_sampling``, groups whose rewards are all
-    equal are dropped and more tasks rolled out, until ``tasks_per_step`` informative groups
-    are found or ``max_sampling_rounds`` rounds ran (then the step trains on what it has,
-    topped up with dropped groups so the batch keeps its size)."""
+def collect(cfg: Config, sampler, pool, on_progress=None) -> tuple[list, int]:
+    """One step's episodes (``on_progress(finished, total)``: see ``RolloutPool.run``).
+
+    With ``algo.dynamic_sampling``, groups whose rewards are all equal are dropped and more
+    tasks rolled out, until ``tasks_per_step`` informative groups are found or
+    ``max_sampling_rounds`` rounds ran (then the step trains on what it has, topped up with
+    dropped groups so the batch keeps its size)."""
     want, kept, dropped = cfg.algo.tasks_per_step, [], []
     for rounds in range(1, cfg.algo.max_sampling_rounds + 1):
-        episodes = pool.run(sampler.sample(want - len(kept)), cfg.algo.group_size)
+        episodes = pool.run(sampler.sample(want - len(kept)), cfg.algo.group_size, on_progress)
         check_episodes(episodes)
         if cfg.rewards.combine == "group_normalized":
             group_normalized(episodes, cfg.rewards.components, cfg.rewards.on_error)

@@ -135,6 +135,7 @@ def test_group_of_one_is_rejected_for_grpo():
     ("rollout.max_episode_tokens=64", "rollout.max_episode_tokens"),  # == max_new_tokens
     ("learner.lr=0", "learner.lr"),
     ("rewards.components=[]", "rewards.components"),
+    ("tracking.table_episodes=-1", "tracking.table_episodes"),
 ])
 def test_impossible_values_name_the_key(override, start):
     assert error([override]).startswith(start)

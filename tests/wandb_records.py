@@ -1,6 +1,7 @@
 """Read W&B's offline ``.wandb`` file back: records in LevelDB log framing, wandb protobufs."""
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -43,3 +44,19 @@ def history(path: Path) -> list[dict]:
             rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
                          for item in rec.history.item})
     return rows
+
+
+def table(wandb_file: Path, row: dict, key: str) -> list[dict]:
+    """The table logged under ``key`` in a history row, as one dict per table row.
+
+    wandb 0.31 writes each logged table to ``files/media/table/<key>_<n>_<hash>.table.json``
+    in the run directory (``{"columns": [...], "data": [[...], ...]}``, NaN as ``NaN``) and
+    puts a ``table-file`` reference in the row: ``<key>/path`` relative to ``files/``, with
+    ``<key>/nrows``, ``<key>/ncols`` and ``<key>/sha256``.
+    """
+    assert row[f"{key}/_type"] == "table-file", row.get(f"{key}/_type")
+    path = Path(wandb_file).parent / "files" / row[f"{key}/path"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == row[f"{key}/sha256"], path
+    data = json.loads(path.read_text())
+    assert len(data["data"]) == row[f"{key}/nrows"] and len(data["columns"]) == row[f"{key}/ncols"]
+    return [dict(zip(data["columns"], r)) for r in data["data"]]

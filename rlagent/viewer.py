@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rlagent.viewer_assets import PAGE_CSS, PAGE_JS
 
@@ -63,31 +63,35 @@ def read_metrics(run_dir: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-def read_rollouts(run_dir: Path, max_episodes: int = MAX_EPISODES_PER_STEP) -> list[StepRollouts]:
-    steps = []
-    for path in sorted((run_dir / "rollouts").glob("step_*.jsonl")):
+def rollout_files(run_dir: Path) -> dict[int, Path]:
+    """``rollouts/step_XXXXX.jsonl`` by step."""
+    files = {}
+    for path in (run_dir / "rollouts").glob("step_*.jsonl"):
         try:
-            step = int(path.stem.split("_", 1)[1])
+            files[int(path.stem.split("_", 1)[1])] = path
         except ValueError:
             continue
-        episodes, total, bad = [], 0, 0
-        with open(path, errors="replace") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                total += 1
-                if len(episodes) >= max_episodes:
-                    continue  # counted, not parsed: the cap keeps big runs fast
-                try:
-                    ep = json.loads(line)
-                except ValueError:
-                    ep = None
-                if isinstance(ep, dict):
-                    episodes.append(ep)
-                else:
-                    bad += 1
-        steps.append(StepRollouts(step, episodes, total, bad))
-    return steps
+    return files
+
+
+def read_rollouts(step: int, path: Path, max_episodes: int = MAX_EPISODES_PER_STEP) -> StepRollouts:
+    episodes, total, bad = [], 0, 0
+    with open(path, errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            total += 1
+            if len(episodes) >= max_episodes:
+                continue  # counted, not parsed: the cap keeps big runs fast
+            try:
+                ep = json.loads(line)
+            except ValueError:
+                ep = None
+            if isinstance(ep, dict):
+                episodes.append(ep)
+            else:
+                bad += 1
+    return StepRollouts(step, episodes, total, bad)
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -335,14 +339,12 @@ def _header(run_dir: Path, config: dict[str, Any], token_note: str) -> str:
             f"{esc(env)} · {esc(algo)} · {esc(run_dir)}</p>{note}</header>")
 
 
-def _controls(steps: list[int], task_ids: list[str]) -> str:
+def _controls(steps: list[int]) -> str:
     options = "".join(f'<option value="{s}">step {s}</option>' for s in steps)
-    datalist = "".join(f'<option value="{esc(t)}">' for t in task_ids[:2000])
     return (
         '<nav class="controls"><button id="prev" title="previous step">◀</button>'
         f'<select id="step">{options}</select><button id="next" title="next step">▶</button>'
         '<input id="task" list="task-ids" placeholder="task id contains…" size="22">'
-        f'<datalist id="task-ids">{datalist}</datalist>'
         '<select id="rfilter"><option value="all">all rewards</option>'
         '<option value="pos">reward &gt; 0</option><option value="zero">reward ≤ 0</option>'
         '<option value="none">no reward / errors</option></select>'
@@ -357,22 +359,30 @@ _LEGEND = ('<p class="legend">Tokens: <i>prompt / observation</i> <b class="s0">
            "(hover a token for its id and logprob).</p>")
 
 
-def build_page(run_dir: Path, config: dict[str, Any], metrics: dict[int, dict[str, Any]],
-               rollouts: list[StepRollouts], decode: Callable[[int], str], token_note: str) -> str:
-    by_step = {r.step: r for r in rollouts}
-    steps = sorted(set(by_step) | set(metrics))
-    task_ids = sorted({str((ep.get("task") or {}).get("id", "")) for r in rollouts for ep in r.episodes})
-    sections = "".join(step_section(s, by_step.get(s), metrics.get(s), decode) for s in steps)
-    empty = "" if steps else '<p class="note">This run has no metrics and no saved rollouts yet.</p>'
-    return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"
-        f"<title>{esc(run_dir.name)} · rlagent view</title><style>{PAGE_CSS}</style></head><body>"
-        f"{_header(run_dir, config, token_note)}<div class='top'>{_controls(steps, task_ids)}"
-        f"{_sparkline(metrics)}</div>{_LEGEND}{empty}<main>{sections}</main>"
-        f"<script>{PAGE_JS}</script></body></html>")
+def write_page(f: TextIO, run_dir: Path, config: dict[str, Any], max_episodes: int,
+               decode: Callable[[int], str], token_note: str) -> None:
+    """Write the page step by step: only one step's episodes are in memory at a time."""
+    metrics, files = read_metrics(run_dir), rollout_files(run_dir)
+    steps = sorted(set(files) | set(metrics))
+    f.write("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
+            f"<title>{esc(run_dir.name)} · rlagent view</title><style>{PAGE_CSS}</style></head><body>"
+            f"{_header(run_dir, config, token_note)}<div class='top'>{_controls(steps)}"
+            f"{_sparkline(metrics)}</div>{_LEGEND}")
+    if not steps:
+        f.write('<p class="note">This run has no metrics and no saved rollouts yet.</p>')
+    f.write("<main>")
+    task_ids: set[str] = set()
+    for step in steps:
+        rollouts = read_rollouts(step, files[step], max_episodes) if step in files else None
+        f.write(step_section(step, rollouts, metrics.get(step), decode))
+        if rollouts is not None and len(task_ids) < 2000:
+            task_ids.update(str((ep.get("task") or {}).get("id", "")) for ep in rollouts.episodes)
+    datalist = "".join(f'<option value="{esc(t)}">' for t in sorted(task_ids))
+    f.write(f'</main><datalist id="task-ids">{datalist}</datalist>'
+            f"<script>{PAGE_JS}</script></body></html>")
 
 
 def render(run_dir: str | Path, out: str | Path | None = None, tokenizer: Any = None,
@@ -391,8 +401,9 @@ def render(run_dir: str | Path, out: str | Path | None = None, tokenizer: Any = 
         tokenizer, token_note = load_tokenizer(config)
         if token_note:
             print(f"[rlagent] view: {token_note}; showing token ids", file=sys.stderr)
-    page = build_page(run_dir, config, read_metrics(run_dir), read_rollouts(run_dir, max_episodes),
-                      TokenText(tokenizer), token_note)
     path = Path(out) if out is not None else run_dir / "view.html"
-    path.write_text(page, encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        write_page(f, run_dir, config, max_episodes, TokenText(tokenizer), token_note)
+    tmp.replace(path)  # a reader never sees half a page
     return path

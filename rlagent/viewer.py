@@ -271,10 +271,10 @@ def _token_strip(ep: dict[str, Any], decode: Callable[[int], str]) -> str:
     for t, token_id in enumerate(ids):
         text = esc(decode(token_id)).replace("\n", "↵\n")
         if t < len(mask) and mask[t]:
-            lp = logprobs[t] if t < len(logprobs) else 0.0
-            out.append(f'<b class="s{_shade(lp)}" title="id {token_id} logprob {lp:.2f}">{text}</b>')
+            lp = logprobs[t] if t < len(logprobs) and isinstance(logprobs[t], (int, float)) else 0.0
+            out.append(f'<b class="s{_shade(lp)}" title="id {esc(token_id)} logprob {lp:.2f}">{text}</b>')
         else:
-            out.append(f'<i title="id {token_id}">{text}</i>')
+            out.append(f'<i title="id {esc(token_id)}">{text}</i>')
     note = "" if len(mask) == len(ids) else \
         f'<p class="err">loss_mask has {len(mask)} entries for {len(ids)} tokens</p>'
     return (f"<h4>Tokens <small>{sum(mask)} trained on (highlighted) of {len(ids)}</small></h4>"
@@ -321,13 +321,21 @@ def step_section(step: int, rollouts: StepRollouts | None, metrics: dict[str, An
                      f"(rlagent view --max-episodes N shows more).")
     if rollouts.bad_lines:
         notes.append(f"{rollouts.bad_lines} line(s) of the rollout file were not episodes.")
-    rows = "".join(episode_row(step, i, ep) for i, ep in enumerate(rollouts.episodes))
-    templates = "".join(
-        f'<script type="text/x-rlagent-episode" id="ep-{step}-{i}">{episode_detail(ep, decode)}'
-        "</script>" for i, ep in enumerate(rollouts.episodes))
+    rows, templates = [], []
+    for i, ep in enumerate(rollouts.episodes):
+        try:
+            row, detail = episode_row(step, i, ep), episode_detail(ep, decode)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:  # a malformed line
+            row = (f'<details class="ep" data-i="{i}" data-task="" data-reward="" data-errors="1">'
+                   f'<summary><span class="r none">?</span>episode {i} could not be shown: '
+                   f'{esc(type(err).__name__)}: {esc(err)}</summary><div class="body" '
+                   f'data-src="ep-{step}-{i}"></div></details>')
+            detail = ""
+        rows.append(row)
+        templates.append(f'<script type="text/x-rlagent-episode" id="ep-{step}-{i}">{detail}</script>')
     note_html = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
-    return (f'{head}{note_html}<p class="count"></p><div class="eps">{rows}</div>'
-            f"{templates}</section>")
+    return (f'{head}{note_html}<p class="count"></p><div class="eps">{"".join(rows)}</div>'
+            f'{"".join(templates)}</section>')
 
 
 def _header(run_dir: Path, config: dict[str, Any], token_note: str) -> str:

@@ -239,7 +239,7 @@ def test_trained_tokens_are_marked_at_the_loss_mask(run, page):
     assert "&lt;|assistant|&gt;" in strip and "&lt;calc&gt;" in strip
 
 
-def test_without_a_tokenizer_ids_are_shown(run, tmp_path, capsys):
+def test_without_a_tokenizer_ids_are_shown_and_bad_lines_are_noted(run, tmp_path, capsys):
     run_dir, steps, _ = run
     other = tmp_path / "no-tokenizer"
     shutil.copytree(run_dir, other, ignore=shutil.ignore_patterns("view.html"))
@@ -247,12 +247,17 @@ def test_without_a_tokenizer_ids_are_shown(run, tmp_path, capsys):
     cfg = yaml.safe_load((other / "config.yaml").read_text())
     cfg["model"]["path"] = str(tmp_path / "empty-model")
     (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    step_two = other / "rollouts" / "step_00002.jsonl"  # a truncated line and a malformed episode
+    step_two.write_text('{"task": {"id": "calc\n' + json.dumps({"task": {"id": "bad"}, "turns": "x"})
+                        + "\n" + step_two.read_text())
     page = render(other, out=tmp_path / "v.html", max_episodes=3).read_text()
     assert "could not be loaded" in page and "token ids are shown instead" in page
     first = steps[1][0]["token_ids"][0]
     assert f'<i title="id {first}">[{first}]</i>' in template(page, 1, 0)
     assert "Showing the first 3 of 4 episodes" in page and 'id="ep-1-3"' not in page
     assert "showing token ids" in capsys.readouterr().err
+    assert "1 line(s) of the rollout file were not episodes" in page
+    assert "episode 0 could not be shown: AttributeError" in page
 
 
 def test_cli_writes_the_page_and_prints_its_path(run, tmp_path, capsys):

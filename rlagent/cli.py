@@ -1,4 +1,4 @@
-"""``rlagent`` command line: train, envs, rewards."""
+"""``rlagent`` command line: train, envs, rewards, view."""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +51,18 @@ def _rewards_score(args: argparse.Namespace) -> int:
     return score_file(args.name, args.rollouts, args.kwargs, args.timeout)
 
 
+def _view(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    from rlagent.viewer import render
+
+    path = render(args.run_dir, args.out, max_episodes=args.max_episodes)
+    print(path)
+    if args.open:
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rlagent", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--kwargs", default="{}", help='plugin kwargs as YAML/JSON, e.g. \'{tol: 0.01}\'')
     s.add_argument("--timeout", type=float, default=30.0, help="seconds per call (default 30)")
     s.set_defaults(fn=_rewards_score)
+    v = sub.add_parser("view", help="write a static HTML rollout viewer: rlagent view runs/<name>")
+    v.add_argument("run_dir")
+    v.add_argument("--out", help="HTML file to write (default RUN_DIR/view.html)")
+    v.add_argument("--open", action="store_true", help="open it in the web browser")
+    v.add_argument("--max-episodes", type=int, default=64, help="episodes shown per step (default 64)")
+    v.set_defaults(fn=_view)
     args = parser.parse_args(argv)
     from rlagent.config import ConfigError
 

@@ -84,8 +84,11 @@ def test_every_entry_point_resolves_to_a_documented_class_with_a_valid_kind():
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     with open(REPO / "pyproject.toml", "rb") as f:
         points = tomllib.load(f)["project"]["entry-points"]["rlagent.rewards"]
-    assert set(points) == set(BUILTINS)
+    # The judge needs a model and an engine: tests/test_judge.py covers it.
+    assert set(points) - {"judge"} == set(BUILTINS)
     for name, target in points.items():
+        if name == "judge":
+            continue
         module, _, attr = target.partition(":")
         cls = getattr(importlib.import_module(module), attr)
         assert cls is BUILTINS[name][0], name

@@ -86,7 +86,7 @@ class RolloutWorker:
 class RolloutPool:
     """The rollout workers, as one object: ``run(tasks, group_size) -> episodes``."""
 
-    def __init__(self, cfg: Config, model_path: str, rewards: Any):
+    def __init__(self, cfg: Config, model_path: str, rewards: Any, placement: Any = None):
         r = cfg.rollout
         self.cfg, self.rewards = cfg, rewards
         self.workers = [
@@ -94,6 +94,7 @@ class RolloutPool:
                 num_cpus=r.num_cpus, num_gpus=r.num_gpus,
                 runtime_env={"env_vars": engine_env(r.engine_threads, r.kv_cache_gib,
                                                     first_core=i * r.engine_threads)},
+                **_placed(placement, "rollout workers", i),
             ).remote(cfg, model_path, i)
             for i in range(r.num_workers)]
         self.pad_id = wait(self.workers[0].pad_id.remote(), 600, "the rollout engines to start")
@@ -124,11 +125,19 @@ class RolloutPool:
         ray.get([w.shutdown.remote() for w in self.workers], timeout=60)
 
 
-def start_reward_service(cfg: Config) -> list[Any]:
+def _placed(placement: Any, role: str, index: int) -> dict[str, Any]:
+    """Scheduling options from ``rlagent.placement`` (none: Ray places the actor itself)."""
+    return placement.options(role, index) if placement is not None else {}
+
+
+def start_reward_service(cfg: Config, placement: Any = None) -> list[Any]:
     """``rewards.num_actors`` reward service actors, each with every configured plugin."""
     r = cfg.rewards
-    actor = ray.remote(RewardService).options(num_cpus=r.num_cpus, max_concurrency=CONCURRENCY)
-    handles = [actor.remote(r.components, r.timeout_s, r.on_error) for _ in range(r.num_actors)]
+    actor = ray.remote(RewardService)
+    handles = [actor.options(num_cpus=r.num_cpus, max_concurrency=CONCURRENCY,
+                             **_placed(placement, "reward service", i)
+                             ).remote(r.components, r.timeout_s, r.on_error)
+               for i in range(r.num_actors)]
     wait([h.__ray_ready__.remote() for h in handles], 120, "the reward service to load its plugins")
     return handles
 
@@ -136,15 +145,18 @@ def start_reward_service(cfg: Config) -> list[Any]:
 class LearnerGroup:
     """The learner ranks, as one object: ``train_step(batch) -> metrics``."""
 
-    def __init__(self, cfg: Config, model_path: str):
+    def __init__(self, cfg: Config, model_path: str, placement: Any = None):
         lc = cfg.learner
         env_vars = {"OMP_NUM_THREADS": str(lc.threads), "TOKENIZERS_PARALLELISM": "false"}
         if lc.num_gpus == 0:
             env_vars["DS_ACCELERATOR"] = "cpu"
-        actor = ray.remote(Learner).options(num_cpus=lc.num_cpus, num_gpus=lc.num_gpus,
-                                            runtime_env={"env_vars": env_vars})
+        actor = ray.remote(Learner)
         self.cfg = cfg
-        self.ranks = [actor.remote(cfg, model_path, r) for r in range(lc.num_ranks)]
+        self.ranks = [actor.options(num_cpus=lc.num_cpus, num_gpus=lc.num_gpus,
+                                    runtime_env={"env_vars": env_vars},
+                                    **_placed(placement, "learner ranks", r)
+                                    ).remote(cfg, model_path, r)
+                      for r in range(lc.num_ranks)]
         addr, port = wait(self.ranks[0].rendezvous_address.remote(), 600,
                           "learner rank 0 to start")
         wait([r.setup.remote(addr, port) for r in self.ranks], 600,

@@ -262,6 +262,9 @@ class RayConfig:
     """Cluster address; None: the job's cluster under ``ray job submit``, else a local one."""
     num_cpus: int | None = None
     """CPUs for a local cluster started by the driver (None: all)."""
+    placement_timeout_s: float = 300.0
+    """Longest wait for the cluster to place every actor (rlagent/placement.py); the error
+    then names the role and resources that did not fit."""
 
 
 @dataclass

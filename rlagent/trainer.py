@@ -14,6 +14,7 @@ from rlagent.algos import informative_groups
 from rlagent.batch import build_batch
 from rlagent.config import Config
 from rlagent.model import resolve_model
+from rlagent.placement import Placement
 from rlagent.progress import Progress
 from rlagent.reward_service import group_normalized, reward_metrics
 from rlagent.stopping import GracefulStop
@@ -29,10 +30,11 @@ def train(cfg: Config) -> Path:
     resume = checkpoint.latest(Path(cfg.run.resume)) if cfg.run.resume else None
     run_dir = Path(cfg.run.resume).resolve() if resume else make_run_dir(cfg)
     print(f"[rlagent] run directory: {run_dir}", flush=True)
-    with ray_session(cfg), GracefulStop() as stop:
-        rewards = start_reward_service(cfg)
-        pool = RolloutPool(cfg, model_path, rewards)
-        learner = LearnerGroup(cfg, model_path)
+    # Placement first: every actor's resources are reserved, or a clear error says what is missing.
+    with ray_session(cfg), GracefulStop() as stop, Placement(cfg) as placement:
+        rewards = start_reward_service(cfg, placement)
+        pool = RolloutPool(cfg, model_path, rewards, placement)
+        learner = LearnerGroup(cfg, model_path, placement)
         sync = WeightSync(learner, pool, cfg.learner.sync_timeout_s, cfg.learner.sync_check_tol)
         first, wandb_id = 1, None
         if resume:

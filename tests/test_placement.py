@@ -1,0 +1,41 @@
+"""Placement: the cluster is checked before anything starts, and a group that cannot be
+placed ends in an error naming the role, its config keys and the resources."""
+import pytest
+
+from rlagent.config import load_config
+from rlagent.placement import Placement, PlacementError, check_resources
+
+
+def test_more_gpus_than_the_cluster_has_is_named_before_anything_starts():
+    cfg = load_config(None, ["rollout.num_workers=4", "rollout.num_gpus=1", "learner.num_ranks=4",
+                             "learner.num_gpus=1"])
+    with pytest.raises(PlacementError) as err:
+        check_resources(cfg, {"CPU": 64.0, "GPU": 4.0})
+    msg = str(err.value)
+    # 4 workers x 1 GPU + 4 ranks x 1 GPU = 8 GPUs asked, 4 there
+    assert "needs GPU 8" in msg and "cluster has GPU 4" in msg
+    assert "rollout.num_workers x (rollout.num_cpus, rollout.num_gpus)" in msg
+    check_resources(cfg, {"CPU": 64.0, "GPU": 8.0})  # fits: no error
+
+
+@pytest.mark.slow
+def test_placement_reserves_bundles_and_times_out_with_a_clear_error(ray_cluster):
+    import ray
+
+    cfg = load_config(None, ["rollout.num_cpus=1", "learner.num_cpus=1", "rewards.num_cpus=0.5"])
+    before = ray.available_resources().get("CPU", 0)
+    with Placement(cfg):
+        # 1 + 1 + 0.5 CPUs reserved for the three roles
+        assert ray.available_resources().get("CPU", 0) == pytest.approx(before - 2.5)
+    # Fits the cluster's total (4 CPUs) but not what is free while another run holds 2.5.
+    big = load_config(None, ["rollout.num_cpus=2", "learner.num_cpus=1",
+                             "ray.placement_timeout_s=3"])
+    with Placement(cfg), pytest.raises(PlacementError) as err:
+        Placement(big)
+    assert "ray.placement_timeout_s" in str(err.value) and "rollout workers" in str(err.value)
+    import time
+
+    deadline = time.time() + 10  # groups are released asynchronously
+    while ray.available_resources().get("CPU", 0) < before - 1e-6 and time.time() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == pytest.approx(before)  # nothing leaked

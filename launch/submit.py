@@ -10,6 +10,8 @@ and validated here first, so a bad key fails before anything is uploaded.
 Environment: the submitting shell's variables do not reach the job. ``WANDB_API_KEY`` and
 ``WANDB_MODE`` are passed on when they are set here; ``--env NAME`` passes another one (its
 value here), ``--env NAME=VALUE`` sets one. Values are never printed.
+``RAY_JOB_STOP_WAIT_TIME_S`` is set to 1800: ``ray job stop`` gives the driver that long to
+save its checkpoint before Ray kills it (Ray's own default is 3 s); ``--env`` overrides it.
 
 Address: ``--address``, else ``RAY_ADDRESS``, else ``http://127.0.0.1:8265`` (the dashboard
 of the head node). A cluster with token authentication reads the token the usual Ray way
@@ -41,6 +43,9 @@ EXCLUDES = [".git", ".venv", "venv", "runs/", "wandb/", "build/", "dist/", "*.eg
             "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis",
             "tests/fixtures/textworld/*.z8"]
 PASS_THROUGH = ("WANDB_API_KEY", "WANDB_MODE")
+# `ray job stop` sends SIGTERM to the driver, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S
+# (Ray's default: 3 s). The driver saves a checkpoint when it is stopped, which takes longer.
+STOP_WAIT_S = "1800"
 START_TIMEOUT_S = 900.0
 
 
@@ -87,8 +92,10 @@ def config_in_repo(config: str) -> str:
 
 
 def job_env(specs: list[str], environ: dict[str, str]) -> dict[str, str]:
-    """W&B key and mode when set here, then each ``--env NAME`` / ``--env NAME=VALUE``."""
+    """W&B key and mode when set here, a stop grace period for the final checkpoint, then each
+    ``--env NAME`` / ``--env NAME=VALUE``."""
     env = {name: environ[name] for name in PASS_THROUGH if environ.get(name)}
+    env["RAY_JOB_STOP_WAIT_TIME_S"] = STOP_WAIT_S
     for spec in specs:
         name, sep, value = spec.partition("=")
         if not name.isidentifier():

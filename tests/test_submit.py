@@ -1,7 +1,9 @@
 """launch/submit.py: checks before submitting, and real jobs on a local Ray head."""
 import re
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ def test_dry_run_shows_the_job(monkeypatch):
                  "--env", "EXTRA=1", "--dry-run")
     assert out.returncode == 0, out.stderr
     assert "entrypoint:  rlagent train launch/configs/gpu-1node-8.yaml model.path=/models/x\n" in out.stdout
-    assert "env_vars:    ['EXTRA', 'HF_HOME', 'WANDB_API_KEY']" in out.stdout
+    assert "env_vars:    ['EXTRA', 'HF_HOME', 'RAY_JOB_STOP_WAIT_TIME_S', 'WANDB_API_KEY']" in out.stdout
     assert "secret-key-value" not in out.stdout + out.stderr  # names only, never values
     assert "address:     http://127.0.0.1:8265" in out.stdout
 
@@ -104,5 +106,29 @@ def test_train_entrypoint_and_failed_status(ray_head, tmp_path):
     assert printed(out.stdout, "entrypoint") == (
         f"rlagent train launch/configs/quickstart.yaml data.path={missing} run.output_dir={tmp_path}")
     assert printed(out.stdout, "run dir").startswith(f"{tmp_path}/quickstart on the head node")
-    assert str(missing) in out.stdout  # the job's error, tailed
+    assert "FileNotFoundError" in out.stdout  # the job's own error, tailed
     assert f"job {job_id}: FAILED" in out.stdout
+
+
+@pytest.mark.slow
+def test_stop_leaves_the_driver_time_to_save(ray_head):
+    """`ray job stop` (the printed command) sends SIGTERM; the driver gets more than Ray's
+    default 3 s before SIGKILL, as a checkpoint on stop needs."""
+    address, env = ray_head
+    driver = ("import signal, sys, time\n"
+              "def stop(*_):\n    time.sleep(6); print('SAVED', flush=True); sys.exit(1)\n"
+              "signal.signal(signal.SIGTERM, stop)\nprint('READY', flush=True)\ntime.sleep(300)")
+    out = submit("--entrypoint", f"python -c {shlex.quote(driver)}", "--address", address,
+                 env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    job_id = printed(out.stdout, "job id")
+    logs = ["ray", "job", "logs", job_id, "--address", address]
+    deadline = time.monotonic() + 120
+    # Whole lines: the log also echoes the entrypoint, which holds both words.
+    while "READY" not in subprocess.run(logs, env=env, capture_output=True, text=True).stdout.splitlines():
+        assert time.monotonic() < deadline, "the job never got to READY"
+        time.sleep(1)
+    stop = subprocess.run(printed(out.stdout, "stop").split(), env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert "SAVED" in subprocess.run(logs, env=env, capture_output=True, text=True).stdout.splitlines()

@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", help="config file inside the repository, e.g. "
                    "launch/configs/gpu-1node-8.yaml")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.path=/models/x")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.path=/models/x; "
+                   "resume=RUN_DIR continues a stopped run")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS,
                    help=f"Ray dashboard address (default: $RAY_ADDRESS or {DEFAULT_ADDRESS})")
     p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
@@ -178,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg, config = None, None
         if args.config:
             config = config_in_repo(args.config)
-            cfg = load_config(REPO / config, args.overrides)
+            # resume=<run dir> is an argument of `rlagent train`, not a config key; the run
+            # directory lives on the cluster's storage, so it is passed on unchecked.
+            cfg = load_config(REPO / config, [o for o in args.overrides if not o.startswith("resume=")])
         entrypoint = args.entrypoint or shlex.join(["rlagent", "train", config, *args.overrides])
         env_vars = job_env(args.env, dict(os.environ))
         renv = runtime_env(env_vars)

@@ -31,6 +31,14 @@ def test_dry_run_shows_the_job(monkeypatch):
     assert "address:     http://127.0.0.1:8265" in out.stdout
 
 
+def test_resume_is_passed_on_not_validated():
+    out = submit("launch/configs/quickstart.yaml", "resume=/shared/runs/quickstart", "run.steps=9",
+                 "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert ("entrypoint:  rlagent train launch/configs/quickstart.yaml "
+            "resume=/shared/runs/quickstart run.steps=9\n") in out.stdout
+
+
 def test_address_from_ray_address(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "http://10.0.0.5:8265")
     out = submit("launch/configs/quickstart.yaml", "--dry-run")

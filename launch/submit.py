@@ -117,7 +117,8 @@ def run_dir_note(cfg) -> str:
     """Where the run directory will be: on the node that runs the job's driver (the head)."""
     base = f"{cfg.run.output_dir.rstrip('/')}/{cfg.run.name}"
     if Path(cfg.run.output_dir).is_absolute():
-        return f"{base} on the head node (or {base}-N if it exists; the log's first line says)"
+        return (f"{base} on the head node, where the driver runs ({base}-N if that exists: the "
+                "log's '[rlagent] run directory:' line says)")
     return (f"{base} inside the job's copy of the repository on the head node, which Ray deletes "
             "later: give run.output_dir=/an/absolute/shared/path")
 

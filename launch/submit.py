@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SubmitError, ConfigError) as err:
         print(f"submit: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # the job server refused: auth, a duplicate id, upload size
+        print(f"submit: the Ray cluster at {args.address} refused the job: {err}", file=sys.stderr)
+        return 2
 
     addr = shlex.quote(args.address)
     print(f"job id:      {job_id}\n"

@@ -140,3 +140,14 @@ def test_stop_leaves_the_driver_time_to_save(ray_head):
                           text=True, timeout=120)
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert "SAVED" in subprocess.run(logs, env=env, capture_output=True, text=True).stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_a_refused_job_names_the_cluster(ray_head):
+    address, env = ray_head
+    args = ["--entrypoint", "true", "--job-id", "twice", "--address", address, "--no-wait"]
+    assert submit(*args, env=env).returncode == 0
+    again = submit(*args, env=env)
+    assert again.returncode == 2
+    assert f"the Ray cluster at {address} refused the job" in again.stderr, again.stderr
+    assert "twice" in again.stderr

@@ -1,68 +1,19 @@
 """`ray job submit --working-dir .` to a local head started with `ray start --head`."""
 import json
-import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from ray_head import BIN, local_ray_head
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"no answer from {url} in {timeout} s")
 
 
 @pytest.fixture
 def ray_head():
-    """A local head on loopback with token auth off (a test cluster only)."""
-    # A short temp dir: Ray's unix socket paths must stay under ~107 characters.
-    temp = tempfile.mkdtemp(prefix="rlray-", dir="/tmp")
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)
-    dash = _free_port()
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-         f"--port={_free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats",
-         # Ports of their own: another Ray on the machine (e.g. this test session's) holds
-         # the defaults, and a job agent that cannot bind never accepts a job.
-         f"--dashboard-agent-listen-port={_free_port()}",
-         f"--dashboard-agent-grpc-port={_free_port()}", f"--metrics-export-port={_free_port()}",
-         f"--runtime-env-agent-port={_free_port()}", f"--ray-client-server-port={_free_port()}"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_http(f"http://127.0.0.1:{dash}/api/version", 90)
-        yield f"http://127.0.0.1:{dash}", env
-    finally:  # `ray stop` would end every Ray on the machine; end only this head's group
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
+    with local_ray_head() as head:
+        yield head
 
 
 @pytest.mark.slow

@@ -53,39 +53,30 @@ def wandb_mode(setting: str) -> str:
     return "online" if logged_in else "offline"
 
 
-class Tracker:
-    def __init__(self, cfg: Config, run_dir: Path, resume_id: str | None = None):
+class WandbLogger:
+    """The W&B run: scalars, histograms and the transcript table of each step.
+
+    Under Ray it runs as an actor on the driver's node (see ``Tracker``): ``ray job stop``
+    signals the driver's whole process tree, and W&B's service process, a child of whichever
+    process started W&B, would die with buffered steps unwritten.
+    """
+
+    def __init__(self, cfg: Config, run_dir: str, mode: str, resume_id: str | None):
         import wandb
 
-        self.run_dir = run_dir
-        self.save_rollouts = cfg.tracking.save_rollouts
         self.table_episodes = cfg.tracking.table_episodes
         self.components = [c.name for c in cfg.rewards.components]
-        self.metrics_file = open(run_dir / "metrics.jsonl", "a")
-        self.mode = wandb_mode(cfg.tracking.wandb_mode)
-        self.wandb = None
-        if self.mode != "disabled":
-            # A resumed run continues the same W&B run (same id), so the curves continue.
-            self.wandb = wandb.init(project=cfg.tracking.wandb_project, name=run_dir.name,
-                                    config=cfg.to_dict(), dir=str(run_dir), mode=self.mode,
-                                    id=resume_id, resume="allow" if resume_id else None,
-                                    settings=wandb.Settings(silent=True, console="off"))
+        # A resumed run continues the same W&B run (same id), so the curves continue.
+        self.run = wandb.init(project=cfg.tracking.wandb_project, name=Path(run_dir).name,
+                              config=cfg.to_dict(), dir=run_dir, mode=mode, id=resume_id,
+                              resume="allow" if resume_id else None,
+                              settings=wandb.Settings(silent=True, console="off"))
 
-    @property
-    def run_id(self) -> str | None:
-        return self.wandb.id if self.wandb is not None else None
+    def run_id(self) -> str:
+        return self.run.id
 
-    def log(self, step: int, metrics: dict[str, float], episodes: list[Episode]) -> None:
-        clean = {k: float(v) for k, v in metrics.items() if v is not None}
-        line = {"step": step, **{k: (None if math.isnan(v) else v) for k, v in clean.items()}}
-        self.metrics_file.write(json.dumps(line) + "\n")
-        self.metrics_file.flush()
-        if self.save_rollouts:
-            with open(self.run_dir / "rollouts" / f"step_{step:05d}.jsonl", "w") as f:
-                for e in episodes:
-                    f.write(json.dumps(e.to_dict(), default=str) + "\n")
-        if self.wandb is not None:
-            self.wandb.log(clean | self.media(step, episodes), step=step)
+    def log(self, step: int, scalars: dict[str, float], episodes: list[Episode]) -> None:
+        self.run.log(scalars | self.media(step, episodes), step=step)
 
     def media(self, step: int, episodes: list[Episode]) -> dict[str, Any]:
         """This step's histograms and transcript table (W&B only; not scalars)."""
@@ -104,10 +95,76 @@ class Tracker:
             out[TABLE_KEY] = wandb.Table(columns=columns, data=rows, allow_mixed_types=True)
         return out
 
+    def finish(self) -> None:
+        self.run.finish()
+
+
+class Tracker:
+    """``metrics.jsonl`` and rollouts in the run directory (written by the driver), and W&B."""
+
+    def __init__(self, cfg: Config, run_dir: Path, resume_id: str | None = None):
+        self.run_dir = run_dir
+        self.save_rollouts = cfg.tracking.save_rollouts
+        self.metrics_file = open(run_dir / "metrics.jsonl", "a")
+        self.mode = wandb_mode(cfg.tracking.wandb_mode)
+        self.wandb: Any = None
+        self.run_id: str | None = None
+        if self.mode != "disabled":
+            self.wandb = _start_logger(cfg, run_dir, self.mode, resume_id)
+            self.run_id = self._call("run_id")
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """A W&B call, in this process or in the logger actor; a W&B failure is reported
+        and ends W&B logging, never the run (metrics.jsonl keeps every step)."""
+        if self.wandb is None:
+            return None
+        try:
+            if isinstance(self.wandb, WandbLogger):
+                return getattr(self.wandb, method)(*args)
+            import ray
+
+            return ray.get(getattr(self.wandb, method).remote(*args), timeout=600)
+        except Exception as err:  # noqa: BLE001 - whatever broke inside W&B
+            print(f"[rlagent] W&B stopped working ({type(err).__name__}: {err}); "
+                  f"metrics.jsonl goes on", flush=True)
+            self.wandb = None
+            return None
+
+    def log(self, step: int, metrics: dict[str, float], episodes: list[Episode]) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        line = {"step": step, **{k: (None if math.isnan(v) else v) for k, v in clean.items()}}
+        self.metrics_file.write(json.dumps(line) + "\n")
+        self.metrics_file.flush()
+        if self.save_rollouts:
+            with open(self.run_dir / "rollouts" / f"step_{step:05d}.jsonl", "w") as f:
+                for e in episodes:
+                    f.write(json.dumps(e.to_dict(), default=str) + "\n")
+        self._call("log", step, clean, episodes)
+
     def close(self) -> None:
         self.metrics_file.close()
-        if self.wandb is not None:
-            self.wandb.finish()
+        self._call("finish")
+        if self.wandb is not None and not isinstance(self.wandb, WandbLogger):
+            import ray
+
+            ray.kill(self.wandb)
+
+
+def _start_logger(cfg: Config, run_dir: Path, mode: str, resume_id: str | None) -> Any:
+    """In-process without Ray; under Ray an actor pinned to this (the driver's) node, with
+    this process's W&B settings (API key, mode, dirs)."""
+    import ray
+
+    if not ray.is_initialized():
+        return WandbLogger(cfg, str(run_dir), mode, resume_id)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    env = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
+    actor = ray.remote(WandbLogger).options(
+        num_cpus=0, runtime_env={"env_vars": env},
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False))
+    return actor.remote(cfg, str(run_dir), mode, resume_id)
 
 
 HIST_BINS = 32                        # bins of each per-step W&B histogram

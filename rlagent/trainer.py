@@ -36,10 +36,9 @@ def train(cfg: Config) -> Path:
         pool = RolloutPool(cfg, model_path, rewards, placement)
         learner = LearnerGroup(cfg, model_path, placement)
         sync = WeightSync(learner, pool, cfg.learner.sync_timeout_s, cfg.learner.sync_check_tol)
-        first, wandb_id = 1, None
-        if resume:
-            first, wandb_id = restore(resume, run_dir, learner, sampler, sync, pool.pad_id)
-        tracker = Tracker(cfg, run_dir, resume_id=wandb_id)
+        state = restore(resume, run_dir, learner, sampler, sync, pool.pad_id) if resume else {}
+        first = state.get("step", 0) + 1
+        tracker = Tracker(cfg, run_dir, resume_id=state.get("wandb_id"))
         progress = Progress(cfg.run.steps)
         try:
             for step in range(first, cfg.run.steps + 1):
@@ -80,9 +79,9 @@ def train(cfg: Config) -> Path:
     return run_dir
 
 
-def restore(path: Path, run_dir: Path, learner, sampler, sync, pad_id: int) -> tuple[int, str | None]:
+def restore(path: Path, run_dir: Path, learner, sampler, sync, pad_id: int) -> dict:
     """Load a checkpoint into the learner and sampler and push its weights to the engines;
-    returns the first step to run and the W&B run id to continue."""
+    returns the checkpoint's trainer state (step, W&B run id, ...)."""
     state = checkpoint.load_state(path)
     learner.load_state(str(path / "learner"))
     sampler.load_state_dict(state["sampler"])
@@ -91,7 +90,7 @@ def restore(path: Path, run_dir: Path, learner, sampler, sync, pad_id: int) -> t
     truncate_metrics(run_dir, state["step"])
     print(f"[rlagent] resumed from {path} (step {state['step']}, policy version "
           f"{sync.version})", flush=True)
-    return state["step"] + 1, state.get("wandb_id")
+    return state
 
 
 def collect(cfg: Config, sampler, pool, on_progress=None) -> tuple[list, int]:

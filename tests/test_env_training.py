@@ -15,6 +15,8 @@ ENVS = {
                   "env.kwargs={games_dir: tests/fixtures/textworld, max_steps: 2}",
                   "data.path=tests/fixtures/textworld/tasks.jsonl"],
     "calculator": ["env.id=rlagent/Calculator-v0"],
+    # any registered Gymnasium text env, through the generic wrapper (tasks are seeds)
+    "gymtext": ["env.id=rlagent/GymText-v0", "env.kwargs={env_id: rlagent/Calculator-v0}"],
 }
 
 

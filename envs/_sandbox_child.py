@@ -109,10 +109,19 @@ def _setup_mounts(cfg: dict) -> None:
         _mount("tmpfs", "/proc", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "size=4k")
     # Empty, read-only tmpfs over the usual homes of unix sockets and scratch files (Ray's
     # sockets live in /tmp/ray): read-only mounts do not stop connect() on a socket file.
+    # The interpreter's own directories stay: e.g. a virtualenv under /tmp is bound back
+    # into the empty /tmp, through a handle opened before the tmpfs covered it.
     keep = [p for p in cfg["keep_visible"] if p]
     for hidden in cfg["hide"]:
-        if os.path.isdir(hidden) and not any(_is_under(k, hidden) for k in keep):
-            _mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+        if not os.path.isdir(hidden):
+            continue
+        inner = [k for k in keep if _is_under(k, hidden) and os.path.isdir(k)]
+        handles = [(k, os.open(k, os.O_PATH | os.O_DIRECTORY)) for k in inner]
+        _mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+        for k, fd in handles:
+            os.makedirs(k, exist_ok=True)
+            _mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
+            os.close(fd)
     os.makedirs(workdir, exist_ok=True)
     _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV,
            f"size={cfg['disk_mb']}m,mode=700")

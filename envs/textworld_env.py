@@ -30,6 +30,7 @@ import functools
 import json
 import random
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ from typing import Any
 import gymnasium
 
 from rlagent.envs.text import AnyText
+
+# The runner resets envs in threads; TextWorld's loader (its logic parser) fails when two
+# games load at once ("pop from empty list"), so loads and resets take turns.
+_LOAD_LOCK = threading.Lock()
 
 ENV_ID = "rlagent/TextWorld-v0"
 INSTRUCTIONS = ("You are playing a text adventure game. Reply with one command per turn, "
@@ -192,9 +197,10 @@ class TextWorldEnv(gymnasium.Env[str, str]):
             raise ValueError(f"{ENV_ID}: no game to play: give the task a 'game' field "
                              f"(reset(options={{'task': {{'game': ...}}}})) or the env a game kwarg")
         path = resolve_game(game, self.games_dir)
-        if path != self._loaded:
-            self._load(path)
-        self._state = self._tw.reset()
+        with _LOAD_LOCK:  # TextWorld parses the game's logic on load: not thread-safe
+            if path != self._loaded:
+                self._load(path)
+            self._state = self._tw.reset()
         self._turn, self._done = 0, False
         text = clean_feedback(self._state["feedback"])
         if self.instructions:

@@ -308,3 +308,30 @@ def test_runner_plays_a_game_to_the_win(env_id, kwargs, task_file):
         assert ep.messages[0] == {"role": "user", "content": ep.messages[0]["content"]}
         assert ep.messages[0]["content"].startswith("You are playing a text adventure game.")
         json.dumps(ep.to_dict())  # rollout files: env infos are plain JSON
+
+
+def test_textworld_envs_reset_at_once_in_threads():
+    # The runner resets every episode's env in its own thread; TextWorld's game loader is
+    # not thread-safe ("pop from empty list" when two games load at once).
+    import threading
+
+    games = Path(__file__).parent / "fixtures" / "textworld"
+    tasks = [json.loads(line) for line in open(games / "tasks.jsonl")]
+    errors: list[BaseException] = []
+
+    def play(i: int) -> None:
+        env = gymnasium.make("rlagent/TextWorld-v0", games_dir=str(games)).unwrapped
+        try:
+            obs, _ = env.reset(seed=i, options={"task": tasks[i % len(tasks)]})
+            assert obs
+        except BaseException as err:  # noqa: BLE001 - collected for the assertion below
+            errors.append(err)
+        finally:
+            env.close()
+
+    threads = [threading.Thread(target=play, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -17,6 +17,7 @@ from rlagent.envs.text import AnyText
 
 ENV_ID = "rlagent/Echo-v0"
 DEFAULT_LETTERS = "a b c d"
+DIFFICULTIES = (1, 2, 3, 4)  # the number of turns
 
 
 def _alphabet(letters: str | Sequence[str]) -> list[str]:
@@ -26,15 +27,19 @@ def _alphabet(letters: str | Sequence[str]) -> list[str]:
     return words
 
 
-def generate_task(rng: random.Random, difficulty: int, num_turns: int = 2,
+def generate_task(rng: random.Random, difficulty: int, num_turns: int | None = None,
                   letters: str | Sequence[str] = DEFAULT_LETTERS, **_env_kwargs: Any) -> dict[str, Any]:
-    """A task showing ``num_turns`` letters drawn uniformly from ``letters`` (the sampler
-    passes the env's constructor kwargs; the ones that do not shape tasks are ignored)."""
+    """A task showing letters drawn uniformly from ``letters``, one per turn: ``difficulty``
+    turns, or ``num_turns`` when the env fixes it (then that is the task's difficulty). The
+    sampler passes the env's constructor kwargs; the ones that do not shape tasks are ignored."""
+    if num_turns is None and difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    turns = num_turns if num_turns is not None else difficulty
     alphabet = _alphabet(letters)
-    seq = [rng.choice(alphabet) for _ in range(num_turns)]
+    seq = [rng.choice(alphabet) for _ in range(turns)]
     # The id is the content: identical sequences are the same task for curriculum stats.
     return {"id": "echo-" + "-".join(seq), "env": ENV_ID, "prompt": seq[0],
-            "answer": " ".join(seq), "difficulty": difficulty, "letters_seq": seq}
+            "answer": " ".join(seq), "difficulty": turns, "letters_seq": seq}
 
 
 class EchoEnv(gymnasium.Env[str, str]):
@@ -47,7 +52,7 @@ class EchoEnv(gymnasium.Env[str, str]):
     """
 
     metadata = {"render_modes": []}
-    difficulties = (1,)
+    difficulties = DIFFICULTIES
     generate_task = staticmethod(generate_task)
 
     def __init__(self, num_turns: int = 2, letters: str | Sequence[str] = DEFAULT_LETTERS,

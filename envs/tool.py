@@ -31,6 +31,7 @@ from rlagent.envs.tool_tasks import (
     generate_task,
     load_jsonl_tasks,
     score_answer,
+    similar_task,
 )
 from rlagent.rewards.tagged import first_tag_content
 
@@ -83,6 +84,7 @@ class ToolEnv(gymnasium.Env[str, str]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
     difficulties = DIFFICULTIES
     generate_task = staticmethod(generate_task)
+    similar_task = staticmethod(similar_task)
 
     def __init__(self, max_turns: int = 6, datasets: str | Sequence[str] = DEFAULT_DATASETS,
                  tasks_file: str | None = None, max_observation_chars: int = 2000,

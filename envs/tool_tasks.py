@@ -151,6 +151,15 @@ def generate_task(rng: random.Random, difficulty: int,
     return reasoning_gym_task(rng, difficulty, rng.choice(_names(datasets)))
 
 
+def similar_task(rng: random.Random, task: dict[str, Any], difficulty: int,
+                 **env_kwargs: Any) -> dict[str, Any]:
+    """A new task with the skill of ``task`` at ``difficulty`` (self-evolving curricula): a
+    fresh entry of the same reasoning-gym dataset; other tasks come from ``generate_task``."""
+    if task.get("dataset"):
+        return reasoning_gym_task(rng, difficulty, task["dataset"])
+    return generate_task(rng, difficulty, **env_kwargs)
+
+
 def check_task(task: dict[str, Any]) -> None:
     """Raise ValueError if ``task`` cannot be shown and scored."""
     if not isinstance(task.get("prompt"), str):

@@ -70,6 +70,45 @@ class DataConfig:
 
 
 @dataclass
+class CurriculumConfig:
+    """Which tasks each step trains on (rlagent/curriculum.py, docs/curriculum.md)."""
+
+    name: Literal["uniform", "ladder", "learning_progress"] = "uniform"
+    """``uniform``; ``ladder`` (one level at a time, up and down with the success rate);
+    ``learning_progress`` (prefer tasks or levels whose success rate changes or is near 0.5)."""
+    success_reward: float = 1.0
+    """An episode succeeded when the env's last ``info["success"]`` says so; for envs that do
+    not report it, when its reward is at least this."""
+    target_low: float = 0.2
+    """ladder: go back a level when the success rate falls below this."""
+    target_high: float = 0.8
+    """ladder: go up a level when the success rate rises above this."""
+    min_episodes: int = 32
+    """ladder: episodes at the current level since the last move before the next decision."""
+    window: int = 64
+    """ladder: the success rate is over at most this many of the latest such episodes."""
+    review_share: float = 0.1
+    """ladder: share of tasks drawn from the levels below the current one."""
+    start_level: int | None = None
+    """ladder: the level to start at (None: the easiest)."""
+    lp_fast: float = 0.5
+    """learning_progress: step size of the fast moving average of success rates."""
+    lp_slow: float = 0.1
+    """learning_progress: step size of the slow moving average."""
+    explore_share: float = 0.1
+    """learning_progress: share of tasks drawn uniformly."""
+    replay_share: float = 0.0
+    """Share of each step's tasks replayed from tasks recently failed (success rate < 0.5)."""
+    replay_size: int = 256
+    """Failed tasks kept for replay (the oldest go first)."""
+    evolve_share: float = 0.0
+    """Cap on the share of each step's tasks made new by the env's generator, like tasks the
+    policy failed entirely (same skill, same or the level below)."""
+    evolve_pool: int = 256
+    """Failed tasks kept as models for new ones."""
+
+
+@dataclass
 class RolloutConfig:
     num_workers: int = 1
     """Rollout worker actors, each owning one vLLM engine and its envs."""
@@ -273,6 +312,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
@@ -430,6 +470,7 @@ def validate(cfg: Config) -> None:
         (cfg.rewards.timeout_s > 0, "rewards.timeout_s: must be > 0"),
         (cfg.rewards.num_actors >= 1, "rewards.num_actors: must be >= 1"),
         (cfg.tracking.table_episodes >= 0, "tracking.table_episodes: must be >= 0"),
+        *curriculum_checks(cfg.curriculum),
     ]
     for ok, msg in checks:
         if not ok:
@@ -439,6 +480,23 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"rewards.components: each plugin at most once, got {names}")
     if all(c.weight == 0 for c in cfg.rewards.components):
         raise ConfigError("rewards.components: at least one plugin needs a non-zero weight")
+
+
+def curriculum_checks(c: CurriculumConfig) -> list[tuple[bool, str]]:
+    shares = ("review_share", "explore_share", "replay_share", "evolve_share")
+    return [
+        *((0 <= getattr(c, k) <= 1, f"curriculum.{k}: must be in [0, 1]") for k in shares),
+        (c.replay_share + c.evolve_share <= 1,
+         "curriculum.replay_share: replay_share + evolve_share must be at most 1"),
+        (0 <= c.target_low < c.target_high <= 1,
+         f"curriculum.target_low: need 0 <= target_low < target_high <= 1, got "
+         f"{c.target_low} and {c.target_high}"),
+        (c.min_episodes >= 1, "curriculum.min_episodes: must be >= 1"),
+        (c.window >= c.min_episodes, "curriculum.window: must be >= curriculum.min_episodes"),
+        (0 < c.lp_slow < c.lp_fast <= 1, "curriculum.lp_slow: need 0 < lp_slow < lp_fast <= 1"),
+        (c.replay_size >= 1, "curriculum.replay_size: must be >= 1"),
+        (c.evolve_pool >= 1, "curriculum.evolve_pool: must be >= 1"),
+    ]
 
 
 def save_config(cfg: Config, path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import gymnasium
 
 from rlagent.config import Config, ConfigError
-from rlagent.records import Episode, Task
+from rlagent.records import Task
 
 
 def env_class(env_id: str) -> type:
@@ -60,58 +60,57 @@ def load_tasks(path: str | Path, env_id: str) -> list[Task]:
     return tasks
 
 
-class UniformSampler:
-    """Tasks drawn uniformly: from the dataset, or generated at a uniformly drawn difficulty.
+class TaskSource:
+    """Tasks by difficulty level: from a JSONL dataset (its ``difficulty`` fields are the
+    levels) or from the env's generator (the levels it offers, or ``data.difficulties``).
 
-    State (the RNG) round-trips through ``state_dict`` so a resumed run draws the same tasks.
+    ``similar(rng, task, level)`` makes a new task with the same skill as ``task`` at
+    ``level``, for self-evolving curricula: the env's ``similar_task`` hook when it has one,
+    else its ``generate_task`` at that level.
     """
 
     def __init__(self, cfg: Config):
-        self.rng = random.Random(cfg.run.seed)
         self.env_id = cfg.env.id
         self.env_kwargs = dict(cfg.env.kwargs)  # a generator makes tasks for this env's setup
+        cls = env_class(cfg.env.id)
+        self.generate: Callable[..., dict[str, Any]] | None = getattr(cls, "generate_task", None)
+        self.similar_hook: Callable[..., dict[str, Any]] | None = getattr(cls, "similar_task", None)
         self.dataset: list[Task] | None = None
-        self.generate: Callable[[random.Random, int], dict[str, Any]] | None = None
         if cfg.data.path:
             self.dataset = load_tasks(cfg.data.path, cfg.env.id)
+            offered = sorted({t.difficulty for t in self.dataset})
+        elif self.generate is None:
+            raise ConfigError(f"data.path: {cfg.env.id} has no task generator (generate_task); "
+                              f"give a JSONL task file")
         else:
-            cls = env_class(cfg.env.id)
-            self.generate = getattr(cls, "generate_task", None)
-            if self.generate is None:
-                raise ConfigError(f"data.path: {cfg.env.id} has no task generator "
-                                  f"(generate_task); give a JSONL task file")
             offered = list(getattr(cls, "difficulties", (0,)))
-            self.levels = cfg.data.difficulties or offered
-            bad = [d for d in self.levels if d not in offered]
-            if bad:
-                raise ConfigError(f"data.difficulties: {bad} not offered by {cfg.env.id} "
-                                  f"(allowed: {offered})")
-
-    def sample(self, n: int) -> list[Task]:
+        self.levels: list[int] = list(cfg.data.difficulties or offered)
+        bad = [d for d in self.levels if d not in offered]
+        if bad:
+            where = f"{cfg.data.path}" if self.dataset is not None else cfg.env.id
+            raise ConfigError(f"data.difficulties: {bad} not offered by {where} (allowed: {offered})")
         if self.dataset is not None:
-            return [self.rng.choice(self.dataset) for _ in range(n)]
-        out = []
-        for _ in range(n):
-            d = self.generate(self.rng, self.rng.choice(self.levels), **self.env_kwargs)
-            d.setdefault("env", self.env_id)
-            out.append(Task.from_dict(d))
-        return out
+            self.dataset = [t for t in self.dataset if t.difficulty in self.levels]
+            self.by_level = {d: [t for t in self.dataset if t.difficulty == d] for d in self.levels}
 
-    def update(self, episodes: list[Episode]) -> dict[str, float]:
-        """Curriculum statistics; a uniform sampler only reports success per difficulty."""
-        by_level: dict[int, list[float]] = {}
-        for e in episodes:
-            if e.reward is not None:
-                by_level.setdefault(e.task.difficulty, []).append(e.reward)
-        return {f"curriculum/reward_d{d}": sum(v) / len(v) for d, v in sorted(by_level.items())}
+    @property
+    def can_generate(self) -> bool:
+        return self.generate is not None or self.similar_hook is not None
 
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-able state: the checkpoint stores it as text."""
-        from rlagent.checkpoint import rng_to_json
+    def draw(self, rng: random.Random, level: int) -> Task:
+        """A task at ``level``."""
+        if self.dataset is not None:
+            return rng.choice(self.by_level[level])
+        return self._task(self.generate(rng, level, **self.env_kwargs))
 
-        return {"rng": rng_to_json(self.rng.getstate())}
+    def similar(self, rng: random.Random, task: Task, level: int) -> Task:
+        """A new task like ``task`` (same skill) at ``level``."""
+        if self.similar_hook is not None:
+            return self._task(self.similar_hook(rng, task.to_dict(), level, **self.env_kwargs))
+        if self.generate is None:
+            raise ConfigError(f"curriculum.evolve_share: {self.env_id} has no task generator")
+        return self._task(self.generate(rng, level, **self.env_kwargs))
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        from rlagent.checkpoint import rng_from_json
-
-        self.rng.setstate(rng_from_json(state["rng"]))
+    def _task(self, d: dict[str, Any]) -> Task:
+        d.setdefault("env", self.env_id)
+        return Task.from_dict(d)

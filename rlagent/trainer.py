@@ -13,19 +13,19 @@ from rlagent.actors import LearnerGroup, RolloutPool, WeightSync, start_reward_s
 from rlagent.algos import informative_groups
 from rlagent.batch import build_batch
 from rlagent.config import Config
+from rlagent.curriculum import make_sampler
 from rlagent.model import resolve_model
 from rlagent.placement import Placement
 from rlagent.progress import Progress
 from rlagent.reward_service import group_normalized, reward_metrics
 from rlagent.stopping import GracefulStop
-from rlagent.tasks import UniformSampler
 from rlagent.tracking import Tracker, episode_metrics, make_run_dir, truncate_metrics
 
 
 def train(cfg: Config) -> Path:
     """Run steps up to ``cfg.run.steps`` (from the checkpoint with ``run.resume``); returns
     the run directory."""
-    sampler = UniformSampler(cfg)  # fails fast on a bad dataset or env id
+    sampler = make_sampler(cfg)  # fails fast on a bad dataset or env id
     model_path = resolve_model(cfg.model.path)
     resume = checkpoint.latest(Path(cfg.run.resume)) if cfg.run.resume else None
     run_dir = Path(cfg.run.resume).resolve() if resume else make_run_dir(cfg)
@@ -44,7 +44,7 @@ def train(cfg: Config) -> Path:
             for step in range(first, cfg.run.steps + 1):
                 t0 = time.perf_counter()
                 progress.start(step, "rollout")
-                episodes, rounds = collect(cfg, sampler, pool, progress.episodes)
+                episodes, rounds, groups = collect(cfg, sampler, pool, progress.episodes)
                 t1 = time.perf_counter()
                 progress.phase("train")
                 batch, stats = build_batch(episodes, cfg, pool.pad_id)
@@ -53,7 +53,7 @@ def train(cfg: Config) -> Path:
                 progress.phase("sync")
                 probe = max(episodes, key=lambda e: e.num_generated)
                 metrics |= sync(probe.token_ids, probe.prompt_len)
-                metrics |= sampler.update(episodes)
+                metrics |= sampler.update(groups)
                 metrics |= step_metrics(episodes, stats, cfg, t0, t1, t2)
                 metrics["batch/sampling_rounds"] = rounds
                 metrics["memory/rollout_peak_gb"] = pool.peak_memory_gb()
@@ -93,29 +93,32 @@ def restore(path: Path, run_dir: Path, learner, sampler, sync, pad_id: int) -> d
     return state
 
 
-def collect(cfg: Config, sampler, pool, on_progress=None) -> tuple[list, int]:
-    """One step's episodes (``on_progress(finished, total)``: see ``RolloutPool.run``).
+def collect(cfg: Config, sampler, pool, on_progress=None) -> tuple[list, int, list]:
+    """One step's episodes, the sampling rounds it took, and every group rolled out (the
+    curriculum learns from dropped groups too). ``on_progress(finished, total)``: see
+    ``RolloutPool.run``.
 
     With ``algo.dynamic_sampling``, groups whose rewards are all equal are dropped and more
     tasks rolled out, until ``tasks_per_step`` informative groups are found or
     ``max_sampling_rounds`` rounds ran (then the step trains on what it has, topped up with
     dropped groups so the batch keeps its size)."""
-    want, kept, dropped = cfg.algo.tasks_per_step, [], []
+    want, kept, dropped, seen = cfg.algo.tasks_per_step, [], [], []
     for rounds in range(1, cfg.algo.max_sampling_rounds + 1):
         episodes = pool.run(sampler.sample(want - len(kept)), cfg.algo.group_size, on_progress)
         check_episodes(episodes)
         if cfg.rewards.combine == "group_normalized":
             group_normalized(episodes, cfg.rewards.components, cfg.rewards.on_error)
         groups = regroup(episodes, offset=len(kept))
+        seen += groups
         if not cfg.algo.dynamic_sampling:
-            return episodes, rounds
+            return episodes, rounds, seen
         useful = informative_groups([e.reward for e in episodes], [e.group for e in episodes])
         kept += [g for g in groups if g[0].group in useful]
         dropped += [g for g in groups if g[0].group not in useful]
         if len(kept) >= want:
             break
     chosen = (kept + dropped)[:want]
-    return [e for i, g in enumerate(chosen) for e in regroup(g, offset=i, single=True)], rounds
+    return [e for i, g in enumerate(chosen) for e in regroup(g, offset=i, single=True)], rounds, seen
 
 
 def regroup(episodes, offset: int, single: bool = False):

@@ -201,12 +201,16 @@ def test_echo_all_correct_is_success_and_empty_reply_is_wrong():
 
 
 def test_echo_generate_task():
-    task = EchoEnv.generate_task(random.Random(1), 1)
-    assert task == EchoEnv.generate_task(random.Random(1), 1)
+    task = EchoEnv.generate_task(random.Random(1), 2)
+    assert task == EchoEnv.generate_task(random.Random(1), 2)
     seq = task["letters_seq"]
     assert len(seq) == 2 and set(seq) <= {"a", "b", "c", "d"}
     assert task["prompt"] == seq[0] and task["answer"] == " ".join(seq)
-    assert task["env"] == "rlagent/Echo-v0" and EchoEnv.difficulties == (1,)
+    assert task["env"] == "rlagent/Echo-v0" and EchoEnv.difficulties == (1, 2, 3, 4)
+    # difficulty is the number of turns, unless the env fixes num_turns
+    assert [len(EchoEnv.generate_task(random.Random(0), d)["letters_seq"]) for d in (1, 4)] == [1, 4]
+    fixed = EchoEnv.generate_task(random.Random(0), 4, num_turns=3)
+    assert len(fixed["letters_seq"]) == 3 and fixed["difficulty"] == 3
     env = EchoEnv()
     assert env.reset(options={"task": task})[0] == seq[0]
 

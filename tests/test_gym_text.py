@@ -19,12 +19,13 @@ import rlagent.envs.gym_text
 import rlagent.envs.textworld_env
 from rlagent.chat import ChatTokens
 from rlagent.config import ConfigError, RolloutConfig, load_config
+from rlagent.curriculum import UniformSampler
 from rlagent.engine import Generation
 from rlagent.envs.gym_text import GymTextEnv, task_seed, to_text
 from rlagent.envs.textworld_env import TextWorldEnv
 from rlagent.rewards.outcome import EnvReward
 from rlagent.rollout import EpisodeRunner
-from rlagent.tasks import UniformSampler, env_class, load_tasks
+from rlagent.tasks import env_class, load_tasks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "textworld"
 TASKS = FIXTURES / "tasks.jsonl"

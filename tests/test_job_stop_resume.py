@@ -1,6 +1,6 @@
 """The cluster workflow end to end on a local Ray head: submit a run with the helper, stop
 it with `ray job stop` (it saves a checkpoint after its step), resume it with a plain
-`ray job submit`; the step counter, policy version and task sampler continue."""
+`ray job submit`; the step counter, policy version and curriculum continue."""
 import json
 import subprocess
 import sys
@@ -12,7 +12,7 @@ from ray_head import local_ray_head
 
 from rlagent.checkpoint import latest, load_state
 from rlagent.config import load_config
-from rlagent.tasks import UniformSampler
+from rlagent.curriculum import make_sampler
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,9 @@ def rows(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_submit_stop_and_resume(tiny_model, tmp_path):
     overrides = [f"model.path={tiny_model}", "env.id=rlagent/Echo-v0", "env.kwargs={}",
-                 "data.difficulties=null", "rollout.max_new_tokens=2", "rollout.max_episode_tokens=64",
+                 "data.difficulties=[1, 2]", "curriculum.name=ladder", "curriculum.start_level=2",
+                 "curriculum.min_episodes=2", "curriculum.window=4", "curriculum.review_share=0.5",
+                 "rollout.max_new_tokens=2", "rollout.max_episode_tokens=64",
                  "rollout.max_turns=2", "algo.group_size=2", "algo.tasks_per_step=3", "algo.kl_coef=0",
                  "learner.lr=0.01", "rewards.components=[{name: env_reward, weight: 1.0}]",
                  f"run.output_dir={tmp_path}", "run.name=job", "tracking.wandb_mode=offline"]
@@ -75,11 +77,12 @@ def test_submit_stop_and_resume(tiny_model, tmp_path):
         ids.add(f.parent.name.rsplit("-", 1)[-1])
         steps |= {r["_step"] for r in history(f) if "reward/mean" in r}
     assert len(ids) == 1 and steps == set(range(1, stopped_at + 3)), (ids, steps)
-    # The sampler continued from its saved state: the checkpoint's sampler draws exactly the
-    # tasks the resumed run trained on next.
+    # The curriculum continued from its saved state: the checkpoint's sampler is at the level
+    # the resumed run trained at next, and draws exactly the tasks it trained on.
     cfg = load_config("launch/configs/quickstart.yaml", [*overrides, "run.steps=50"])
-    sampler = UniformSampler(cfg)
+    sampler = make_sampler(cfg)
     sampler.load_state_dict(load_state(ckpt)["sampler"])
+    assert m[stopped_at]["curriculum/level"] == sampler.source.levels[sampler.index]
     want = [t.id for t in sampler.sample(cfg.algo.tasks_per_step)]
     with open(run_dir / "rollouts" / f"step_{stopped_at + 1:05d}.jsonl") as f:
         got = [json.loads(line) for line in f]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from rlagent.config import load_config
-from rlagent.tasks import UniformSampler
+from rlagent.curriculum import UniformSampler
 
 
 def test_generator_receives_env_kwargs():

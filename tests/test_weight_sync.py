@@ -8,8 +8,8 @@ import pytest
 from rlagent.actors import LearnerGroup, RolloutPool, WeightSync, start_reward_service
 from rlagent.batch import build_batch
 from rlagent.config import load_config
+from rlagent.curriculum import UniformSampler
 from rlagent.model import resolve_model
-from rlagent.tasks import UniformSampler
 
 
 def _gaps(learner, episodes):

@@ -24,7 +24,14 @@ from rlagent.envs.web.page import (
     parse_actions,
     render_page,
 )
-from rlagent.envs.web.tasks import DIFFICULTIES, ENV_ID, MAX_SEED, check_task_name, generate_task
+from rlagent.envs.web.tasks import (
+    DIFFICULTIES,
+    ENV_ID,
+    MAX_SEED,
+    check_task_name,
+    generate_task,
+    similar_task,
+)
 
 INSTRUCTIONS = (f"Do the task on the web page below. To act, {ACTION_HELP} (ref: an element's "
                 "number in brackets). Several actions in one reply run in order. type() replaces "
@@ -53,6 +60,7 @@ class WebEnv(gymnasium.Env[str, str]):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
     difficulties = DIFFICULTIES
     generate_task = staticmethod(generate_task)
+    similar_task = staticmethod(similar_task)
 
     def __init__(self, task: str | None = None, tasks: list[str] | None = None,
                  max_turns: int = 10, max_actions: int = 8, max_obs_chars: int = 3000,

@@ -79,3 +79,13 @@ def generate_task(rng: random.Random, difficulty: int, task: str | None = None,
     return {"id": f"web-{name}-{seed}", "env": ENV_ID,
             "prompt": f"MiniWoB++ task {name} (page seed {seed})",
             "task": name, "seed": seed, "difficulty": difficulty}
+
+
+def similar_task(rng: random.Random, task: dict[str, Any], difficulty: int,
+                 **env_kwargs: Any) -> dict[str, Any]:
+    """A new task with the skill of ``task`` (self-evolving curricula): the same MiniWoB task
+    on a new page seed; its tier is its difficulty, whatever level was asked for."""
+    name = task.get("task")
+    if not name:
+        return generate_task(rng, difficulty, **env_kwargs)
+    return generate_task(rng, tier_of(name) or difficulty, task=name)

@@ -51,6 +51,37 @@ def latest(run_dir: Path) -> Path:
     return path
 
 
+def is_model_dir(path: Path) -> bool:
+    """A Hugging Face model directory: a config and weights."""
+    weights = [*path.glob("*.safetensors"), *path.glob("pytorch_model*.bin")]
+    return (path / "config.json").is_file() and bool(weights)
+
+
+def find_model(path: Path) -> Path:
+    """The model directory behind ``path``: a model directory itself, a checkpoint
+    (``step_N/model``) or a run directory (the newer of ``checkpoints/final`` and the
+    checkpoint ``checkpoints/latest`` names). A clear error naming ``path`` otherwise."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such directory")
+    if is_model_dir(path):
+        return path
+    if is_model_dir(path / "model"):
+        return path / "model"
+    found = []
+    if is_model_dir(path / "checkpoints" / "final"):
+        found.append(path / "checkpoints" / "final")
+    pointer = path / "checkpoints" / "latest"
+    if pointer.is_file() and is_model_dir(path / "checkpoints" / pointer.read_text().strip() / "model"):
+        found.append(path / "checkpoints" / pointer.read_text().strip() / "model")
+    if found:
+        return max(found, key=lambda p: (p / "config.json").stat().st_mtime)
+    raise FileNotFoundError(
+        f"{path}: no model there (expected a Hugging Face model directory with config.json "
+        f"and weights, a checkpoint directory with model/, or a run directory with "
+        f"checkpoints/final or checkpoints/latest)")
+
+
 def load_state(path: Path) -> dict[str, Any]:
     state = json.loads((path / STATE).read_text())
     random.setstate(rng_from_json(state["python_rng"]))

@@ -1,4 +1,4 @@
-"""``rlagent`` command line: train, envs, rewards, view."""
+"""``rlagent`` command line: train, tasks, eval, envs, rewards, view."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,35 @@ def _train(args: argparse.Namespace) -> int:
     # `resume=<run dir>` is short for `run.resume=<run dir>`
     overrides = [f"run.{o}" if o.startswith("resume=") else o for o in args.overrides]
     train(load_config(args.config, overrides))
+    return 0
+
+
+# `rlagent eval CONFIG checkpoint=DIR tasks=FILE`: short for eval.checkpoint=..., eval.tasks=...
+EVAL_SHORT = ("checkpoint", "tasks", "samples", "temperature", "out")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rlagent.config import load_config
+    from rlagent.evaluate import evaluate
+
+    overrides = [f"eval.{o}" if o.partition("=")[0] in EVAL_SHORT else o for o in args.overrides]
+    report = evaluate(load_config(args.config, overrides))
+    if report["metrics"]["success/scored"] == 0:
+        print("rlagent: no episode could be scored (see env/errors and the episodes)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    from rlagent.config import load_config
+    from rlagent.tasks import heldout_tasks, write_tasks
+
+    cfg = load_config(args.config, args.overrides)
+    tasks = heldout_tasks(cfg, args.n, args.seed, args.difficulties)
+    path = write_tasks(tasks, args.out)
+    levels = sorted({t.difficulty for t in tasks})
+    print(f"{path}: {len(tasks)} {cfg.env.id} tasks, seed {args.seed}, difficulties {levels} "
+          f"(held out: never give this file to training)")
     return 0
 
 
@@ -70,6 +99,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. algo.group_size=8")
     p.set_defaults(fn=_train)
+    t = sub.add_parser("tasks", help="write a held-out task set for evaluation: rlagent tasks CONFIG "
+                       "--n 200 --out heldout.jsonl")
+    t.add_argument("config")
+    t.add_argument("overrides", nargs="*", help="dotted overrides (env.kwargs shape the tasks)")
+    t.add_argument("--n", type=int, default=100, help="number of tasks (default 100)")
+    t.add_argument("--seed", type=int, default=1_000_000,
+                   help="generator seed; must differ from run.seed (default 1000000)")
+    t.add_argument("--difficulties", type=int, nargs="+",
+                   help="levels, taken in turn (default: data.difficulties, else all the env offers)")
+    t.add_argument("--out", required=True, help="JSONL file to write")
+    t.set_defaults(fn=_tasks)
+    e = sub.add_parser("eval", help="evaluate a checkpoint on held-out tasks: rlagent eval CONFIG "
+                       "checkpoint=RUN_DIR tasks=FILE [samples=K temperature=T out=DIR key=value ...]")
+    e.add_argument("config")
+    e.add_argument("overrides", nargs="*", help="checkpoint=, tasks=, samples=, temperature=, out= "
+                   "(short for eval.*) and dotted config overrides")
+    e.set_defaults(fn=_eval)
     sub.add_parser("envs", help="list the registered rlagent environments").set_defaults(fn=_envs)
     r = sub.add_parser("rewards", help="list the installed reward plugins, or score saved episodes")
     r.set_defaults(fn=_rewards)

@@ -307,6 +307,26 @@ class RayConfig:
 
 
 @dataclass
+class EvalConfig:
+    """``rlagent eval`` only (training ignores it); ``checkpoint=``, ``tasks=``, ``samples=``,
+    ``temperature=`` and ``out=`` on its command line are short for ``eval.<key>=``."""
+
+    tasks: str | None = None
+    """Held-out task file (JSONL; ``rlagent tasks`` writes one). Never train on it."""
+    checkpoint: str = "base"
+    """What to evaluate: ``base`` (``model.path``, untrained), a run directory (the newer of
+    ``checkpoints/final`` and the checkpoint ``checkpoints/latest`` names), a checkpoint
+    directory (``checkpoints/step_N``) or a Hugging Face model directory."""
+    samples: int = 1
+    """Episodes played per task."""
+    temperature: float | None = None
+    """Sampling temperature (None: ``rollout.temperature``; 0: greedy)."""
+    out: str | None = None
+    """Output directory (None: ``<checkpoint>/eval/<tasks file stem>``; for ``base``,
+    ``<run.output_dir>/base-<model name>/eval/<tasks file stem>``)."""
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -319,6 +339,7 @@ class Config:
     rewards: RewardConfig = field(default_factory=RewardConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     @property
     def episodes_per_step(self) -> int:
@@ -471,6 +492,9 @@ def validate(cfg: Config) -> None:
         (cfg.rewards.num_actors >= 1, "rewards.num_actors: must be >= 1"),
         (cfg.tracking.table_episodes >= 0, "tracking.table_episodes: must be >= 0"),
         *curriculum_checks(cfg.curriculum),
+        (cfg.eval.samples >= 1, "eval.samples: must be >= 1"),
+        (cfg.eval.temperature is None or cfg.eval.temperature >= 0,
+         "eval.temperature: must be >= 0 (0: greedy), or null for rollout.temperature"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -22,18 +22,8 @@ from typing import Any
 
 from rlagent.checkpoint import rng_from_json, rng_to_json
 from rlagent.config import Config, ConfigError
-from rlagent.records import Episode, Task
+from rlagent.records import Episode, Task, succeeded
 from rlagent.tasks import TaskSource
-
-
-def succeeded(e: Episode, success_reward: float) -> bool | None:
-    """The env's ``info["success"]`` at the end, else ``reward >= success_reward``; None when
-    unknown (the env failed, or no reward)."""
-    if e.termination in ("env_error", "env_timeout"):
-        return None
-    if e.turns and "success" in e.turns[-1].info:
-        return bool(e.turns[-1].info["success"])
-    return None if e.reward is None else e.reward >= success_reward
 
 
 class Sampler:

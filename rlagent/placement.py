@@ -28,13 +28,14 @@ class Role:
     keys: str                      # the config keys that set it, for error messages
 
 
-def roles(cfg: Config) -> list[Role]:
+def roles(cfg: Config, only: tuple[str, ...] | None = None) -> list[Role]:
+    """The run's roles (``only``: just those named, e.g. no learner for an evaluation)."""
     r, lc, rw = cfg.rollout, cfg.learner, cfg.rewards
 
     def bundle(cpus: float, gpus: float) -> dict[str, float]:
         return {k: v for k, v in (("CPU", cpus), ("GPU", gpus)) if v > 0} or {"CPU": 0.01}
 
-    return [
+    every = [
         Role("rollout workers", r.num_workers, bundle(r.num_cpus, r.num_gpus), "SPREAD",
              "rollout.num_workers x (rollout.num_cpus, rollout.num_gpus)"),
         Role("learner ranks", lc.num_ranks, bundle(lc.num_cpus, lc.num_gpus), "PACK",
@@ -42,17 +43,19 @@ def roles(cfg: Config) -> list[Role]:
         Role("reward service", rw.num_actors, bundle(rw.num_cpus, 0), "PACK",
              "rewards.num_actors x rewards.num_cpus"),
     ]
+    return [role for role in every if only is None or role.name in only]
 
 
-def check_resources(cfg: Config, cluster: dict[str, float]) -> None:
+def check_resources(cfg: Config, cluster: dict[str, float],
+                    only: tuple[str, ...] | None = None) -> None:
     """Fail before anything starts when the whole cluster is too small."""
     wanted: dict[str, float] = {}
-    for role in roles(cfg):
+    for role in roles(cfg, only):
         for k, v in role.bundle.items():
             wanted[k] = wanted.get(k, 0.0) + v * role.count
     short = {k: v for k, v in wanted.items() if v > cluster.get(k, 0.0) + 1e-9}
     if short:
-        parts = "; ".join(f"{r.name}: {r.count} x {r.bundle} ({r.keys})" for r in roles(cfg))
+        parts = "; ".join(f"{r.name}: {r.count} x {r.bundle} ({r.keys})" for r in roles(cfg, only))
         have = ", ".join(f"{k} {cluster.get(k, 0.0):g}" for k in sorted(short))
         need = ", ".join(f"{k} {v:g}" for k, v in sorted(short.items()))
         raise PlacementError(f"the config needs {need} but the cluster has {have} in all "
@@ -60,16 +63,17 @@ def check_resources(cfg: Config, cluster: dict[str, float]) -> None:
 
 
 class Placement:
-    """The placement groups of a run; ``options(role, i)`` places the i-th actor of a role."""
+    """The placement groups of a run; ``options(role, i)`` places the i-th actor of a role.
+    ``only`` reserves just the named roles."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, only: tuple[str, ...] | None = None):
         from ray.util.placement_group import placement_group
 
-        check_resources(cfg, ray.cluster_resources())
+        check_resources(cfg, ray.cluster_resources(), only)
         self.timeout_s = cfg.ray.placement_timeout_s
         self.groups = {role.name: (role, placement_group([role.bundle] * role.count,
                                                           strategy=role.strategy))
-                       for role in roles(cfg)}
+                       for role in roles(cfg, only)}
         pending = {g.ready(): name for name, (_, g) in self.groups.items()}
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=self.timeout_s)
         missing = [pending[ref] for ref in pending if ref not in ready]

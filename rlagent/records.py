@@ -110,3 +110,21 @@ class TrainBatch:
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+
+ENV_FAILURES = ("env_error", "env_timeout")  # episode ends that are the env's fault, not the policy's
+
+
+def succeeded(episode: Episode, success_reward: float = 1.0) -> bool | None:
+    """Did the episode solve its task? The env's ``info["success"]`` on the last turn when it
+    reports one, else whether the total reward reached ``success_reward``. None when it
+    cannot be told: the env failed (not the policy's fault), or there is no flag and no
+    reward (a weighted plugin failed). Curriculum and evaluation both count this way."""
+    if episode.termination in ENV_FAILURES:
+        return None
+    info = episode.turns[-1].info if episode.turns else {}
+    if info.get("success") is not None:
+        return bool(info["success"])
+    if episode.reward is None:
+        return None
+    return episode.reward >= success_reward

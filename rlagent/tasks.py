@@ -60,6 +60,58 @@ def load_tasks(path: str | Path, env_id: str) -> list[Task]:
     return tasks
 
 
+def task_generator(env_id: str, difficulties: list[int] | None = None,
+                   key: str = "data.difficulties") -> tuple[Callable[..., dict[str, Any]] | None, list[int]]:
+    """The env's ``generate_task`` (None when it has none) and the difficulty levels to draw
+    from: all it offers when ``difficulties`` is None; a level it does not offer is an error
+    naming ``key``."""
+    cls = env_class(env_id)
+    generate = getattr(cls, "generate_task", None)
+    if generate is None:
+        return None, []
+    offered = list(getattr(cls, "difficulties", (0,)))
+    levels = list(difficulties or offered)
+    bad = [d for d in levels if d not in offered]
+    if bad:
+        raise ConfigError(f"{key}: {bad} not offered by {env_id} (allowed: {offered})")
+    return generate, levels
+
+
+def heldout_tasks(cfg: Config, n: int, seed: int, difficulties: list[int] | None = None) -> list[Task]:
+    """``n`` generated tasks for evaluation: the same (seed, n, difficulties, env.kwargs)
+    always give the same tasks. Difficulties (default: ``data.difficulties``, else all the
+    env offers) are taken in turn, so each level gets an even share. ``seed`` must differ
+    from ``run.seed``, whose stream the training sampler draws (a small task space may still
+    repeat training tasks: the seed fixes the set, it cannot make it disjoint)."""
+    if seed == cfg.run.seed:
+        raise ConfigError(f"--seed {seed}: the same as run.seed, which draws the training "
+                          f"tasks; pick a seed no training run uses")
+    generate, levels = task_generator(cfg.env.id, difficulties or cfg.data.difficulties,
+                                      key="--difficulties")
+    if generate is None:
+        raise ConfigError(f"env.id: {cfg.env.id} has no task generator (generate_task) to draw "
+                          f"held-out tasks from; set aside lines of its JSONL task file instead")
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        d = generate(rng, levels[i % len(levels)], **cfg.env.kwargs)
+        d.setdefault("env", cfg.env.id)
+        out.append(Task.from_dict(d))
+    return out
+
+
+def write_tasks(tasks: list[Task], path: str | Path) -> Path:
+    """One JSON object per line, in the format ``load_tasks`` reads."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        for t in tasks:
+            f.write(json.dumps(t.to_dict(), sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
 class TaskSource:
     """Tasks by difficulty level: from a JSONL dataset (its ``difficulty`` fields are the
     levels) or from the env's generator (the levels it offers, or ``data.difficulties``).

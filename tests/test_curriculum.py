@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from rlagent.config import ConfigError, load_config
-from rlagent.curriculum import SAMPLERS, make_sampler, succeeded
-from rlagent.records import Episode, Task, Turn
+from rlagent.curriculum import SAMPLERS, make_sampler
+from rlagent.records import Episode, Task, Turn, succeeded
 
 ECHO = ["env.id=rlagent/Echo-v0", "env.kwargs={}"]
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -16,6 +16,8 @@ def test_more_gpus_than_the_cluster_has_is_named_before_anything_starts():
     assert "needs GPU 8" in msg and "cluster has GPU 4" in msg
     assert "rollout.num_workers x (rollout.num_cpus, rollout.num_gpus)" in msg
     check_resources(cfg, {"CPU": 64.0, "GPU": 8.0})  # fits: no error
+    # an evaluation places no learner: the rollout workers' 4 GPUs are enough
+    check_resources(cfg, {"CPU": 64.0, "GPU": 4.0}, only=("rollout workers", "reward service"))
 
 
 @pytest.mark.slow

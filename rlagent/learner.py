@@ -320,10 +320,10 @@ class Learner:
 
     def weight_metas(self) -> list[list]:
         """Rank 0: name, shape and dtype of every tensor ``send_weights`` sends, in order."""
-        from rlagent.weight_transport import TensorMeta
+        from rlagent.weight_transport import describe
 
         with hf_weights(self.engine.module) as weights:
-            return [TensorMeta.of(k, v).wire() for k, v in weights.items()]
+            return [meta.wire() for meta in describe(weights)]
 
     def send_weights(self) -> int:
         """Rank 0: broadcast the full weights (LoRA merged) to the weight-update group, from
@@ -332,7 +332,7 @@ class Learner:
         if self._weight_group is None:
             raise RuntimeError("send_weights before the weight-update group was formed")
         with hf_weights(self.engine.module) as weights:
-            return self._weight_group.send(weights.items())
+            return self._weight_group.send(weights)
 
     def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
         """Logprobs of each sequence's tokens from ``start`` on, under the current weights."""

@@ -14,13 +14,14 @@ sender, ranks 1..N the engine workers), the way vLLM builds its stateless groups
 
 Driver side: ``make_transport(...)``, then ``setup()`` once (forms the group) and
 ``push(version)`` per sync. In the member processes: ``open_store`` (rank 0), ``WeightGroup``
-(joins), ``WeightGroup.send`` (rank 0) and ``WeightGroup.receive`` (the engines).
+(joins), ``describe`` (the metadata), ``WeightGroup.send`` (rank 0) and
+``WeightGroup.receive`` (the engines).
 """
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -44,19 +45,29 @@ class TensorMeta:
 
     name: str
     shape: tuple[int, ...]
-    dtype: str              # torch dtype name, e.g. "float32"
-
-    @classmethod
-    def of(cls, name: str, tensor: torch.Tensor) -> TensorMeta:
-        return cls(name, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+    dtype: str                  # torch dtype name, e.g. "float32"
+    same_as: str | None = None  # a tensor sent earlier that this one is a view of (tied weights)
 
     def wire(self) -> list:
-        return [self.name, list(self.shape), self.dtype]
+        return [self.name, list(self.shape), self.dtype, self.same_as]
 
     @classmethod
     def from_wire(cls, item: list) -> TensorMeta:
-        name, shape, dtype = item
-        return cls(name, tuple(shape), dtype)
+        name, shape, dtype, same_as = item
+        return cls(name, tuple(shape), dtype, same_as)
+
+
+def describe(weights: Mapping[str, torch.Tensor]) -> list[TensorMeta]:
+    """The metas of ``weights`` in order. A tensor that is the same view of the same memory
+    as an earlier one (a tied LM head) is not sent again: its meta names the earlier one."""
+    seen: dict[tuple, str] = {}
+    metas = []
+    for name, t in weights.items():
+        key = (t.device, t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+        metas.append(TensorMeta(name, tuple(t.shape), str(t.dtype).removeprefix("torch."),
+                                seen.get(key)))
+        seen.setdefault(key, name)
+    return metas
 
 
 @dataclass(frozen=True)
@@ -135,24 +146,32 @@ class WeightGroup:
         else:
             self._comm.broadcast(tensor, src=0)
 
-    def send(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
-        """Rank 0: broadcast every tensor, in the order of the metas the receivers got.
-        Returns the bytes sent."""
+    def send(self, weights: Mapping[str, torch.Tensor]) -> int:
+        """Rank 0: broadcast the tensors, in the order of ``describe(weights)``, which the
+        receivers got as metas. Returns the bytes sent."""
         sent = 0
-        for name, tensor in named_tensors:
-            tensor = tensor.detach().to(self.device).contiguous()
+        for meta in describe(weights):
+            if meta.same_as is not None:
+                continue
+            tensor = weights[meta.name].detach().to(self.device).contiguous()
             try:
                 self._broadcast(tensor)
             except RuntimeError as err:
                 raise WeightTransportError(f"rank 0 of the weight-update {self.address}: "
-                                           f"broadcasting {name} failed ({err})") from err
+                                           f"broadcasting {meta.name} failed ({err})") from err
             sent += tensor.numel() * tensor.element_size()
         self._synchronize()
         return sent
 
     def receive(self, metas: Iterable[TensorMeta]) -> Iterator[tuple[str, torch.Tensor]]:
         """Ranks >= 1: each tensor as it arrives (consume them in order, all of them)."""
+        metas = list(metas)
+        targets = {m.same_as for m in metas}
+        kept: dict[str, torch.Tensor] = {}  # only what a later tensor is tied to
         for meta in metas:
+            if meta.same_as is not None:
+                yield meta.name, kept[meta.same_as]
+                continue
             tensor = torch.empty(meta.shape, dtype=getattr(torch, meta.dtype), device=self.device)
             try:
                 self._broadcast(tensor)
@@ -160,6 +179,8 @@ class WeightGroup:
                 raise WeightTransportError(f"rank {self.rank} of the weight-update "
                                            f"{self.address}: receiving {meta.name} failed "
                                            f"({err})") from err
+            if meta.name in targets:
+                kept[meta.name] = tensor
             yield meta.name, tensor
         self._synchronize()
 

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from rlagent.config import ConfigError, load_config
-from rlagent.weight_transport import TensorMeta, WeightGroup, WeightTransportError, open_store
+from rlagent.weight_transport import (
+    TensorMeta,
+    WeightGroup,
+    WeightTransportError,
+    describe,
+    open_store,
+)
 
 CPU = torch.device("cpu")
 
@@ -34,18 +40,21 @@ def _members(world: int, timeout_s: float, fn):
 
 
 def test_gloo_group_broadcasts_every_tensor_in_order():
-    weights = {"embed.weight": torch.randn(7, 5), "norm.weight": torch.rand(5).to(torch.bfloat16),
-               "steps": torch.arange(3), "mlp.t": torch.randn(4, 6).t()}  # non-contiguous
-    metas = [TensorMeta.from_wire(TensorMeta.of(k, v).wire()) for k, v in weights.items()]
+    embed = torch.randn(7, 5)
+    weights = {"embed.weight": embed, "norm.weight": torch.rand(5).to(torch.bfloat16),
+               "steps": torch.arange(3), "mlp.t": torch.randn(4, 6).t(),  # not contiguous
+               "lm_head.weight": embed}  # tied: sent once
+    metas = [TensorMeta.from_wire(m.wire()) for m in describe(weights)]
+    assert [m.same_as for m in metas] == [None] * 4 + ["embed.weight"]
 
     def run(group):
         if group.rank == 0:
-            return group.send(weights.items())
+            return group.send(weights)
         return dict(group.receive(metas))
 
     results, errors = _members(3, 10, run)
     assert not errors, errors
-    assert results[0] == sum(v.numel() * v.element_size() for v in weights.values())
+    assert results[0] == sum(v.numel() * v.element_size() for v in weights.values()) - 7 * 5 * 4
     for rank in (1, 2):
         got = results[rank]
         assert list(got) == list(weights)
@@ -67,7 +76,7 @@ def test_a_receiver_that_stops_listening_times_out_the_sender():
 
     def run(group):
         if group.rank == 0:
-            return group.send(big.items())
+            return group.send(big)
         time.sleep(4)  # joined, but never receives
 
     results, errors = _members(2, 1.5, run)

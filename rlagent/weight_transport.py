@@ -143,8 +143,8 @@ class WeightGroup:
             opts = dist.BroadcastOptions()
             opts.rootRank, opts.timeout = 0, self.timeout
             self._comm.broadcast([tensor], opts).wait()
-        else:
-            self._comm.broadcast(tensor, src=0)
+        else:  # on the stream the loader then reads the tensor on
+            self._comm.broadcast(tensor, src=0, stream=torch.cuda.current_stream(self.device))
 
     def send(self, weights: Mapping[str, torch.Tensor]) -> int:
         """Rank 0: broadcast the tensors, in the order of ``describe(weights)``, which the

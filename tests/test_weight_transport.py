@@ -8,9 +8,11 @@ import torch
 
 from rlagent.config import ConfigError, load_config
 from rlagent.weight_transport import (
+    GroupAddress,
     TensorMeta,
     WeightGroup,
     WeightTransportError,
+    backend_for,
     describe,
     open_store,
 )
@@ -82,6 +84,13 @@ def test_a_receiver_that_stops_listening_times_out_the_sender():
     results, errors = _members(2, 1.5, run)
     assert isinstance(errors.get(0), WeightTransportError), (results, errors)
     assert "broadcasting w failed" in str(errors[0])
+
+
+def test_weights_on_cpu_cannot_join_an_nccl_group():
+    address = GroupAddress("127.0.0.1", 1, 2, "nccl", 1.0)
+    with pytest.raises(WeightTransportError, match="has its weights on cpu, which nccl cannot carry"):
+        WeightGroup(address, 1, CPU)
+    assert backend_for(torch.device("cuda", 0)) == "nccl" and backend_for(CPU) == "gloo"
 
 
 def test_weight_sync_key():

@@ -6,8 +6,10 @@ Starts the quickstart's parts (``launch/configs/quickstart.yaml``: SmolLM2-135M-
 fp32) as Ray actors, forms both transports over the same learner and engine, then pushes
 the weights ``--reps`` times with each, alternating (so both see the same machine load).
 *push*: from the driver's call to every engine having reloaded (what ``timing/sync_s``
-reports); *check*: the logprob comparison that follows each sync. Then the bare gloo
-broadcast of the same tensors between two threads of this process (no Ray, no reload).
+reports); *check*: the logprob comparison that follows each sync. Then, to tell the parts
+apart, an engine loading weights that already sit in the object store (the reload both
+transports end with), and the bare gloo broadcast of the same tensors between two threads
+of this process (no Ray, no reload).
 Prints a Markdown table for docs/benchmarks.md.
 """
 from __future__ import annotations
@@ -63,11 +65,13 @@ def main() -> None:
     from rlagent.actors import LearnerGroup, RolloutPool, WeightSync
     from rlagent.config import load_config
     from rlagent.model import resolve_model
+    from rlagent.weight_transport import TensorMeta
 
     cfg = load_config(REPO / "launch/configs/quickstart.yaml", args.overrides)
     model = resolve_model(cfg.model.path)
     probe = AutoTokenizer.from_pretrained(model)(
         "The learner sends its weights to the engines after every update.")["input_ids"]
+    load_before = os.getloadavg()[0]
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     pool = RolloutPool(cfg, model, rewards=[])
     try:
@@ -87,24 +91,42 @@ def main() -> None:
                 push[name].append(out["timing/sync_s"])
                 check[name].append(time.perf_counter() - t0 - out["timing/sync_s"])
                 gaps[name].append(out["sync/logprob_gap_max"])
+        metas = [TensorMeta.from_wire(m) for m in ray.get(learner.ranks[0].weight_metas.remote())]
         named = dict(ray.get(learner.named_weights_refs()[0]))
+        reload = reload_only(pool.workers[0], named, args.reps)
     finally:
         pool.shutdown()
         ray.shutdown()
-    from rlagent.weight_transport import describe
-
-    sent = [named[m.name] for m in describe(named) if m.same_as is None]
+    # As the learner holds them: a tied tensor is the same memory (Ray's copy lost that).
+    named = {m.name: named[m.same_as or m.name] for m in metas}
+    sent = [named[m.name] for m in metas if m.same_as is None]
     size_mb = sum(t.numel() * t.element_size() for t in sent) / 1e6
     raw = bare_gloo(named, args.reps)
 
-    print(f"{len(named)} tensors ({len(sent)} sent: tied ones once), {size_mb:.0f} MB; "
-          f"median (min-max) of {args.reps} pushes\n")
+    print(f"{len(named)} tensors, {size_mb:.0f} MB ({len(sent)} tensors: a tied one counts "
+          f"once); median (min-max) of {args.reps} syncs; load average {load_before:.1f} "
+          f"before, {os.getloadavg()[0]:.1f} after\n")
     print("| transport | setup s | push s | check s | logprob gap max |")
     print("|---|---|---|---|---|")
     for name in syncs:
         print(f"| {name} | {setup_s[name]:.2f} | {median_range(push[name])} "
               f"| {median_range(check[name])} | {max(gaps[name]):.1e} |")
-    print(f"| bare gloo broadcast, 2 threads, no reload | – | {median_range(raw)} | – | – |")
+    print(f"| engine loads weights already in the object store (fetch + reload) | – "
+          f"| {median_range(reload)} | – | – |")
+    print(f"| gloo broadcast alone (2 threads, no Ray, no reload) | – | {median_range(raw)} | – | – |")
+
+
+def reload_only(worker, named: dict, reps: int) -> list[float]:
+    """Seconds for an engine to load weights that already sit in the object store."""
+    import ray
+
+    ref = ray.put(list(named.items()))
+    times = []
+    for version in range(reps):
+        t0 = time.perf_counter()
+        ray.get(worker.load_weights.remote(ref, 1000 + version))
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 if __name__ == "__main__":

@@ -205,6 +205,9 @@ class ObjectStoreTransport:
     def __init__(self, learner: Any, pool: Any, timeout_s: float):
         self.learner, self.pool, self.timeout_s = learner, pool, timeout_s
 
+    def __str__(self) -> str:
+        return "object_store (through Ray's object store)"
+
     def setup(self) -> None:
         """Nothing to form: Ray's object store is always there."""
 
@@ -224,6 +227,9 @@ class CollectiveTransport:
     def __init__(self, learner: Any, pool: Any, timeout_s: float):
         self.learner, self.pool, self.timeout_s = learner, pool, timeout_s
         self.address: GroupAddress | None = None
+
+    def __str__(self) -> str:
+        return f"collective (weight-update {self.address or 'group not formed'})"
 
     def setup(self) -> None:
         """Form the group: learner rank 0 opens it, every engine worker joins. Calling it

@@ -16,6 +16,7 @@ from rlagent.engine import engine_env
 from rlagent.learner import Learner
 from rlagent.records import Episode, Task, TrainBatch
 from rlagent.reward_service import CONCURRENCY, RewardService
+from rlagent.weight_transport import TransportName, make_transport
 
 
 class WaitTimeout(TimeoutError):
@@ -67,7 +68,20 @@ class RolloutWorker:
                     "the reward service to score this worker's episodes")
 
     def load_weights(self, named_tensors: list, version: int) -> None:
+        """Object-store transport: the weights arrive as this call's argument."""
         self.engine.load_weights(named_tensors)
+        self.version = version
+
+    def weight_group_members(self) -> int:
+        """Collective transport: members this worker brings to the weight-update group."""
+        return self.engine.num_workers
+
+    def join_weight_group(self, address: dict, first_rank: int) -> None:
+        self.engine.join_weight_group(address, first_rank)
+
+    def receive_weights(self, metas: list[list], version: int) -> None:
+        """Collective transport: the engine's workers receive what learner rank 0 broadcasts."""
+        self.engine.receive_weights(metas)
         self.version = version
 
     def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
@@ -191,22 +205,24 @@ class WeightSyncError(RuntimeError):
 
 
 class WeightSync:
-    """Learner -> engines through Ray's object store, then a numerical check.
+    """Learner -> engines through a transport (``rlagent.weight_transport``: Ray's object
+    store, or a collective broadcast), then a numerical check.
 
     The check scores a real sequence with both sides: the engines must reproduce the
     learner's logprobs (a greedy-output comparison would miss a stale layer).
     """
 
-    def __init__(self, learner: LearnerGroup, pool: RolloutPool, timeout_s: float, tol: float):
+    def __init__(self, learner: LearnerGroup, pool: RolloutPool, timeout_s: float, tol: float,
+                 transport: TransportName = "object_store"):
         self.learner, self.pool, self.timeout_s, self.tol = learner, pool, timeout_s, tol
         self.version = 0
+        self.transport = make_transport(transport, learner, pool, timeout_s)
+        self.transport.setup()
 
     def __call__(self, probe: list[int], start: int) -> dict[str, float]:
         t0 = time.perf_counter()
-        weights, *others = self.learner.named_weights_refs()
         self.version += 1
-        wait([w.load_weights.remote(weights, self.version) for w in self.pool.workers] + others,
-             self.timeout_s, f"the engines to load weights version {self.version}")
+        self.transport.push(self.version)
         sync_s = time.perf_counter() - t0
         gap = self.check(probe, start)
         return {"timing/sync_s": sync_s, "sync/logprob_gap_max": gap,

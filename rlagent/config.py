@@ -245,11 +245,25 @@ class LearnerConfig:
     lora_targets: list[str] = field(default_factory=lambda: [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     """Module names that get adapters."""
+    weight_sync: Literal["auto", "object_store", "collective"] = "auto"
+    """How new weights reach the engines after each update: ``object_store`` (learner rank 0
+    returns them through Ray's object store; each engine loads that copy), ``collective``
+    (learner rank 0 broadcasts them to every engine worker over a dedicated process group:
+    NCCL on GPU, gloo on CPU), or ``auto``: collective when the learner uses GPUs, else
+    object_store. ``rlagent/weight_transport.py`` has the details."""
     sync_timeout_s: float = 300.0
-    """Longest a weight sync may take."""
+    """Longest a weight sync may take; also the timeout of the collective weight-update
+    group (forming it, and each broadcast over gloo)."""
     sync_check_tol: float = 1e-3
     """Largest logprob difference allowed between learner and engine on a probe sequence
     after each sync (fp32: the two agree to ~1e-4; bf16 needs a looser bound)."""
+
+    @property
+    def sync_transport(self) -> Literal["object_store", "collective"]:
+        """``weight_sync`` with ``auto`` resolved."""
+        if self.weight_sync == "auto":
+            return "collective" if self.num_gpus > 0 else "object_store"
+        return self.weight_sync
 
 
 @dataclass
@@ -486,6 +500,7 @@ def validate(cfg: Config) -> None:
         (cfg.learner.micro_batch_size >= 1, "learner.micro_batch_size: must be >= 1"),
         (cfg.learner.num_ranks >= 1, "learner.num_ranks: must be >= 1"),
         (cfg.learner.threads >= 1, "learner.threads: must be >= 1"),
+        (cfg.learner.sync_timeout_s > 0, "learner.sync_timeout_s: must be > 0"),
         (cfg.learner.logprob_chunk >= 1, "learner.logprob_chunk: must be >= 1"),
         (len(cfg.rewards.components) >= 1, "rewards.components: at least one reward plugin"),
         (cfg.rewards.timeout_s > 0, "rewards.timeout_s: must be > 0"),

@@ -46,11 +46,54 @@ class Generation:
 
 
 class WeightLoaderExtension:
-    """Mixed into vLLM's worker (``worker_extension_cls``): in-place weight reload."""
+    """Mixed into vLLM's worker (``worker_extension_cls``): in-place weight reload.
+
+    These methods run inside each vLLM worker, wherever vLLM runs it: in the rollout
+    worker's process on CPU (in-process engine), in processes of their own on GPU (one per
+    tensor-parallel rank). So with the collective transport every vLLM worker is a member
+    of the weight-update group and receives the weights itself.
+    """
 
     def rlagent_load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> int:
+        return self._rlagent_reload(named_tensors)
+
+    def rlagent_join_weight_group(self, address: dict, first_rank: int) -> int:
+        """Join the learner's weight-update group as rank ``first_rank`` + this worker's
+        rank in the engine (blocks until every member has joined)."""
+        from rlagent.weight_transport import GroupAddress, WeightGroup
+
+        old = getattr(self, "_rlagent_weight_group", None)
+        if old is not None:
+            old.close()
+        rank = first_rank + self.rank
+        self._rlagent_weight_group = WeightGroup(GroupAddress(**address), rank, self.device)
+        return rank
+
+    def rlagent_receive_weights(self, metas: list[list]) -> int:
+        """Receive the broadcast tensors (``metas``: see ``TensorMeta.wire``) straight into
+        the reload, one tensor at a time."""
+        from rlagent.weight_transport import TensorMeta
+
+        group = getattr(self, "_rlagent_weight_group", None)
+        if group is None:
+            raise RuntimeError("rlagent_receive_weights before rlagent_join_weight_group")
+        received = group.receive(TensorMeta.from_wire(m) for m in metas)
+        count = self._rlagent_reload(received)
+        for _ in received:  # the sender waits for every tensor, used or not
+            count += 1
+        return count
+
+    def _rlagent_reload(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
+        count = 0
+
+        def counted():
+            nonlocal count
+            for item in named_tensors:
+                count += 1
+                yield item
+
         runner = self.model_runner
-        runner.reload_weights(weights_iterator=iter(named_tensors), is_checkpoint_format=True)
+        runner.reload_weights(weights_iterator=counted(), is_checkpoint_format=True)
         model = runner.get_model()
         lm_head = getattr(model, "lm_head", None)
         if lm_head is not None and getattr(model.config, "tie_word_embeddings", False):
@@ -60,7 +103,7 @@ class WeightLoaderExtension:
             method = getattr(lm_head, "quant_method", None)
             if method is not None and hasattr(method, "process_weights_after_loading"):
                 method.process_weights_after_loading(lm_head)
-        return len(named_tensors)
+        return count
 
 
 @contextlib.contextmanager
@@ -155,6 +198,21 @@ class VLLMEngine:
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Replace the engine's weights in place (HF checkpoint names)."""
         self.llm.collective_rpc("rlagent_load_weights", args=(list(named_tensors),))
+        self.llm.reset_prefix_cache()
+
+    @property
+    def num_workers(self) -> int:
+        """vLLM workers of this engine (tensor x pipeline parallel ranks): each one is a
+        member of a weight-update group."""
+        return self.llm.llm_engine.vllm_config.parallel_config.world_size
+
+    def join_weight_group(self, address: dict, first_rank: int) -> None:
+        """Every vLLM worker joins the learner's weight-update group (ranks from ``first_rank``)."""
+        self.llm.collective_rpc("rlagent_join_weight_group", args=(address, first_rank))
+
+    def receive_weights(self, metas: list[list]) -> None:
+        """Take the weights the learner broadcasts next (see ``rlagent.weight_transport``)."""
+        self.llm.collective_rpc("rlagent_receive_weights", args=(metas,))
         self.llm.reset_prefix_cache()
 
     def shutdown(self) -> None:

@@ -22,6 +22,7 @@ from rlagent.logprobs import token_logprobs
 from rlagent.models import (
     ValueModel,
     deepspeed_config,
+    hf_weights,
     load_policy,
     load_reference,
     merged_state_dict,
@@ -42,6 +43,7 @@ class Learner:
         self.cfg, self.rank, self.model_path = cfg, rank, model_path
         self.world = cfg.learner.num_ranks
         self.updates = 0  # train_step calls so far: seeds the mini-batch shuffle
+        self._weight_group = None  # rank 0, collective weight transport: the group to the engines
 
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's node address and a free port there: where the ranks meet."""
@@ -291,6 +293,46 @@ class Learner:
         if self.rank != 0:
             return []
         return list(merged_state_dict(self.engine.module).items())
+
+    def open_weight_group(self, world_size: int, timeout_s: float) -> dict:
+        """Rank 0: serve a new weight-update group's rendezvous (``rlagent.weight_transport``)
+        and return its address; ``join_weight_group`` then waits for the engines."""
+        import dataclasses
+
+        import ray
+
+        from rlagent.weight_transport import open_store
+
+        self.close_weight_group()
+        self._weight_store, self._weight_address = open_store(
+            ray.util.get_node_ip_address(), world_size, timeout_s, self.device)
+        return dataclasses.asdict(self._weight_address)
+
+    def join_weight_group(self) -> None:
+        from rlagent.weight_transport import WeightGroup
+
+        self._weight_group = WeightGroup(self._weight_address, 0, self.device, self._weight_store)
+
+    def close_weight_group(self) -> None:
+        if self._weight_group is not None:
+            self._weight_group.close()
+            self._weight_group = None
+
+    def weight_metas(self) -> list[list]:
+        """Rank 0: name, shape and dtype of every tensor ``send_weights`` sends, in order."""
+        from rlagent.weight_transport import describe
+
+        with hf_weights(self.engine.module) as weights:
+            return [meta.wire() for meta in describe(weights)]
+
+    def send_weights(self) -> int:
+        """Rank 0: broadcast the full weights (LoRA merged) to the weight-update group, from
+        where they live (GPU memory on GPU); returns the bytes sent. ZeRO stages 0-2 keep
+        full weights on every rank, so the other ranks take no part."""
+        if self._weight_group is None:
+            raise RuntimeError("send_weights before the weight-update group was formed")
+        with hf_weights(self.engine.module) as weights:
+            return self._weight_group.send(weights)
 
     def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
         """Logprobs of each sequence's tokens from ``start`` on, under the current weights."""

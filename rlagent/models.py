@@ -1,8 +1,9 @@
 """The learner's models and their DeepSpeed setup: policy (optionally LoRA), critic, schedule."""
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -102,21 +103,26 @@ def load_reference(cfg: Config, path: str) -> torch.nn.Module:
     return ref.requires_grad_(False)
 
 
-def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Weights under Hugging Face names; LoRA adapters merged into their base weights."""
+@contextlib.contextmanager
+def hf_weights(model: torch.nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """The weights under Hugging Face names, on the model's device, LoRA adapters merged into
+    their base weights while the block runs (the tensors are the live ones: copy to keep)."""
     if not hasattr(model, "merge_adapter"):
-        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        yield {k: v.detach() for k, v in model.state_dict().items()}
+        return
     model.merge_adapter()
     try:
-        out = {}
-        for k, v in model.state_dict().items():
-            if "lora_" in k:
-                continue
-            name = k.removeprefix("base_model.model.").replace(".base_layer.", ".")
-            out[name] = v.detach().cpu().clone()
-        return out
+        yield {k.removeprefix("base_model.model.").replace(".base_layer.", "."): v.detach()
+               for k, v in model.state_dict().items() if "lora_" not in k}
     finally:
         model.unmerge_adapter()
+
+
+def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Weights under Hugging Face names, on CPU; LoRA adapters merged into their base weights."""
+    lora = hasattr(model, "merge_adapter")
+    with hf_weights(model) as weights:
+        return {k: v.cpu().clone() if lora else v.cpu() for k, v in weights.items()}
 
 
 class ValueModel(torch.nn.Module):

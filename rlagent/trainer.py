@@ -35,7 +35,9 @@ def train(cfg: Config) -> Path:
         rewards = start_reward_service(cfg, placement)
         pool = RolloutPool(cfg, model_path, rewards, placement)
         learner = LearnerGroup(cfg, model_path, placement)
-        sync = WeightSync(learner, pool, cfg.learner.sync_timeout_s, cfg.learner.sync_check_tol)
+        sync = WeightSync(learner, pool, cfg.learner.sync_timeout_s, cfg.learner.sync_check_tol,
+                          cfg.learner.sync_transport)
+        print(f"[rlagent] weight sync: {sync.transport}", flush=True)
         state = restore(resume, run_dir, learner, sampler, sync, pool.pad_id) if resume else {}
         first = state.get("step", 0) + 1
         tracker = Tracker(cfg, run_dir, resume_id=state.get("wandb_id"))

@@ -1,0 +1,195 @@
+"""The weight transports: the gloo group on its own (threads of this process stand in for
+the members), then learner -> vLLM engine through Ray with the collective transport."""
+import threading
+import time
+
+import pytest
+import torch
+
+from rlagent.config import ConfigError, load_config
+from rlagent.weight_transport import (
+    GroupAddress,
+    TensorMeta,
+    WeightGroup,
+    WeightTransportError,
+    backend_for,
+    describe,
+    open_store,
+)
+
+CPU = torch.device("cpu")
+
+
+def _members(world: int, timeout_s: float, fn):
+    """Run ``fn(group)`` in one thread per rank of a fresh gloo group; results by rank."""
+    store, address = open_store("127.0.0.1", world, timeout_s, CPU)
+    results, errors = {}, {}
+
+    def member(rank):
+        try:
+            group = WeightGroup(address, rank, CPU, store if rank == 0 else None)
+            results[rank] = fn(group)
+            group.close()
+        except Exception as err:  # noqa: BLE001 - reported by rank below
+            errors[rank] = err
+
+    threads = [threading.Thread(target=member, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors
+
+
+def test_gloo_group_broadcasts_every_tensor_in_order():
+    embed = torch.randn(7, 5)
+    weights = {"embed.weight": embed, "norm.weight": torch.rand(5).to(torch.bfloat16),
+               "steps": torch.arange(3), "mlp.t": torch.randn(4, 6).t(),  # not contiguous
+               "lm_head.weight": embed}  # tied: sent once
+    metas = [TensorMeta.from_wire(m.wire()) for m in describe(weights)]
+    assert [m.same_as for m in metas] == [None] * 4 + ["embed.weight"]
+
+    def run(group):
+        if group.rank == 0:
+            return group.send(weights)
+        return dict(group.receive(metas))
+
+    results, errors = _members(3, 10, run)
+    assert not errors, errors
+    assert results[0] == sum(v.numel() * v.element_size() for v in weights.values()) - 7 * 5 * 4
+    for rank in (1, 2):
+        got = results[rank]
+        assert list(got) == list(weights)
+        for k, v in weights.items():
+            assert got[k].dtype == v.dtype and torch.equal(got[k], v), k
+
+
+def test_a_member_that_never_joins_is_a_clear_error():
+    store, address = open_store("127.0.0.1", 2, 1.5, CPU)
+    t0 = time.monotonic()
+    with pytest.raises(WeightTransportError, match=r"rank 0 could not form the weight-update "
+                                                   r"gloo group of 2 at 127\.0\.0\.1:\d+ within 2 s"):
+        WeightGroup(address, 0, CPU, store)
+    assert time.monotonic() - t0 < 10
+
+
+def test_a_receiver_that_stops_listening_times_out_the_sender():
+    big = {"w": torch.zeros(4_000_000)}
+
+    def run(group):
+        if group.rank == 0:
+            return group.send(big)
+        time.sleep(4)  # joined, but never receives
+
+    results, errors = _members(2, 1.5, run)
+    assert isinstance(errors.get(0), WeightTransportError), (results, errors)
+    assert "broadcasting w failed" in str(errors[0])
+
+
+def test_weights_on_cpu_cannot_join_an_nccl_group():
+    address = GroupAddress("127.0.0.1", 1, 2, "nccl", 1.0)
+    with pytest.raises(WeightTransportError, match="has its weights on cpu, which nccl cannot carry"):
+        WeightGroup(address, 1, CPU)
+    assert backend_for(torch.device("cuda", 0)) == "nccl" and backend_for(CPU) == "gloo"
+
+
+def test_weight_sync_key():
+    assert load_config(None).learner.sync_transport == "object_store"  # CPU default unchanged
+    gpu = load_config(None, ["learner.num_gpus=1", "rollout.num_gpus=1"])
+    assert gpu.learner.sync_transport == "collective"
+    forced = load_config(None, ["learner.num_gpus=1", "learner.weight_sync=object_store"])
+    assert forced.learner.sync_transport == "object_store"
+    assert load_config(None, ["learner.weight_sync=collective"]).learner.sync_transport == "collective"
+    with pytest.raises(ConfigError, match="learner.weight_sync: must be one of 'auto', "
+                                          "'object_store', 'collective', got 'nccl'"):
+        load_config(None, ["learner.weight_sync=nccl"])
+
+
+# ---------------------------------------------------------------- through Ray, vLLM, DeepSpeed
+
+def _tiny_config(tiny_model):
+    return load_config(None, [
+        f"model.path={tiny_model}", "env.id=rlagent/Echo-v0", "env.kwargs={num_turns: 1}",
+        "rollout.max_new_tokens=4", "rollout.max_episode_tokens=64", "rollout.max_turns=1",
+        "algo.group_size=2", "algo.tasks_per_step=2", "learner.lr=0.01",
+        "learner.weight_sync=collective", "rewards.components=[{name: env_reward, weight: 1.0}]"])
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_model, ray_cluster):
+    from rlagent.actors import LearnerGroup, RolloutPool, start_reward_service
+
+    cfg = _tiny_config(tiny_model)
+    pool = RolloutPool(cfg, tiny_model, start_reward_service(cfg))
+    learner = LearnerGroup(cfg, tiny_model)
+    yield cfg, pool, learner
+    pool.shutdown()
+
+
+def _gaps(learner, episodes):
+    """|learner logprob - engine sampling logprob| on every generated token."""
+    gaps = []
+    for e in episodes:
+        scored = learner.score([e.token_ids], 1)[0]
+        gaps += [abs(scored[i - 1] - e.logprobs[i])
+                 for i in range(1, len(e.token_ids)) if e.loss_mask[i]]
+    return gaps
+
+
+def _update(cfg, learner, pool, episodes):
+    from rlagent.batch import build_batch
+
+    batch, _ = build_batch(episodes, cfg, pool.pad_id)
+    batch.advantages = [1.0 if i % 2 else -1.0 for i in range(len(batch))]  # a real update
+    assert learner.train_step(batch)["grad_norm"] > 0
+
+
+@pytest.mark.slow
+def test_collective_transport_moves_the_learners_weights_into_the_engine(parts):
+    from rlagent.actors import WeightSync
+    from rlagent.tasks import UniformSampler
+
+    cfg, pool, learner = parts
+    sync = WeightSync(learner, pool, timeout_s=60, tol=3e-4, transport=cfg.learner.sync_transport)
+    assert sync.transport.name == "collective" and sync.transport.address.backend == "gloo"
+    sampler = UniformSampler(cfg)
+    episodes = pool.run(sampler.sample(2), 2)
+    for version in (1, 2):
+        _update(cfg, learner, pool, episodes)
+        stale = _gaps(learner, episodes)
+        assert sum(stale) / len(stale) > 1e-3, "the update did not change the weights"
+        probe = max(episodes, key=lambda e: e.num_generated)
+        out = sync(probe.token_ids, probe.prompt_len)  # raises WeightSyncError beyond tol
+        assert out["policy_version"] == version and out["sync/logprob_gap_max"] < 3e-4
+        episodes = pool.run(sampler.sample(2), 2)
+        assert {e.policy_version for e in episodes} == {version}
+        gaps = _gaps(learner, episodes)
+        assert max(gaps) < 3e-4 and sum(gaps) / len(gaps) < 1e-4, (max(gaps), sum(gaps) / len(gaps))
+
+
+@pytest.mark.slow
+def test_an_engine_that_never_joins_ends_the_setup_with_a_clear_error(parts):
+    import types
+
+    import ray
+
+    from rlagent.weight_transport import CollectiveTransport
+
+    @ray.remote(num_cpus=0.1)
+    class Absent:
+        """A rollout worker whose engine never joins the group."""
+
+        def weight_group_members(self):
+            return 1
+
+        def join_weight_group(self, address, first_rank):
+            return None
+
+    _, pool, learner = parts
+    absent = Absent.remote()
+    transport = CollectiveTransport(learner, types.SimpleNamespace(workers=pool.workers + [absent]),
+                                    timeout_s=3)
+    with pytest.raises(WeightTransportError, match=r"the weight-update gloo group of 3 at "
+                       r"[\d.]+:\d+ to form: .*could not form .* within 3 s \(learner\.sync_timeout_s\)"):
+        transport.setup()
+    ray.kill(absent)

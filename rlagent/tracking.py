@@ -1,8 +1,9 @@
 """Run directory and metrics: ``metrics.jsonl``, per-step rollouts, W&B (offline by default).
 
 The same scalars go to W&B and to ``metrics.jsonl``, one line per step, flushed each step.
-W&B also gets, per step, two histograms (``reward/hist``: total reward per episode;
-``episode/generated_tokens_hist``: tokens the policy generated per episode) and a table of
+W&B also gets, per step, three histograms (``reward/hist``: total reward per episode;
+``episode/generated_tokens_hist``: tokens the policy generated per episode;
+``staleness/hist``: versions each episode's policy lagged the learner) and a table of
 sampled transcripts (``rollouts/transcripts``, see :func:`transcript_rows`).
 """
 from __future__ import annotations
@@ -76,9 +77,11 @@ class WandbLogger:
         return self.run.id
 
     def log(self, step: int, scalars: dict[str, float], episodes: list[Episode]) -> None:
-        self.run.log(scalars | self.media(step, episodes), step=step)
+        self.run.log(scalars | self.media(step, episodes, scalars.get("train/policy_version")),
+                     step=step)
 
-    def media(self, step: int, episodes: list[Episode]) -> dict[str, Any]:
+    def media(self, step: int, episodes: list[Episode],
+              learner_version: float | None = None) -> dict[str, Any]:
         """This step's histograms and transcript table (W&B only; not scalars)."""
         import wandb
 
@@ -89,6 +92,9 @@ class WandbLogger:
         if episodes:
             out["episode/generated_tokens_hist"] = wandb.Histogram(
                 [e.num_generated for e in episodes], num_bins=HIST_BINS)
+        if episodes and learner_version is not None:  # policy versions each episode lagged
+            out["staleness/hist"] = wandb.Histogram(
+                [learner_version - e.policy_version for e in episodes], num_bins=HIST_BINS)
         if self.table_episodes and episodes:
             columns, rows = transcript_rows(step, episodes, self.components, self.table_episodes)
             # Component cells are numbers, or text for errors and per-turn scores.

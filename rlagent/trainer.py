@@ -15,6 +15,7 @@ from rlagent.batch import build_batch
 from rlagent.config import Config
 from rlagent.curriculum import make_sampler
 from rlagent.model import resolve_model
+from rlagent.pipeline import Rollouts, staleness
 from rlagent.placement import Placement
 from rlagent.progress import Progress
 from rlagent.reward_service import group_normalized, reward_metrics
@@ -42,27 +43,36 @@ def train(cfg: Config) -> Path:
         first = state.get("step", 0) + 1
         tracker = Tracker(cfg, run_dir, resume_id=state.get("wandb_id"))
         progress = Progress(cfg.run.steps)
+        # one_step_off: the next step's rollouts run while this step trains (no progress bar)
+        shown = progress.episodes if cfg.rollout.mode == "sync" else None
+        rollouts = Rollouts(cfg.rollout.mode, lambda: collect(cfg, sampler, pool, shown))
         try:
             for step in range(first, cfg.run.steps + 1):
                 t0 = time.perf_counter()
                 progress.start(step, "rollout")
-                episodes, rounds, groups = collect(cfg, sampler, pool, progress.episodes)
+                episodes, rounds, groups = rollouts.next()
+                curriculum = sampler.update(groups)
+                sampler_state = sampler.state_dict()  # before the next step's tasks are drawn
+                if step < cfg.run.steps and not stop.requested:
+                    rollouts.prefetch()
+                episodes, lag = staleness(episodes, sync.version, cfg.rollout.max_staleness)
                 t1 = time.perf_counter()
                 progress.phase("train")
                 batch, stats = build_batch(episodes, cfg, pool.pad_id)
                 metrics = learner.train_step(batch)
                 t2 = time.perf_counter()
                 progress.phase("sync")
+                rollouts.settle()  # one_step_off: the next step's episodes, on the old weights
                 probe = max(episodes, key=lambda e: e.num_generated)
                 metrics |= sync(probe.token_ids, probe.prompt_len)
-                metrics |= sampler.update(groups)
+                metrics |= curriculum | lag
                 metrics |= step_metrics(episodes, stats, cfg, t0, t1, t2)
                 metrics["batch/sampling_rounds"] = rounds
                 metrics["memory/rollout_peak_gb"] = pool.peak_memory_gb()
                 tracker.log(step, metrics, episodes)
                 progress.step_done(progress_line(step, cfg.run.steps, metrics))
                 if stop.requested or (cfg.run.save_every and step % cfg.run.save_every == 0):
-                    state = {"policy_version": sync.version, "sampler": sampler.state_dict(),
+                    state = {"policy_version": sync.version, "sampler": sampler_state,
                              "wandb_id": tracker.run_id}
                     path = checkpoint.save(run_dir, step, learner, state, cfg.run.keep_checkpoints)
                     print(f"[rlagent] checkpoint: {path}", flush=True)
@@ -73,6 +83,7 @@ def train(cfg: Config) -> Path:
             final = learner.save(str(run_dir / "checkpoints" / "final"))
             print(f"[rlagent] final checkpoint: {final}", flush=True)
         finally:
+            rollouts.close()
             progress.close()
             tracker.close()
             with contextlib.suppress(Exception):

@@ -99,6 +99,9 @@ class RolloutConfig:
     """Longest an env step may take; a slower step truncates the episode."""
     timeout_s: float = 1800.0
     """Longest one rollout of a whole step may take before the driver gives up."""
+    max_retries: int = 2
+    """Times one worker's share of a step is played again after the worker died (Ray
+    restarts it and it loads the current weights first); one more death ends the run."""
 
 
 @dataclass
@@ -419,6 +422,10 @@ def validate(cfg: Config) -> None:
         (cfg.rollout.max_episode_tokens > cfg.rollout.max_new_tokens,
          "rollout.max_episode_tokens: must exceed rollout.max_new_tokens"),
         (cfg.rollout.temperature > 0, "rollout.temperature: must be > 0"),
+        (cfg.rollout.step_timeout_s > 0, "rollout.step_timeout_s: must be > 0"),
+        (cfg.rollout.timeout_s > 0, "rollout.timeout_s: must be > 0"),
+        (cfg.rollout.max_retries >= 0, "rollout.max_retries: must be >= 0"),
+        (cfg.learner.sync_timeout_s > 0, "learner.sync_timeout_s: must be > 0"),
         (cfg.rollout.top_p == 1, "rollout.top_p: must be 1.0 (the learner does not apply "
                                  "the nucleus, so its logprobs would not match the sampler's)"),
         (cfg.learner.lr > 0, "learner.lr: must be > 0"),

@@ -9,13 +9,14 @@ from pathlib import Path
 import ray
 
 from rlagent import checkpoint
-from rlagent.actors import LearnerGroup, RolloutPool, WeightSync, start_reward_service
+from rlagent.actors import LearnerGroup, RolloutPool, RolloutWorkerDied, WeightSync, start_reward_service
 from rlagent.algos import informative_groups
 from rlagent.batch import build_batch
 from rlagent.config import Config
 from rlagent.model import resolve_model
 from rlagent.placement import Placement
 from rlagent.progress import Progress
+from rlagent.recovery import run_died
 from rlagent.reward_service import group_normalized, reward_metrics
 from rlagent.stopping import GracefulStop
 from rlagent.tasks import UniformSampler
@@ -37,7 +38,7 @@ def train(cfg: Config) -> Path:
         learner = LearnerGroup(cfg, model_path, placement)
         sync = WeightSync(learner, pool, cfg.learner.sync_timeout_s, cfg.learner.sync_check_tol)
         state = restore(resume, run_dir, learner, sampler, sync, pool.pad_id) if resume else {}
-        first = state.get("step", 0) + 1
+        first = step = state.get("step", 0) + 1
         tracker = Tracker(cfg, run_dir, resume_id=state.get("wandb_id"))
         progress = Progress(cfg.run.steps)
         try:
@@ -70,6 +71,8 @@ def train(cfg: Config) -> Path:
                     return run_dir
             final = learner.save(str(run_dir / "checkpoints" / "final"))
             print(f"[rlagent] final checkpoint: {final}", flush=True)
+        except (ray.exceptions.RayActorError, RolloutWorkerDied) as err:
+            raise run_died(err, learner.ranks, run_dir, step) from err
         finally:
             progress.close()
             tracker.close()

@@ -173,9 +173,11 @@ def ray_session(cfg: Config):
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        # "local": always a fresh local cluster, never a stale one left by `ray start`.
+        # "local": always a fresh local cluster, never a stale one left by `ray start`. No
+        # dashboard, and no metrics exporter (plain HTTP on every interface, no token); Ray's
+        # other ports require its token (docs/reliability.md).
         ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False,
-                 log_to_driver=True)
+                 log_to_driver=True, _system_config={"enable_metrics_collection": False})
     try:
         yield
     finally:

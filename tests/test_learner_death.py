@@ -34,6 +34,19 @@ def test_resume_hint_names_the_checkpoint_and_the_command(tmp_path):
     assert str(err).startswith("an actor died during step 4 (boom); the run stopped: continue")
 
 
+def test_cli_prints_the_message_and_exits_1(monkeypatch, capsys, tmp_path):
+    import rlagent.trainer
+
+    def dies(cfg):
+        raise run_died(RuntimeError("The actor died unexpectedly"), [], tmp_path, 7)
+
+    monkeypatch.setattr(rlagent.trainer, "train", dies)
+    assert main(["train", "launch/configs/quickstart.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rlagent: an actor died during step 7 (The actor died unexpectedly)")
+    assert "Traceback" not in err
+
+
 def kill_learner_once_checkpointed(run_dir: Path, since: float, killed: list[int]) -> None:
     """SIGKILL this run's learner process once the run has a checkpoint."""
     deadline = time.time() + 600

@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-ENV_RATES = {"raise_rate": 0.03, "hang_rate": 0.03, "hang_s": 3.0}
-REWARD_RATES = {"raise_rate": 0.02, "hang_rate": 0.02, "garbage_rate": 0.02, "hang_s": 2.0}
+ENV_RATES = {"raise_rate": 0.03, "hang_rate": 0.03, "hang_s": 4.0}
+REWARD_RATES = {"raise_rate": 0.02, "hang_rate": 0.02, "garbage_rate": 0.02, "hang_s": 3.0}
 REWARD_KINDS = {"reward_raise": "RuntimeError: injected reward fault",
                 "reward_hang": "timed out after", "reward_garbage": "ValueError: returned str"}
 
@@ -56,9 +56,9 @@ def overrides(args, work: Path, model: Path, log: Path) -> list[str]:
         "run.save_every=50", "run.keep_checkpoints=1", f"model.path={model}",
         "env.id=tests.fault_injection:faults/FaultyEcho-v0", f"env.kwargs={json.dumps(env)}",
         "rollout.max_new_tokens=2", "rollout.max_episode_tokens=64", "rollout.max_turns=2",
-        "rollout.step_timeout_s=1.0", "rollout.kv_cache_gib=1", "algo.group_size=2",
+        "rollout.step_timeout_s=2.0", "rollout.kv_cache_gib=1", "algo.group_size=2",
         f"algo.tasks_per_step={args.tasks}", "learner.lr=0.003", "learner.micro_batch_size=64",
-        "rewards.timeout_s=1.0", "rewards.on_error=drop_component",
+        "rewards.timeout_s=2.0", "rewards.on_error=drop_component",
         "rewards.components=[{name: env_reward, weight: 1.0}, "
         f"{{name: soak_flaky, weight: 0.5, kwargs: {json.dumps(reward)}}}]",
         "tracking.wandb_mode=disabled", "tracking.save_rollouts=true"]

@@ -34,7 +34,11 @@ def wait(refs: Any, timeout_s: float, what: str) -> Any:
                                       timeout=max(deadline - time.monotonic(), 0.0))
             if not ready:
                 raise WaitTimeout(f"timed out after {timeout_s:.0f} s waiting for {what}")
-            done[ready[0]] = ray.get(ready[0])
+            if pending:  # and every other one that is ready by now, in one call
+                more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+                ready += more
+            for ref in ready:
+                done[ref] = ray.get(ref)
     except ray.exceptions.RayError as err:
         if hasattr(err, "add_note"):  # Python >= 3.11
             err.add_note(f"(while waiting for {what})")

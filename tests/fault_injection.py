@@ -16,6 +16,7 @@ import itertools
 import os
 import random
 import subprocess
+import threading
 import time
 
 import gymnasium
@@ -24,6 +25,7 @@ from rlagent.envs.echo import EchoEnv
 
 ENV_ID = "faults/FaultyEcho-v0"
 _instances = itertools.count()
+_exiting = threading.Lock()
 
 
 def record(log: str | None, what: str) -> None:
@@ -72,8 +74,9 @@ class FaultyEcho(EchoEnv):
     def step(self, action):
         self._check_child()
         if self.exit_process:
-            record(self.log, "exit")
-            os._exit(1)
+            with _exiting:  # one "exit" per process: other threads wait here until it ends
+                record(self.log, "exit")
+                os._exit(1)
         if self.delay_s:
             record(self.log, "delay")
             time.sleep(self.delay_s)

@@ -48,15 +48,19 @@ def test_cli_prints_the_message_and_exits_1(monkeypatch, capsys, tmp_path):
 
 
 def kill_learner_once_checkpointed(run_dir: Path, since: float, killed: list[int]) -> None:
-    """SIGKILL this run's learner process once the run has a checkpoint."""
+    """SIGKILL this run's learner process once the run has a checkpoint. Only processes
+    under this one (its local Ray) are looked at: other Ray sessions may share the machine."""
     deadline = time.time() + 600
     while not (run_dir / "checkpoints" / "latest").exists():
         if time.time() > deadline:
             return
         time.sleep(0.2)
-    for p in psutil.process_iter(["cmdline", "create_time"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if cmd.startswith("ray::Learner") and p.info["create_time"] >= since:
+    for p in psutil.Process().children(recursive=True):
+        try:
+            mine = " ".join(p.cmdline()).startswith("ray::Learner") and p.create_time() >= since
+        except psutil.Error:
+            continue
+        if mine:
             killed.append(p.pid)
             p.kill()
 

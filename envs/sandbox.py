@@ -16,7 +16,8 @@ What is enforced (see docs/envs.md, rlagent/Tool-v0, for how it was checked):
 - ``isolation="namespaces"`` (Linux with unprivileged user namespaces): new user, mount, net,
   pid, ipc and uts namespaces. No network (only a loopback device that is down); the file
   system is read-only except the working directory (a size-capped tmpfs), /tmp, /var/tmp,
-  /run and /dev/shm are hidden behind empty read-only tmpfs, /proc shows only the sandbox's
+  /run, /dev/shm and the caller's home (its credentials) are hidden behind empty read-only
+  tmpfs, /proc shows only the sandbox's
   processes; capabilities are dropped for good (locked securebits, empty bounding set,
   no_new_privs, no nested user namespaces), so the mounts cannot be undone; when the code's
   main process ends, the kernel kills every process it left behind.
@@ -51,7 +52,8 @@ from rlagent.envs import _sandbox_child as child
 CHILD_SCRIPT = str(Path(child.__file__).resolve())
 ERROR_KINDS = ("exception", "memory", "exit", "timeout", "cpu_time", "killed", "crash",
                "output_limit", "sandbox")
-# Hidden behind empty read-only tmpfs in namespace mode (common homes of unix sockets).
+# Hidden behind empty read-only tmpfs in namespace mode (common homes of unix sockets);
+# the caller's home directory too (credentials: ~/.netrc, ~/.ray/auth_token, ~/.ssh).
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/run", "/dev/shm")
 Isolation = Literal["auto", "namespaces", "none"]
 
@@ -130,6 +132,12 @@ def _pids_cgroup_parent() -> str | None:
         finally:
             _remove_cgroup(probe)
     return None
+
+
+def _home_dirs() -> list[str]:
+    """The caller's home directory (and root's), to hide; never "/" itself."""
+    homes = {os.path.realpath(os.path.expanduser("~")), "/root"}
+    return sorted(h for h in homes if h != "/" and os.path.isdir(h))
 
 
 def _remove_cgroup(path: str) -> None:
@@ -231,7 +239,7 @@ class Sandbox:
                 "cpu_s": lim.cpu_s, "memory_mb": lim.memory_mb, "disk_mb": lim.disk_mb,
                 "max_processes": lim.max_processes, "nproc_rlimit": self._nproc_rlimit,
                 "cgroup_procs": os.path.join(cgroup, "cgroup.procs") if cgroup else "",
-                "hide": list(HIDDEN_DIRS), "keep_visible": sorted(keep),
+                "hide": [*HIDDEN_DIRS, *_home_dirs()], "keep_visible": sorted(keep),
                 "site_dirs": self._site_dirs}
 
     def _spawn_and_collect(self, code: str, workdir: str, cgroup: str | None, start: float):

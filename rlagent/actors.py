@@ -24,10 +24,28 @@ class WaitTimeout(TimeoutError):
 
 
 def wait(refs: Any, timeout_s: float, what: str) -> Any:
+    """``ray.get`` with a deadline. Of several refs, the first failure is raised as soon as
+    it is known: one dead learner rank must not leave the driver waiting on the others."""
+    todo = refs if isinstance(refs, list) else [refs]
+    deadline = time.monotonic() + timeout_s
+    pending, done = list(dict.fromkeys(todo)), {}
     try:
-        return ray.get(refs, timeout=timeout_s)
-    except ray.exceptions.GetTimeoutError as err:
-        raise WaitTimeout(f"timed out after {timeout_s:.0f} s waiting for {what}") from err
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1,
+                                      timeout=max(deadline - time.monotonic(), 0.0))
+            if not ready:
+                raise WaitTimeout(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            if pending:  # and every other one that is ready by now, in one call
+                more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+                ready += more
+            for ref in ready:
+                done[ref] = ray.get(ref)
+    except ray.exceptions.RayError as err:
+        if hasattr(err, "add_note"):  # Python >= 3.11
+            err.add_note(f"(while waiting for {what})")
+        raise
+    values = [done[r] for r in todo]
+    return values if isinstance(refs, list) else values[0]
 
 
 class RolloutWorker:
@@ -97,46 +115,100 @@ class RolloutWorker:
         self.engine.shutdown()
 
 
+class RolloutWorkerDied(RuntimeError):
+    """A rollout worker died more often in one step than ``rollout.max_retries`` allows."""
+
+
 class RolloutPool:
-    """The rollout workers, as one object: ``run(tasks, group_size) -> episodes``."""
+    """The rollout workers, as one object: ``run(tasks, group_size) -> episodes``.
+
+    Ray restarts a worker whose process dies (``max_restarts=-1``); ``run`` then gives the
+    new engine the current weights and plays that worker's share of the step again, at most
+    ``rollout.max_retries`` times per step.
+    """
 
     def __init__(self, cfg: Config, model_path: str, rewards: Any, placement: Any = None):
         r = cfg.rollout
         self.cfg, self.rewards = cfg, rewards
         self.workers = [
             ray.remote(RolloutWorker).options(
-                num_cpus=r.num_cpus, num_gpus=r.num_gpus,
+                num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_restarts=-1,
                 runtime_env={"env_vars": engine_env(r.engine_threads, r.kv_cache_gib,
                                                     first_core=i * r.engine_threads)},
                 **_placed(placement, "rollout workers", i),
             ).remote(cfg, model_path, i)
             for i in range(r.num_workers)]
         self.pad_id = wait(self.workers[0].pad_id.remote(), 600, "the rollout engines to start")
+        # Loads the engines' current weights into a restarted worker (``reload(worker,
+        # timeout_s)``), set by the weight transport at each sync. None: the engines run the
+        # weights they started with.
+        self.reload: Any = None
 
     def run(self, tasks: list[Task], group_size: int, on_progress: Any = None) -> list[Episode]:
         """Episodes sorted by group. ``on_progress(finished, total)`` is called as each
         worker's share of the episodes comes back (workers report whole shares only)."""
         n = len(self.workers)
-        shares = [[(g, t) for g, t in enumerate(tasks) if g % n == i] for i in range(n)]
-        pending = [w.run.remote(s, group_size, self.rewards) for w, s in zip(self.workers, shares) if s]
+        shares = {i: [(g, t) for g, t in enumerate(tasks) if g % n == i] for i in range(n)}
+        pending = {self.workers[i].run.remote(s, group_size, self.rewards): (i, 0)
+                   for i, s in shares.items() if s}
         deadline = time.monotonic() + self.cfg.rollout.timeout_s
         episodes: list[Episode] = []
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1,
-                                      timeout=max(deadline - time.monotonic(), 0.0))
+            ready, _ = ray.wait(list(pending), num_returns=1,
+                                timeout=max(deadline - time.monotonic(), 0.0))
             if not ready:
                 raise WaitTimeout(f"timed out after {self.cfg.rollout.timeout_s:.0f} s waiting "
-                                  f"for the rollout workers")
-            episodes += ray.get(ready[0])
+                                  f"for the rollout workers (rollout.timeout_s)")
+            i, attempt = pending.pop(ready[0])
+            try:
+                episodes += ray.get(ready[0])
+            except ray.exceptions.RayActorError as err:
+                self._restarted(i, attempt + 1, err, deadline)
+                pending[self.workers[i].run.remote(shares[i], group_size, self.rewards)] = \
+                    (i, attempt + 1)
+                continue
             if on_progress is not None:
                 on_progress(len(episodes), len(tasks) * group_size)
         return sorted(episodes, key=lambda e: e.group)
+
+    def _restarted(self, i: int, attempt: int, err: Exception, deadline: float) -> None:
+        """Worker ``i`` died during its share: wait until Ray has restarted it and load the
+        current weights into its new engine (or fail when it died too often)."""
+        limit = self.cfg.rollout.max_retries
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if attempt > limit:
+            raise RolloutWorkerDied(
+                f"rollout worker {i} died {attempt} times in one step (rollout.max_retries="
+                f"{limit}); last error: {cause}") from err
+        print(f"[rlagent] rollout worker {i} died ({cause}); playing its share again after "
+              f"Ray restarts it (retry {attempt} of {limit})", flush=True)
+        worker = self.workers[i]
+        until = min(deadline, time.monotonic() + 600.0)
+        try:
+            _await_restart(worker, until, f"rollout worker {i} to restart")
+            if self.reload is not None:
+                self.reload(worker, max(until - time.monotonic(), 1.0))
+        except ray.exceptions.RayActorError as again:
+            raise RolloutWorkerDied(f"rollout worker {i} died and did not come back: "
+                                    f"{again}") from err
 
     def peak_memory_gb(self) -> float:
         return max(wait([w.peak_memory_gb.remote() for w in self.workers], 60, "worker memory"))
 
     def shutdown(self) -> None:
-        ray.get([w.shutdown.remote() for w in self.workers], timeout=60)
+        wait([w.shutdown.remote() for w in self.workers], 60, "the rollout workers to shut down")
+
+
+def _await_restart(actor: Any, until: float, what: str) -> None:
+    """Wait until a restarting actor answers (calls fail at once while Ray restarts it)."""
+    while True:
+        try:
+            wait(actor.__ray_ready__.remote(), max(until - time.monotonic(), 1.0), what)
+            return
+        except ray.exceptions.ActorUnavailableError as err:
+            if time.monotonic() > until:
+                raise WaitTimeout(f"timed out waiting for {what}") from err
+            time.sleep(0.5)
 
 
 def _placed(placement: Any, role: str, index: int) -> dict[str, Any]:

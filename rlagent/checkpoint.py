@@ -24,7 +24,8 @@ def save(run_dir: Path, step: int, learner: Any, state: dict[str, Any], keep: in
     root = run_dir / "checkpoints"
     final = root / f"step_{step:05d}"
     tmp = root / f".step_{step:05d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for debris in root.glob(".step_*.tmp"):  # left by a save that crashed
+        shutil.rmtree(debris, ignore_errors=True)
     tmp.mkdir(parents=True)
     learner.save(str(tmp / "model"))
     learner.save_state(str(tmp / "learner"))

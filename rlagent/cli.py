@@ -136,12 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     v.set_defaults(fn=_view)
     args = parser.parse_args(argv)
     from rlagent.config import ConfigError
+    from rlagent.recovery import RunDied
 
     try:
         return args.fn(args)
     except ConfigError as err:
         print(f"rlagent: config error: {err}", file=sys.stderr)
         return 2
+    except RunDied as err:
+        print(f"rlagent: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

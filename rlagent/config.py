@@ -146,6 +146,9 @@ class RolloutConfig:
     max_staleness: int = 1
     """Most policy versions an episode may lag the learner; groups with an older episode
     are dropped and counted in ``staleness/dropped_groups``."""
+    max_retries: int = 2
+    """Times one worker's share of a step is played again after the worker died (Ray
+    restarts it and it loads the current weights first); one more death ends the run."""
 
 
 @dataclass
@@ -377,18 +380,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     """Read a YAML config, apply ``dotted.key=value`` overrides, validate."""
     raw: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text()
-        raw = yaml.safe_load(text) or {}
+        raw = _yaml(Path(path).read_text(), str(path)) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected dotted.key=value")
-        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+        _set_dotted(raw, key.strip(), _yaml(value, key.strip()))
     cfg = _build(Config, raw, "")
     validate(cfg)
     return cfg
+
+
+def _yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(err).split())}") from err
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
@@ -406,7 +415,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
+    unknown = sorted(set(raw) - names, key=str)  # YAML keys may be numbers or null too
     if unknown:
         raise ConfigError(f"{_join(where, unknown[0])}: unknown key (allowed: {', '.join(sorted(names))})")
     return cls(**{k: _coerce(hints[k], v, _join(where, k)) for k, v in raw.items()})
@@ -502,6 +511,10 @@ def validate(cfg: Config) -> None:
         (cfg.rollout.max_episode_tokens > cfg.rollout.max_new_tokens,
          "rollout.max_episode_tokens: must exceed rollout.max_new_tokens"),
         (cfg.rollout.temperature > 0, "rollout.temperature: must be > 0"),
+        (cfg.rollout.step_timeout_s > 0, "rollout.step_timeout_s: must be > 0"),
+        (cfg.rollout.timeout_s > 0, "rollout.timeout_s: must be > 0"),
+        (cfg.rollout.max_retries >= 0, "rollout.max_retries: must be >= 0"),
+        (cfg.learner.sync_timeout_s > 0, "learner.sync_timeout_s: must be > 0"),
         (cfg.rollout.top_p == 1, "rollout.top_p: must be 1.0 (the learner does not apply "
                                  "the nucleus, so its logprobs would not match the sampler's)"),
         (cfg.learner.lr > 0, "learner.lr: must be > 0"),

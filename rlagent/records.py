@@ -31,12 +31,17 @@ class Task:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Task:
         known = {"id", "env", "prompt", "answer", "difficulty"}
-        missing = {"id", "prompt"} - d.keys()
+        missing = {"id", "prompt"} - {k for k, v in d.items() if v is not None}
         if missing:
             raise ValueError(f"task is missing field(s) {sorted(missing)}: {d!r:.200}")
+        try:
+            difficulty = int(d.get("difficulty", 0))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"task {d['id']!r}: difficulty must be an integer, got "
+                             f"{d.get('difficulty')!r:.50}") from err
         return cls(
             id=str(d["id"]), env=str(d.get("env", "")), prompt=str(d["prompt"]),
-            answer=d.get("answer"), difficulty=int(d.get("difficulty", 0)),
+            answer=d.get("answer"), difficulty=difficulty,
             fields={k: v for k, v in d.items() if k not in known},
         )
 

@@ -2,7 +2,8 @@
 
 Token-in/token-out: each episode's ids grow by exactly what the engine produced, then by
 the observation's template ids (loss mask 0). Env steps run in threads with a timeout, so
-a slow or hung env truncates its own episode and never stalls the others.
+a slow or hung env truncates its own episode and never stalls the others. An env that
+raised or hung is closed and never reused; later episodes get a fresh instance.
 """
 from __future__ import annotations
 
@@ -138,12 +139,17 @@ class EpisodeRunner:
         group, task = job
         with self._envs_lock:
             env = self._free_envs.pop() if self._free_envs else None
-        env = env or gymnasium.make(self.env_id, **self.env_kwargs)
-        try:
-            obs, _ = env.reset(options={"task": task.to_dict()})
-        except BaseException:
-            env.close()
-            raise
+        obs = None
+        if env is not None:
+            try:
+                obs = _reset(env, task)
+            except Exception:
+                # A reused env that cannot reset most likely broke while it sat idle (its
+                # browser or game process died): one more try, on a fresh instance.
+                env = None
+        if env is None:
+            env = gymnasium.make(self.env_id, **self.env_kwargs)
+            obs = _reset(env, task)
         messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
         messages.append({"role": "user", "content": obs})
         ids = self.chat.prompt(messages)
@@ -184,6 +190,16 @@ class EpisodeRunner:
         for env in self._free_envs:
             _close_quietly(env)
         self._free_envs.clear()
+
+
+def _reset(env: Any, task: Task) -> str:
+    """The first observation; an env that fails to reset is closed and the error raised."""
+    try:
+        obs, _ = env.reset(options={"task": task.to_dict()})
+    except BaseException:
+        _close_quietly(env)
+        raise
+    return obs
 
 
 def _close_quietly(env: Any) -> None:

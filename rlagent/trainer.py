@@ -9,7 +9,7 @@ from pathlib import Path
 import ray
 
 from rlagent import checkpoint
-from rlagent.actors import LearnerGroup, RolloutPool, WeightSync, start_reward_service
+from rlagent.actors import LearnerGroup, RolloutPool, RolloutWorkerDied, WeightSync, start_reward_service
 from rlagent.algos import informative_groups
 from rlagent.batch import build_batch
 from rlagent.config import Config
@@ -18,6 +18,7 @@ from rlagent.model import resolve_model
 from rlagent.pipeline import Rollouts, staleness
 from rlagent.placement import Placement
 from rlagent.progress import Progress
+from rlagent.recovery import run_died
 from rlagent.reward_service import group_normalized, reward_metrics
 from rlagent.stopping import GracefulStop
 from rlagent.tracking import Tracker, episode_metrics, make_run_dir, truncate_metrics
@@ -40,7 +41,7 @@ def train(cfg: Config) -> Path:
                           cfg.learner.sync_transport)
         print(f"[rlagent] weight sync: {sync.transport}", flush=True)
         state = restore(resume, run_dir, learner, sampler, sync, pool.pad_id) if resume else {}
-        first = state.get("step", 0) + 1
+        first = step = state.get("step", 0) + 1
         tracker = Tracker(cfg, run_dir, resume_id=state.get("wandb_id"))
         progress = Progress(cfg.run.steps)
         # one_step_off: the next step's rollouts run while this step trains (no progress bar)
@@ -82,6 +83,8 @@ def train(cfg: Config) -> Path:
                     return run_dir
             final = learner.save(str(run_dir / "checkpoints" / "final"))
             print(f"[rlagent] final checkpoint: {final}", flush=True)
+        except (ray.exceptions.RayActorError, RolloutWorkerDied) as err:
+            raise run_died(err, learner.ranks, run_dir, step) from err
         finally:
             rollouts.close()
             progress.close()
@@ -186,9 +189,11 @@ def ray_session(cfg: Config):
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        # "local": always a fresh local cluster, never a stale one left by `ray start`.
+        # "local": always a fresh local cluster, never a stale one left by `ray start`. No
+        # dashboard, and no metrics exporter (plain HTTP on every interface, no token); Ray's
+        # other ports require its token (docs/reliability.md).
         ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False,
-                 log_to_driver=True)
+                 log_to_driver=True, _system_config={"enable_metrics_collection": False})
     try:
         yield
     finally:

@@ -19,6 +19,7 @@ Driver side: ``make_transport(...)``, then ``setup()`` once (forms the group) an
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -217,6 +218,13 @@ class ObjectStoreTransport:
         calls |= {f"rollout worker {i}": w.load_weights.remote(refs[0], version)
                   for i, w in enumerate(self.pool.workers)}
         wait_each(calls, self.timeout_s, f"the engines to load weights version {version}")
+        self.pool.reload = functools.partial(_load, refs[0], version)  # kept for a restart
+
+
+def _load(ref: Any, version: int, worker: Any, timeout_s: float) -> None:
+    """Load the weights ``ref`` (the learner's named tensors) into one restarted worker."""
+    wait_each({"restarted rollout worker": worker.load_weights.remote(ref, version)}, timeout_s,
+              f"a restarted rollout worker to load weights version {version}")
 
 
 class CollectiveTransport:
@@ -227,6 +235,7 @@ class CollectiveTransport:
     def __init__(self, learner: Any, pool: Any, timeout_s: float):
         self.learner, self.pool, self.timeout_s = learner, pool, timeout_s
         self.address: GroupAddress | None = None
+        self.rejoin = False
 
     def __str__(self) -> str:
         return f"collective (weight-update {self.address or 'group not formed'})"
@@ -252,6 +261,9 @@ class CollectiveTransport:
     def push(self, version: int) -> None:
         if self.address is None:
             raise WeightTransportError("the collective weight transport was not set up")
+        if self.rejoin:  # a restarted worker is not in the group: form a new one
+            self.setup()
+            self.rejoin = False
         sender = self.learner.ranks[0]
         # Metadata first (small, through Ray): the receivers allocate before the broadcast.
         metas = wait_each({"learner rank 0": sender.weight_metas.remote()}, self.timeout_s,
@@ -261,6 +273,16 @@ class CollectiveTransport:
                   for i, w in enumerate(self.pool.workers)}
         wait_each(calls, self.timeout_s,
                   f"weights version {version} to cross the weight-update {self.address}")
+        self.pool.reload = functools.partial(self._reload, version)
+
+    def _reload(self, version: int, worker: Any, timeout_s: float) -> None:
+        """A restarted worker gets the learner's weights through the object store (it left
+        the group when it died); the next push forms the group again."""
+        refs = self.learner.named_weights_refs()
+        calls = {f"learner rank {r}": ref for r, ref in enumerate(refs[1:], start=1)}
+        calls["restarted rollout worker"] = worker.load_weights.remote(refs[0], version)
+        wait_each(calls, timeout_s, f"a restarted rollout worker to load weights version {version}")
+        self.rejoin = True
 
 
 def make_transport(name: TransportName, learner: Any, pool: Any,

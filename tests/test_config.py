@@ -136,6 +136,10 @@ def test_group_of_one_is_rejected_for_grpo():
     ("learner.lr=0", "learner.lr"),
     ("rewards.components=[]", "rewards.components"),
     ("tracking.table_episodes=-1", "tracking.table_episodes"),
+    ("rollout.step_timeout_s=0", "rollout.step_timeout_s"),
+    ("rollout.timeout_s=-5", "rollout.timeout_s"),
+    ("rollout.max_retries=-1", "rollout.max_retries"),
+    ("learner.sync_timeout_s=0", "learner.sync_timeout_s"),
 ])
 def test_impossible_values_name_the_key(override, start):
     assert error([override]).startswith(start)

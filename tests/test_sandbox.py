@@ -189,3 +189,18 @@ def test_only_own_processes_and_no_capabilities_are_visible():
     pids, cap_eff, tmp_entries = result.stdout.splitlines()
     assert pids == "[1, 2]" and int(cap_eff, 16) == 0
     assert "pytest-of" not in tmp_entries  # the caller's /tmp is hidden
+
+
+@needs_namespaces
+def test_credentials_in_the_callers_home_are_hidden():
+    secret = Path.home() / f".rlagent-sandbox-secret-{os.getpid()}"
+    secret.write_text("api-key-1234")
+    try:
+        code = (f"import os\nprint(os.listdir({str(Path.home())!r}))\n"
+                f"print(open({str(secret)!r}).read())")
+        result = Sandbox(LIMITS, isolation="namespaces").run(code)
+    finally:
+        secret.unlink()
+    assert result.error == "exception" and "FileNotFoundError" in result.stderr, result
+    # Only the interpreter's own directories stay (e.g. ~/.pyenv), bound back into the empty home.
+    assert secret.name not in result.stdout and "api-key-1234" not in result.stdout + result.stderr

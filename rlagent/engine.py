@@ -132,25 +132,37 @@ def _no_opaque_module_attributes() -> Iterator[None]:
             namespace[name] = value
 
 
+def llm_args(model: str, *, seed: int, max_model_len: int, dtype: str, gpu_memory_utilization: float,
+             max_num_seqs: int, tensor_parallel_size: int, cuda: bool) -> dict[str, Any]:
+    """Arguments of vLLM's ``LLM`` for one engine. Tensor parallel shards the engine over
+    ``tensor_parallel_size`` GPUs of the worker's node, in processes vLLM starts itself (the
+    rollout worker actor holds those GPUs)."""
+    args: dict[str, Any] = dict(
+        model=model, dtype=dtype, seed=seed, max_model_len=max_model_len,
+        enforce_eager=True, max_num_seqs=max_num_seqs,
+        # Logprobs after temperature scaling: what the learner reproduces.
+        logprobs_mode="processed_logprobs",
+        worker_extension_cls="rlagent.engine.WeightLoaderExtension")
+    if cuda:
+        args["gpu_memory_utilization"] = gpu_memory_utilization
+    if tensor_parallel_size > 1:
+        args |= {"tensor_parallel_size": tensor_parallel_size, "distributed_executor_backend": "mp"}
+    return args
+
+
 class VLLMEngine:
     """A vLLM ``LLM`` that works on token ids."""
 
     def __init__(self, model: str, *, seed: int, max_model_len: int, dtype: str = "float32",
-                 gpu_memory_utilization: float = 0.5, max_num_seqs: int = 64):
+                 gpu_memory_utilization: float = 0.5, max_num_seqs: int = 64,
+                 tensor_parallel_size: int = 1):
         from vllm import LLM
 
-        kwargs: dict[str, Any] = {}
-        if torch.cuda.is_available():
-            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        args = llm_args(model, seed=seed, max_model_len=max_model_len, dtype=dtype,
+                        gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
+                        tensor_parallel_size=tensor_parallel_size, cuda=torch.cuda.is_available())
         with _no_opaque_module_attributes():
-            self.llm = LLM(
-                model=model, dtype=dtype, seed=seed, max_model_len=max_model_len,
-                enforce_eager=True, max_num_seqs=max_num_seqs,
-                # Logprobs after temperature scaling: what the learner reproduces.
-                logprobs_mode="processed_logprobs",
-                worker_extension_cls="rlagent.engine.WeightLoaderExtension",
-                **kwargs,
-            )
+            self.llm = LLM(**args)
 
     def generate(self, prompts: list[list[int]], max_tokens: list[int], *,
                  temperature: float, top_p: float = 1.0) -> list[Generation]:

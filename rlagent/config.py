@@ -78,7 +78,8 @@ class CurriculumConfig:
     ``learning_progress`` (prefer tasks or levels whose success rate changes or is near 0.5)."""
     success_reward: float = 1.0
     """An episode succeeded when the env's last ``info["success"]`` says so; for envs that do
-    not report it, when its reward is at least this."""
+    not report it, when its reward is at least this (the combined reward: with
+    ``rewards.combine: group_normalized`` that is a z-score, so rely on the env's flag)."""
     target_low: float = 0.2
     """ladder: go back a level when the success rate falls below this."""
     target_high: float = 0.8

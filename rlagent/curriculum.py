@@ -39,7 +39,9 @@ class Sampler:
         self.replay: deque[Task] = deque(maxlen=self.cc.replay_size)
         self.failed: deque[Task] = deque(maxlen=self.cc.evolve_pool)
         self.drawn: Counter[str] = Counter()  # tasks handed out since the last update, by origin
-        self.origin: dict[str, str] = {}  # task id -> "replayed" | "generated", until the update
+        # replayed or generated draws since the last update, by task id (a picked task may
+        # share an id with one: groups come back in draw order, these first)
+        self.origin: Counter[str] = Counter()
         self.evolve_errors = 0
         if self.cc.evolve_share > 0 and not self.source.can_generate:
             raise ConfigError(f"curriculum.evolve_share: {cfg.env.id} has no task generator "
@@ -53,7 +55,7 @@ class Sampler:
         generated = [t for t in (self._evolve() for _ in range(n_evolve)) if t is not None]
         for origin, ts in (("replayed", replayed), ("generated", generated)):
             self.drawn[origin] += len(ts)
-            self.origin |= {t.id: origin for t in ts}
+            self.origin.update(t.id for t in ts)
         tasks = replayed + generated
         picked = self._pick(n - len(tasks))
         self.drawn["picked"] += len(picked)
@@ -72,7 +74,7 @@ class Sampler:
         level = levels[max(at - self.rng.randrange(2), 0)]  # same level or the one below
         try:
             child = self.source.similar(self.rng, parent, level)
-        except (ValueError, KeyError, TypeError) as err:
+        except Exception as err:  # noqa: BLE001 - a generator's failure is counted, not fatal
             self.evolve_errors += 1
             print(f"[rlagent] curriculum: no task like {parent.id} at level {level}: {err}",
                   flush=True)
@@ -82,10 +84,20 @@ class Sampler:
     def _pick(self, n: int) -> list[Task]:
         raise NotImplementedError
 
+    def _at(self, level: int) -> Task:
+        """A task at ``level``, for samplers that learn per level: the task must say so."""
+        task = self.source.draw(self.rng, level)
+        if task.difficulty != level:
+            raise ConfigError(
+                f"data.difficulties: asked {self.source.env_id} for a task at level {level} and "
+                f"got difficulty {task.difficulty} (do its env.kwargs fix the difficulty?); "
+                f"list only the levels it makes, e.g. data.difficulties=[{task.difficulty}]")
+        return task
+
     # ---- learning from outcomes
     def update(self, groups: list[list[Episode]]) -> dict[str, float]:
         by_level: dict[int, list[bool]] = {}
-        outcomes: list[tuple[Task, list[bool]]] = []
+        outcomes: list[tuple[Task, list[bool], bool]] = []
         zero_var = 0
         for group in groups:
             rewards = [e.reward for e in group if e.reward is not None]
@@ -94,9 +106,12 @@ class Sampler:
             if not wins:
                 continue
             task = group[0].task
+            chosen = self.origin[task.id] > 0  # replayed or generated: chosen for being hard
+            if chosen:
+                self.origin[task.id] -= 1
             by_level.setdefault(task.difficulty, []).extend(wins)
             rate = sum(wins) / len(wins)
-            outcomes.append((task, wins))
+            outcomes.append((task, wins, chosen))
             if rate < 0.5 and self.cc.replay_share > 0:
                 self.replay.append(task)
             if rate == 0 and self.cc.evolve_share > 0:
@@ -116,8 +131,9 @@ class Sampler:
         self.origin.clear()
         return metrics
 
-    def _observe(self, outcomes: list[tuple[Task, list[bool]]]) -> None:
-        """Learn from each group's successes (in the order the groups came)."""
+    def _observe(self, outcomes: list[tuple[Task, list[bool], bool]]) -> None:
+        """Learn from each group's successes (in the order the groups came); the flag says
+        whether the task was replayed or generated rather than picked."""
 
     def level(self, groups: list[list[Episode]]) -> float:
         """The level trained at: here the mean difficulty of the step's tasks."""
@@ -133,14 +149,15 @@ class Sampler:
                 "evolve_errors": self.evolve_errors, **self._state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("name", self.name) != self.name:
-            raise ConfigError(f"curriculum.name: the checkpoint's sampler is {state['name']!r}, "
+        if state.get("name", "uniform") != self.name:  # older checkpoints: uniform
+            raise ConfigError(f"curriculum.name: the checkpoint's sampler is "
+                              f"{state.get('name', 'uniform')!r}, "
                               f"the config asks for {self.name!r}")
         self.rng.setstate(rng_from_json(state["rng"]))
         self.replay = deque((Task.from_dict(d) for d in state.get("replay", [])), maxlen=self.cc.replay_size)
         self.failed = deque((Task.from_dict(d) for d in state.get("failed", [])), maxlen=self.cc.evolve_pool)
         self.drawn = Counter(state.get("drawn", {}))
-        self.origin = dict(state.get("origin", {}))
+        self.origin = Counter(state.get("origin", {}))
         self.evolve_errors = state.get("evolve_errors", 0)
         self._load(state)
 
@@ -187,14 +204,14 @@ class LadderSampler(Sampler):
         for _ in range(n):
             review = self.index > 0 and self.rng.random() < self.cc.review_share
             level = self.rng.choice(levels[:self.index]) if review else levels[self.index]
-            out.append(self.source.draw(self.rng, level))
+            out.append(self._at(level))
         return out
 
-    def _observe(self, outcomes: list[tuple[Task, list[bool]]]) -> None:
+    def _observe(self, outcomes: list[tuple[Task, list[bool], bool]]) -> None:
         current = self.source.levels[self.index]
-        for task, wins in outcomes:
+        for task, wins, chosen in outcomes:
             # replayed and generated tasks are chosen for being hard: they would bias the rate
-            if task.difficulty == current and task.id not in self.origin:
+            if task.difficulty == current and not chosen:
                 self.recent.extend(wins)
         if len(self.recent) < self.cc.min_episodes:
             return
@@ -214,6 +231,9 @@ class LadderSampler(Sampler):
         return {"index": self.index, "recent": list(self.recent)}
 
     def _load(self, state: dict[str, Any]) -> None:
+        if not 0 <= state["index"] < len(self.source.levels):
+            raise ConfigError(f"data.difficulties: the checkpoint's ladder is at level index "
+                              f"{state['index']}, but the levels are now {self.source.levels}")
         self.index = state["index"]
         self.recent = deque(state["recent"], maxlen=self.cc.window)
 
@@ -251,11 +271,11 @@ class LearningProgressSampler(Sampler):
                 arm = self.rng.choice(self.arms)
             else:
                 arm = self.rng.choices(self.arms, weights)[0]
-            out.append(self.tasks[arm] if self.by_task else self.source.draw(self.rng, arm))
+            out.append(self.tasks[arm] if self.by_task else self._at(arm))
         return out
 
-    def _observe(self, outcomes: list[tuple[Task, list[bool]]]) -> None:
-        for task, wins in outcomes:
+    def _observe(self, outcomes: list[tuple[Task, list[bool], bool]]) -> None:
+        for task, wins, _ in outcomes:
             rate = sum(wins) / len(wins)
             arm = task.id if self.by_task else task.difficulty
             if arm not in self.stats:

@@ -8,8 +8,10 @@ learner, never more.
 """
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from typing import Any
 
 from rlagent.records import Episode
@@ -19,33 +21,49 @@ Collected = tuple[list[Episode], int, list[list[Episode]]]  # episodes, rounds, 
 
 class Rollouts:
     """``next()`` gives a step's collected rollouts; ``prefetch()`` (one step off) starts
-    the following step's in the background; ``close()`` abandons one still running."""
+    the following step's in a background thread; ``settle()`` waits for it. ``elapsed`` is
+    the wall time the collection behind the last ``next()`` took (overlapped or not)."""
 
     def __init__(self, mode: str, collect: Callable[[], Collected]):
-        self.collect = collect
-        ahead = mode == "one_step_off"
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="rollouts") if ahead else None
-        self.pending: Future[Collected] | None = None
+        self.collect, self.ahead = collect, mode == "one_step_off"
+        self.pending: Future[tuple[Collected, float]] | None = None
+        self.elapsed = 0.0
+
+    def _timed(self) -> tuple[Collected, float]:
+        t0 = time.perf_counter()
+        return self.collect(), time.perf_counter() - t0
 
     def next(self) -> Collected:
         if self.pending is None:
-            return self.collect()
+            out, self.elapsed = self._timed()
+            return out
         pending, self.pending = self.pending, None
-        return pending.result()  # collect's own waits have timeouts (rollout.timeout_s)
+        out, self.elapsed = pending.result()  # collect's own waits have timeouts (rollout.timeout_s)
+        return out
 
     def prefetch(self) -> None:
-        if self.executor is not None:
-            self.pending = self.executor.submit(self.collect)
+        if not self.ahead:
+            return
+        future: Future[tuple[Collected, float]] = Future()
 
-    def settle(self) -> None:
+        def run() -> None:
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(self._timed())
+            except BaseException as err:  # noqa: BLE001 - handed to next()
+                future.set_exception(err)
+
+        # A daemon thread: a run that ends (error, stop) does not wait for it at exit.
+        threading.Thread(target=run, name="rollouts", daemon=True).start()
+        self.pending = future
+
+    def settle(self) -> float:
         """Let the engines finish the prefetched episodes (before they take new weights);
-        its errors come out of ``next()``."""
+        returns the seconds waited. Its errors come out of ``next()``."""
+        t0 = time.perf_counter()
         if self.pending is not None:
             wait([self.pending])
-
-    def close(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+        return time.perf_counter() - t0
 
 
 def staleness(episodes: list[Episode], learner_version: int,

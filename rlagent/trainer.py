@@ -63,11 +63,12 @@ def train(cfg: Config) -> Path:
                 metrics = learner.train_step(batch)
                 t2 = time.perf_counter()
                 progress.phase("sync")
-                rollouts.settle()  # one_step_off: the next step's episodes, on the old weights
+                waited = rollouts.settle()  # one_step_off: the next step's episodes, on the old weights
                 probe = max(episodes, key=lambda e: e.num_generated)
                 metrics |= sync(probe.token_ids, probe.prompt_len)
                 metrics |= curriculum | lag
-                metrics |= step_metrics(episodes, stats, cfg, t0, t1, t2)
+                metrics |= step_metrics(episodes, stats, cfg, t0, t1, t2, rollouts.elapsed)
+                metrics["timing/rollout_wait_s"] = t1 - t0 + waited
                 metrics["batch/sampling_rounds"] = rounds
                 metrics["memory/rollout_peak_gb"] = pool.peak_memory_gb()
                 tracker.log(step, metrics, episodes)
@@ -86,7 +87,6 @@ def train(cfg: Config) -> Path:
         except (ray.exceptions.RayActorError, RolloutWorkerDied) as err:
             raise run_died(err, learner.ranks, run_dir, step) from err
         finally:
-            rollouts.close()
             progress.close()
             tracker.close()
             with contextlib.suppress(Exception):
@@ -160,16 +160,19 @@ def check_episodes(episodes) -> None:
                            f"{error}")
 
 
-def step_metrics(episodes, stats, cfg: Config, t0: float, t1: float, t2: float) -> dict[str, float]:
+def step_metrics(episodes, stats, cfg: Config, t0: float, t1: float, t2: float,
+                 rollout_s: float) -> dict[str, float]:
+    """``rollout_s``: how long collecting the episodes took (one step off: while the
+    previous step trained; the step itself waited ``timing/rollout_wait_s``)."""
     generated = sum(e.num_generated for e in episodes)
     return {
         **reward_metrics(episodes, cfg.rewards.components),
         **episode_metrics(episodes),
         "batch/zero_variance_groups": stats.zero_variance_groups,
         "batch/overlong_penalty": stats.overlong_penalty,
-        "timing/rollout_s": t1 - t0, "timing/train_s": t2 - t1,
+        "timing/rollout_s": rollout_s, "timing/train_s": t2 - t1,
         "timing/step_s": time.perf_counter() - t0,
-        "throughput/tokens_per_s": generated / max(t1 - t0, 1e-9),
+        "throughput/tokens_per_s": generated / max(rollout_s, 1e-9),
     }
 
 

@@ -277,7 +277,10 @@ class CollectiveTransport:
 
     def _reload(self, version: int, worker: Any, timeout_s: float) -> None:
         """A restarted worker gets the learner's weights through the object store (it left
-        the group when it died); the next push forms the group again."""
+        the group when it died); the next push forms the group again. (One step off, a
+        worker that dies while the learner updates gets the weights after that update,
+        labelled with the version before it: its episodes then count as one version stale
+        when they are fresh; the PPO ratio still uses the logprobs they were sampled with.)"""
         refs = self.learner.named_weights_refs()
         calls = {f"learner rank {r}": ref for r, ref in enumerate(refs[1:], start=1)}
         calls["restarted rollout worker"] = worker.load_weights.remote(refs[0], version)

@@ -70,6 +70,18 @@ def test_ladder_waits_for_min_episodes_and_ignores_replayed_tasks():
     assert list(s.recent) == [False] * 8 + [True] * 8 and m["curriculum/replayed_share"] == 0.5
 
 
+def test_picked_tasks_sharing_an_id_with_replayed_ones_still_count():
+    # Echo level 1 has 4 distinct tasks: picked and replayed tasks share ids.
+    s = sampler("ladder", "curriculum.min_episodes=64", "curriculum.window=64",
+                "curriculum.review_share=0", "curriculum.replay_share=0.5")
+    s.update(play(s.sample(4), lambda t, i: False))
+    tasks = s.sample(4)
+    assert {t.id for t in tasks[2:]} & {t.id for t in tasks[:2]}, "this seed collides"
+    s.update(play(tasks, lambda t, i: True))
+    # 16 failures, then the 2 picked groups; the 2 replayed groups are left out.
+    assert list(s.recent) == [False] * 16 + [True] * 8
+
+
 def test_ladder_reviews_lower_levels():
     s = sampler("ladder", "curriculum.start_level=3", "curriculum.review_share=0.5")
     counts = Counter(t.difficulty for t in s.sample(400))
@@ -134,8 +146,9 @@ def test_evolving_makes_tasks_like_the_failed_ones_within_the_cap():
     s.update(play(tasks, lambda t, i: t.fields["dataset"] == "lcm"))
     assert len(s.failed) == len(failed) >= 2
     nxt = s.sample(8)
-    made = [t for t in nxt if s.origin.get(t.id) == "generated"]
-    assert len(made) == 2, "at most evolve_share of the step"
+    made = nxt[:2]  # generated tasks come first
+    assert sum(s.origin.values()) == 2 and all(s.origin[t.id] for t in made), \
+        "evolve_share of the step"
     # same skill (dataset), same level or the one below
     assert all(t.fields["dataset"] == "gcd" for t in made)
     parents = {t.difficulty for t in failed}
@@ -199,3 +212,9 @@ def test_bad_curriculum_settings_name_the_key():
     s = sampler("ladder")
     with pytest.raises(ConfigError, match="curriculum.name"):
         sampler("uniform").load_state_dict(s.state_dict())
+    # Echo with num_turns fixed makes every task at that difficulty: per-level samplers say so.
+    with pytest.raises(ConfigError, match=r"data.difficulties: .* got difficulty 2 .*\[2\]"):
+        sampler("ladder", env=["env.id=rlagent/Echo-v0", "env.kwargs={num_turns: 2}"]).sample(1)
+    fixed = sampler("ladder", "data.difficulties=[2]",
+                    env=["env.id=rlagent/Echo-v0", "env.kwargs={num_turns: 2}"])
+    assert {t.difficulty for t in fixed.sample(4)} == {2}

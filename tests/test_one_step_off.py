@@ -41,7 +41,6 @@ def test_prefetch_overlaps_the_callers_work_and_next_returns_it():
     assert started.wait(1) and time.monotonic() - t0 < 0.2, "prefetch must not block"
     r.settle()
     assert time.monotonic() - t0 >= 0.3 and r.next()[1] == 2
-    r.close()
     sync = Rollouts("sync", collect)
     sync.prefetch()  # sync mode never collects ahead
     assert len(calls) == 2 and sync.next()[1] == 3

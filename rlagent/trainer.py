@@ -15,7 +15,7 @@ from rlagent.batch import build_batch
 from rlagent.config import Config
 from rlagent.curriculum import make_sampler
 from rlagent.model import resolve_model
-from rlagent.pipeline import Rollouts, staleness
+from rlagent.pipeline import LockedSampler, Rollouts, staleness
 from rlagent.placement import Placement
 from rlagent.progress import Progress
 from rlagent.recovery import run_died
@@ -44,9 +44,12 @@ def train(cfg: Config) -> Path:
         first = step = state.get("step", 0) + 1
         tracker = Tracker(cfg, run_dir, resume_id=state.get("wandb_id"))
         progress = Progress(cfg.run.steps)
-        # one_step_off: the next step's rollouts run while this step trains (no progress bar)
+        # one_step_off, async: rollouts run while the learner trains (no progress bar)
         shown = progress.episodes if cfg.rollout.mode == "sync" else None
-        rollouts = Rollouts(cfg.rollout.mode, lambda: collect(cfg, sampler, pool, shown))
+        if cfg.rollout.mode == "async":  # the producer thread draws tasks too
+            sampler = LockedSampler(sampler)
+        rollouts = Rollouts(cfg.rollout.mode, lambda: collect(cfg, sampler, pool, shown),
+                            cfg.rollout.async_buffer)
         try:
             for step in range(first, cfg.run.steps + 1):
                 t0 = time.perf_counter()

@@ -37,7 +37,10 @@ def train(cfg: Config) -> Path:
         rewards = start_reward_service(cfg, placement)
         pool = RolloutPool(cfg, model_path, rewards, placement)
         learner = LearnerGroup(cfg, model_path, placement)
-        sync = WeightSync(learner, pool, cfg.learner.sync_timeout_s, cfg.learner.sync_check_tol,
+        # async: a sync waits for the batch each engine is generating (it lands between two)
+        queued = cfg.rollout.timeout_s if cfg.rollout.mode == "async" else 0.0
+        sync_timeout = cfg.learner.sync_timeout_s + queued
+        sync = WeightSync(learner, pool, sync_timeout, cfg.learner.sync_check_tol,
                           cfg.learner.sync_transport)
         print(f"[rlagent] weight sync: {sync.transport}", flush=True)
         state = restore(resume, run_dir, learner, sampler, sync, pool.pad_id) if resume else {}
@@ -73,7 +76,8 @@ def train(cfg: Config) -> Path:
                 metrics |= step_metrics(episodes, stats, cfg, t0, t1, t2, rollouts.elapsed)
                 metrics["timing/rollout_wait_s"] = t1 - t0 + waited
                 metrics["batch/sampling_rounds"] = rounds
-                metrics["memory/rollout_peak_gb"] = pool.peak_memory_gb()
+                if cfg.rollout.mode != "async":  # async: the workers are busy generating
+                    metrics["memory/rollout_peak_gb"] = pool.peak_memory_gb()
                 tracker.log(step, metrics, episodes)
                 progress.step_done(progress_line(step, cfg.run.steps, metrics))
                 if stop.requested or (cfg.run.save_every and step % cfg.run.save_every == 0):

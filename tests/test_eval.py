@@ -133,7 +133,7 @@ def test_untrained_eval_matches_its_episodes(base_eval):
     successes, scored = _recompute(episodes)
     assert (m["success/successes"], m["success/scored"]) == (successes, scored) and scored == 64
     assert m["success/rate"] == pytest.approx(successes / scored)
-    assert m["success/d1/rate"] == m["success/rate"]  # Echo has one level
+    assert m["success/d2/rate"] == m["success/rate"]  # num_turns=2: every task is level 2
     assert [e["success"] for e in episodes].count(True) == successes
     rewards = [e["reward"] for e in episodes]
     assert m["reward/mean"] == pytest.approx(sum(rewards) / len(rewards))

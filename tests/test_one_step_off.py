@@ -77,20 +77,24 @@ def test_one_step_off_needs_staleness_one():
         load_config(None, ["rollout.mode=async", "rollout.async_buffer=2", "rollout.max_staleness=2"])
 
 
-@pytest.mark.slow
-def test_one_step_off_learns_echo_with_bounded_staleness(tiny_model, ray_cluster, tmp_path):
+def train_echo(tiny_model, tmp_path, *extra: str) -> list[dict]:
+    """The tiny model on Echo-v0 as tests/test_learning.py trains it; the metrics rows."""
     cfg = load_config(None, [
-        "run.name=echo-off", f"run.output_dir={tmp_path}", "run.steps=60", "run.seed=1",
+        "run.name=echo", f"run.output_dir={tmp_path}", "run.seed=1",
         f"model.path={tiny_model}", "env.id=rlagent/Echo-v0", "env.kwargs={num_turns: 2}",
         "rollout.max_new_tokens=2", "rollout.max_episode_tokens=64", "rollout.max_turns=2",
         "rollout.kv_cache_gib=1", "algo.group_size=8", "algo.tasks_per_step=8",
-        "learner.lr=0.01", "learner.micro_batch_size=64", "rollout.mode=one_step_off",
+        "learner.lr=0.01", "learner.micro_batch_size=64",
         "rewards.components=[{name: env_reward, weight: 1.0}]",
-        "tracking.wandb_mode=disabled", "tracking.save_rollouts=false",
+        "tracking.wandb_mode=disabled", "tracking.save_rollouts=false", *extra,
     ])
-    run_dir = train(cfg)
-    with open(run_dir / "metrics.jsonl") as f:
-        rows = [json.loads(line) for line in f]
+    with open(train(cfg) / "metrics.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.slow
+def test_one_step_off_learns_echo_with_bounded_staleness(tiny_model, ray_cluster, tmp_path):
+    rows = train_echo(tiny_model, tmp_path, "run.steps=60", "rollout.mode=one_step_off")
     rewards = [r["reward/mean"] for r in rows]
     # Sync mode passes 0.9 by step 40 (test_learning.py); one version of lag at this large
     # learning rate clips more of each update, and takes about 45.
@@ -111,19 +115,8 @@ def test_one_step_off_learns_echo_with_bounded_staleness(tiny_model, ray_cluster
 
 @pytest.mark.slow
 def test_async_learns_echo_with_bounded_staleness(tiny_model, ray_cluster, tmp_path):
-    cfg = load_config(None, [
-        "run.name=echo-async", f"run.output_dir={tmp_path}", "run.steps=100", "run.seed=1",
-        f"model.path={tiny_model}", "env.id=rlagent/Echo-v0", "env.kwargs={num_turns: 2}",
-        "rollout.max_new_tokens=2", "rollout.max_episode_tokens=64", "rollout.max_turns=2",
-        "rollout.kv_cache_gib=1", "algo.group_size=8", "algo.tasks_per_step=8",
-        "learner.lr=0.01", "learner.micro_batch_size=64", "rollout.mode=async",
-        "rollout.async_buffer=1", "rollout.max_staleness=2",
-        "rewards.components=[{name: env_reward, weight: 1.0}]",
-        "tracking.wandb_mode=disabled", "tracking.save_rollouts=false",
-    ])
-    run_dir = train(cfg)
-    with open(run_dir / "metrics.jsonl") as f:
-        rows = [json.loads(line) for line in f]
+    rows = train_echo(tiny_model, tmp_path, "run.steps=100", "rollout.mode=async",
+                      "rollout.async_buffer=1", "rollout.max_staleness=2")
     rewards = [r["reward/mean"] for r in rows]
     # Two versions of lag at this large learning rate: the clip holds each update back; it
     # passes 0.9 after about 70 steps (sync: 40) and, stale, does not stay there (0.6-0.99).

@@ -244,6 +244,10 @@ class LearnerConfig:
     """Tokens per chunk when computing logprobs: the LM head never sees the whole batch at once."""
     gradient_checkpointing: bool = False
     """Recompute decoder activations in the backward pass (less memory, ~30% more compute)."""
+    share_prompt: bool = True
+    """Run the prompt that the episodes of a group share once per micro-batch, not once per
+    episode (their key/value cache feeds every episode; same logprobs and gradients). Needs
+    the KV cache, so it is off under ``gradient_checkpointing``."""
     offload_optimizer: bool = False
     """DeepSpeed ZeRO optimizer-state offload to CPU memory (GPU runs with zero_stage >= 1)."""
     warmup_steps: int = 0

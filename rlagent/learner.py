@@ -18,7 +18,7 @@ import torch
 from rlagent import algos
 from rlagent.batch import batch_advantages, target_tensors
 from rlagent.config import Config
-from rlagent.logprobs import token_logprobs
+from rlagent.logprobs import shared_token_logprobs, token_logprobs
 from rlagent.models import (
     ValueModel,
     deepspeed_config,
@@ -44,6 +44,8 @@ class Learner:
         self.world = cfg.learner.num_ranks
         self.updates = 0  # train_step calls so far: seeds the mini-batch shuffle
         self._weight_group = None  # rank 0, collective weight transport: the group to the engines
+        share = cfg.learner.share_prompt and not cfg.learner.gradient_checkpointing
+        self._logprobs = shared_token_logprobs if share else token_logprobs
 
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's node address and a free port there: where the ranks meet."""
@@ -89,7 +91,7 @@ class Learner:
         t0 = time.perf_counter()
         cfg, algo = self.cfg, self.cfg.algo
         t = target_tensors(batch)
-        pre = self._precompute(t)
+        pre = self._precompute(t, self._grouped(list(range(len(batch))), batch.groups))
         adv, returns = self._advantages(batch, t, pre)
         gen = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + self.updates)
         self.updates += 1
@@ -99,13 +101,21 @@ class Learner:
             order = torch.randperm(len(batch), generator=gen).tolist()
             size = math.ceil(len(batch) / algo.mini_batches)
             for m in range(algo.mini_batches):
-                rows = order[m * size:(m + 1) * size]
+                rows = self._grouped(order[m * size:(m + 1) * size], batch.groups)
                 first = epoch == 0 and m == 0
                 part = self._update(rows, t, pre, adv, returns, measure_gap=first)
                 grad_norms.append(part.pop("grad_norm"))
                 for k, v in part.items():
                     sums[k] += v
         return self._metrics(sums, grad_norms, adv, t, pre, t0)
+
+    def _grouped(self, rows: list[int], groups: list[int]) -> list[int]:
+        """``rows`` with each group's episodes next to each other (stable), so that a
+        micro-batch holds whole groups and their shared prompt runs once. The gradient is
+        summed over the mini-batch, so the order within it does not change the update."""
+        if self._logprobs is token_logprobs:
+            return rows
+        return sorted(rows, key=lambda r: groups[r])
 
     def _mine(self, rows: list[int]) -> list[int]:
         return rows[self.rank::self.world]
@@ -127,7 +137,7 @@ class Learner:
         return ids, attn, mask, full_mask, width
 
     @torch.no_grad()
-    def _precompute(self, t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _precompute(self, t: dict[str, torch.Tensor], order: list[int]) -> dict[str, torch.Tensor]:
         """Before any update: the learner's own logprobs (old_logprobs: recompute), the
         reference's (KL on) and the critic's values (ppo), for the whole batch."""
         cfg = self.cfg
@@ -140,14 +150,14 @@ class Learner:
             return out
         temp, chunk = cfg.rollout.temperature, cfg.learner.logprob_chunk
         self.engine.eval()
-        for rows in self._micro(list(range(len(t["ids"])))):
+        for rows in self._micro(order):
             if not rows:
                 continue
             ids, attn, m, full, w = self._inputs(t, rows)
             sel = m.bool()
             idx = torch.tensor(rows)[:, None].expand(-1, w - 1)[sel], sel.nonzero()[:, 1]
             if want_old:
-                out["old"][idx] = token_logprobs(self.engine.module, ids, attn, full, chunk, temp)[0].cpu()
+                out["old"][idx] = self._logprobs(self.engine.module, ids, attn, full, chunk, temp)[0].cpu()
             if want_ref:
                 out["ref"][idx] = self._ref_logprobs(ids, attn, full).cpu()
             if want_val:
@@ -159,8 +169,8 @@ class Learner:
         with torch.no_grad():
             if self.lora:
                 with self.engine.module.disable_adapter():
-                    return token_logprobs(self.engine.module, ids, attn, full, chunk, temp)[0]
-            return token_logprobs(self.ref, ids, attn, full, chunk, temp)[0]
+                    return self._logprobs(self.engine.module, ids, attn, full, chunk, temp)[0]
+            return self._logprobs(self.ref, ids, attn, full, chunk, temp)[0]
 
     def _advantages(self, batch: TrainBatch, t, pre) -> tuple[torch.Tensor, torch.Tensor | None]:
         return batch_advantages(batch, self.cfg.algo, t["mask"], pre.get("old", t["sampling"]),
@@ -196,7 +206,7 @@ class Learner:
         pick = lambda x: x[rows, :w - 1][sel].to(self.device)  # noqa: E731 - flat targets
         sampling = pick(t["sampling"])
         old = pick(pre["old"]) if "old" in pre else sampling
-        logp, entropy = token_logprobs(self.engine.module, ids, attn, full, cfg.learner.logprob_chunk,
+        logp, entropy = self._logprobs(self.engine.module, ids, attn, full, cfg.learner.logprob_chunk,
                                        cfg.rollout.temperature, entropy_grad=algo.entropy_coef > 0)
         tok_loss, clipped = algos.clipped_policy_loss(logp, old, pick(adv), algo.clip_low,
                                                       algo.clip_high, algo.dual_clip)

@@ -28,10 +28,15 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     one chunk's logits (chunk x V) instead of B x T x V, and the backward pass recomputes them.
     The entropy carries a gradient only with ``entropy_grad`` (an entropy bonus needs it).
     """
-    decoder = model.get_decoder()
-    head = model.get_output_embeddings()
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask,
-                     use_cache=False).last_hidden_state          # [B, T, H]
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                 use_cache=False).last_hidden_state          # [B, T, H]
+    return _head_logprobs(model.get_output_embeddings(), hidden, input_ids, target_mask, chunk,
+                          temperature, entropy_grad)
+
+
+def _head_logprobs(head: torch.nn.Module, hidden: torch.Tensor, input_ids: torch.Tensor,
+                   target_mask: torch.Tensor, chunk: int, temperature: float,
+                   entropy_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
     sel = target_mask[:, 1:].bool()                              # position t predicts token t+1
     h = hidden[:, :-1][sel]                                      # [N, H]
     y = input_ids[:, 1:][sel]                                    # [N]
@@ -48,3 +53,63 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
         empty = hidden.new_zeros(0)
         return empty, empty
     return torch.cat(lps), torch.cat(ents)
+
+
+def prompt_groups(input_ids: torch.Tensor, target_mask: torch.Tensor) -> list[tuple[list[int], int]]:
+    """Rows that start with the same prompt: ``(rows, p)`` per distinct prompt, where the
+    prompt is a row's tokens before its first target token (``p`` of them). The episodes of a
+    GRPO group share theirs. Rows without targets come alone with ``p = 0``."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for r in range(input_ids.shape[0]):
+        hits = target_mask[r].nonzero()
+        p = int(hits[0]) if hits.numel() else 0
+        key = tuple(input_ids[r, :p].tolist()) if p else (-1 - r,)
+        groups.setdefault(key, []).append(r)
+    return [(rows, len(key) if key[0] >= 0 else 0) for key, rows in groups.items()]
+
+
+def _shared_hidden(decoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   p: int) -> torch.Tensor:
+    """Last hidden states [n, T, H] of rows that share ``input_ids[:, :p]``: the prompt runs
+    once (batch of one) and its key/value cache, repeated per row, feeds the rest. Gradients
+    flow back into the prompt's single forward from every row."""
+    n = input_ids.shape[0]
+    head = decoder(input_ids=input_ids[:1, :p], attention_mask=attention_mask[:1, :p], use_cache=True)
+    cache = head.past_key_values
+    cache.batch_repeat_interleave(n)
+    tail = decoder(input_ids=input_ids[:, p:], attention_mask=attention_mask, past_key_values=cache,
+                   use_cache=True).last_hidden_state
+    return torch.cat([head.last_hidden_state.expand(n, -1, -1), tail], dim=1)
+
+
+def shared_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          target_mask: torch.Tensor, chunk: int = 256, temperature: float = 1.0,
+                          entropy_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``token_logprobs``, with each distinct prompt of the rows computed once.
+
+    Same inputs and outputs (flat, row-major); rows are grouped by ``prompt_groups`` and a
+    group of several rows shares its prompt's forward. For G episodes of P prompt and C
+    completion tokens the decoder sees P + G*C tokens instead of G*(P + C). The model must
+    return a key/value cache (off under Hugging Face gradient checkpointing).
+    """
+    groups = prompt_groups(input_ids, target_mask)
+    if all(len(rows) == 1 or p < 2 for rows, p in groups):
+        return token_logprobs(model, input_ids, attention_mask, target_mask, chunk, temperature,
+                              entropy_grad)
+    decoder = model.get_decoder()
+    head = model.get_output_embeddings()
+    per_row: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * input_ids.shape[0]
+    for rows, p in groups:
+        idx = torch.tensor(rows, device=input_ids.device)
+        ids, attn, tmask = input_ids[idx], attention_mask[idx], target_mask[idx]
+        width = int(attn.sum(1).max())
+        ids, attn, tmask = ids[:, :width], attn[:, :width], tmask[:, :width]
+        if len(rows) > 1 and p >= 2:
+            hidden = _shared_hidden(decoder, ids, attn, p)
+        else:
+            hidden = decoder(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
+        lp, ent = _head_logprobs(head, hidden, ids, tmask, chunk, temperature, entropy_grad)
+        counts = tmask[:, 1:].bool().sum(1).tolist()
+        for r, a, b in zip(rows, lp.split(counts), ent.split(counts)):
+            per_row[r] = (a, b)
+    return torch.cat([x[0] for x in per_row]), torch.cat([x[1] for x in per_row])

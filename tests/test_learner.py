@@ -1,10 +1,11 @@
-"""The learner's arithmetic: chunked logprobs equal the plain computation, and two
-data-parallel ranks take the step one rank takes on the whole batch."""
+"""The learner's arithmetic: chunked logprobs equal the plain computation, a group's shared
+prompt computed once gives the same logprobs, gradients and update, and two data-parallel
+ranks take the step one rank takes on the whole batch."""
 import pytest
 import torch
 
 from rlagent.config import load_config
-from rlagent.logprobs import token_logprobs
+from rlagent.logprobs import prompt_groups, shared_token_logprobs, token_logprobs
 from rlagent.records import TrainBatch
 
 
@@ -54,14 +55,54 @@ def _batch() -> TrainBatch:
                       advantages=[1.0, -1.0, 0.5, -0.5, 2.0, -2.0])
 
 
-def _train_once(tiny_model, ranks: int, stage) -> tuple[dict, dict]:
+def _group_batch() -> TrainBatch:
+    """Two groups of three episodes; each group shares its prompt (5 and 7 tokens), the
+    episodes differ after it, and one holds an observation (not trained on) between turns."""
+    g = torch.Generator().manual_seed(1)
+    rows, masks, olds, lengths, groups = [], [], [], [], []
+    for group, (p, sizes) in enumerate([(5, (11, 14, 8)), (7, (13, 10, 14))]):
+        prompt = torch.randint(7, 17, (p,), generator=g).tolist()
+        for n in sizes:
+            ids = prompt + torch.randint(7, 17, (n - p,), generator=g).tolist()
+            mask = [0] * p + [1] * (n - p)
+            if n == 14:
+                mask[p + 2:p + 4] = [0, 0]
+            rows.append(ids + [1] * (14 - n))
+            masks.append(mask + [0] * (14 - n))
+            olds.append([(-2.8 if m else 0.0) for m in mask] + [0.0] * (14 - n))
+            lengths.append(n)
+            groups.append(group)
+    return TrainBatch(rows, masks, olds, lengths, pad_id=1, groups=groups, valid=[True] * 6,
+                      rewards=[1.0, 0.0, 0.5, 0.0, 1.0, 0.2])
+
+
+def test_shared_prompt_logprobs_and_gradients_match(tiny_model):
+    batch = _group_batch()
+    ids, mask = torch.tensor(batch.input_ids), torch.tensor(batch.loss_mask)
+    attn = (torch.arange(14)[None] < torch.tensor(batch.lengths)[:, None]).long()
+    assert prompt_groups(ids, mask) == [([0, 1, 2], 5), ([3, 4, 5], 7)]
+    grads = []
+    for fn in (token_logprobs, shared_token_logprobs):
+        model = _model(tiny_model)
+        lp, ent = fn(model, ids, attn, mask, chunk=4, entropy_grad=True)
+        (lp.sum() + 0.1 * ent.sum()).backward()
+        grads.append((lp.detach(), ent.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (lp0, ent0, g0), (lp1, ent1, g1) = grads
+    assert lp0.shape == (int(mask[:, 1:].sum()),) and torch.allclose(lp0, lp1, atol=1e-5)
+    assert torch.allclose(ent0, ent1, atol=1e-5)
+    for name, g in g0.items():
+        assert torch.allclose(g, g1[name], atol=1e-6, rtol=1e-4), name
+
+
+def _train_once(tiny_model, ranks: int, stage, batch: TrainBatch | None = None,
+                extra: tuple[str, ...] = ()) -> tuple[dict, dict]:
     from rlagent.actors import LearnerGroup
 
     cfg = load_config(None, [f"learner.num_ranks={ranks}", f"learner.zero_stage={stage}",
                              "learner.lr=0.01", "learner.micro_batch_size=2", "learner.threads=1",
-                             "learner.num_cpus=0.5", "learner.grad_clip=0"])
+                             "learner.num_cpus=0.5", "learner.grad_clip=0", *extra])
     group = LearnerGroup(cfg, tiny_model)
-    metrics = group.train_step(_batch())
+    metrics = group.train_step(batch or _batch())
     import ray
     weights = dict(ray.get(group.named_weights_refs()[0]))
     for r in group.ranks:
@@ -85,3 +126,16 @@ def test_two_ranks_take_the_single_rank_step(tiny_model, ray_cluster, stage):
         # Adam's first step is ~lr * sign(g): where |g| ~ 1e-8 rounding can move an element.
         close = torch.isclose(v, two_w[k], atol=1e-6)
         assert close.float().mean() > 0.999, k
+
+
+def test_shared_prompt_takes_the_same_step(tiny_model, ray_cluster):
+    """Through DeepSpeed, with a reference model (KL) and recomputed old logprobs: the step
+    with each group's prompt run once equals the step that runs it per episode."""
+    extra = ("algo.kl_coef=0.1", "algo.old_logprobs=recompute", "learner.micro_batch_size=3")
+    off_m, off_w = _train_once(tiny_model, 1, 0, _group_batch(), (*extra, "learner.share_prompt=false"))
+    on_m, on_w = _train_once(tiny_model, 1, 0, _group_batch(), extra)
+    for key in ("loss/policy", "kl", "entropy", "train/tokens"):
+        assert abs(off_m[key] - on_m[key]) < 1e-5 * max(1.0, abs(off_m[key])), key
+    assert abs(off_m["grad_norm"] - on_m["grad_norm"]) < 1e-4 * off_m["grad_norm"]
+    for k, v in off_w.items():
+        assert torch.isclose(v, on_w[k], atol=1e-6).float().mean() > 0.999, k

@@ -30,6 +30,10 @@ class RunConfig:
     """Number of training iterations (rollout, update, sync)."""
     seed: int = 0
     """Seed for task sampling, sampling in the engine, and the learner."""
+    max_minutes: float | None = None
+    """Wall-clock budget: end the run after the first step that finishes this many minutes
+    after the first step began (start-up not counted), as if it were the last step: a
+    resumable checkpoint and ``checkpoints/final``. None: no limit."""
     save_every: int = 0
     """Save a resumable checkpoint every N steps (0: only when the run is stopped; the final
     model is always saved to ``checkpoints/final``)."""
@@ -530,6 +534,7 @@ def validate(cfg: Config) -> None:
         (cfg.rollout.top_p == 1, "rollout.top_p: must be 1.0 (the learner does not apply "
                                  "the nucleus, so its logprobs would not match the sampler's)"),
         (cfg.learner.lr > 0, "learner.lr: must be > 0"),
+        (cfg.run.max_minutes is None or cfg.run.max_minutes > 0, "run.max_minutes: must be > 0 (or null)"),
         (cfg.learner.micro_batch_size >= 1, "learner.micro_batch_size: must be >= 1"),
         (cfg.learner.num_ranks >= 1, "learner.num_ranks: must be >= 1"),
         (cfg.learner.threads >= 1, "learner.threads: must be >= 1"),

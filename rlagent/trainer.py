@@ -53,6 +53,7 @@ def train(cfg: Config) -> Path:
             sampler = LockedSampler(sampler)
         rollouts = Rollouts(cfg.rollout.mode, lambda: collect(cfg, sampler, pool, shown),
                             cfg.rollout.async_buffer)
+        started = time.perf_counter()
         try:
             for step in range(first, cfg.run.steps + 1):
                 t0 = time.perf_counter()
@@ -80,7 +81,9 @@ def train(cfg: Config) -> Path:
                     metrics["memory/rollout_peak_gb"] = pool.peak_memory_gb()
                 tracker.log(step, metrics, episodes)
                 progress.step_done(progress_line(step, cfg.run.steps, metrics))
-                if stop.requested or (cfg.run.save_every and step % cfg.run.save_every == 0):
+                out_of_time = (cfg.run.max_minutes is not None
+                               and time.perf_counter() - started >= 60 * cfg.run.max_minutes)
+                if stop.requested or out_of_time or (cfg.run.save_every and step % cfg.run.save_every == 0):
                     state = {"policy_version": sync.version, "sampler": sampler_state,
                              "wandb_id": tracker.run_id}
                     path = checkpoint.save(run_dir, step, learner, state, cfg.run.keep_checkpoints)
@@ -89,6 +92,10 @@ def train(cfg: Config) -> Path:
                     print(f"[rlagent] stopped after step {step}; continue with: rlagent train "
                           f"CONFIG resume={run_dir}", flush=True)
                     return run_dir
+                if out_of_time:
+                    print(f"[rlagent] run.max_minutes={cfg.run.max_minutes:g} reached after step "
+                          f"{step}", flush=True)
+                    break
             final = learner.save(str(run_dir / "checkpoints" / "final"))
             print(f"[rlagent] final checkpoint: {final}", flush=True)
         except (ray.exceptions.RayActorError, RolloutWorkerDied) as err:

@@ -80,3 +80,17 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(tiny_model, ray_cluster
     # the same W&B run continued: both offline run directories carry one run id
     ids = {p.name.rsplit("-", 1)[-1] for p in (again / "wandb").glob("offline-run-*")}
     assert len(ids) == 1, ids
+
+
+def test_max_minutes_ends_the_run_like_its_last_step(tiny_model, ray_cluster, tmp_path):
+    """A wall-clock budget smaller than one step: the run ends after step 1 with a final
+    model and a resumable checkpoint, and resuming continues at step 2."""
+    common = ["tracking.wandb_mode=disabled"]
+    run = train(load_config(None, overrides(tiny_model, tmp_path, "timed", 50, "run.max_minutes=0.001",
+                                            *common)))
+    assert [r["step"] for r in rows(run)] == [1]
+    assert (run / "checkpoints" / "latest").read_text() == "step_00001"
+    assert (run / "checkpoints" / "final" / "config.json").exists()
+    again = train(load_config(None, overrides(tiny_model, tmp_path, "timed", 2, f"run.resume={run}",
+                                              *common)))
+    assert [r["step"] for r in rows(again)] == [1, 2]

@@ -151,7 +151,7 @@ def test_reset_shows_instructions_and_question():
     _, task, obs, info = _env_with_task()
     assert obs.startswith("Answer the question. To search the corpus, write <search>query</search>")
     assert obs.endswith(f"\nQuestion: {task['prompt']}")
-    assert info == {"task_id": task["id"], "turn": 0, "queries": [], "retrieved_ids": [],
+    assert info == {"task_id": task["id"], "turn": 0, "searches": 0, "queries": [], "retrieved_ids": [],
                     "gold_retrieved": 0.0}
 
 

@@ -157,6 +157,6 @@ class SearchEnv(gymnasium.Env[str, str]):
         seen = {i for ids in self._retrieved for i in ids}
         gold = (sum(i in seen for i in self._gold_ids) / len(self._gold_ids)
                 if self._gold_ids else None)
-        return {"turn": self._turn, "queries": list(self._queries),
+        return {"turn": self._turn, "searches": len(self._queries), "queries": list(self._queries),
                 "retrieved_ids": [list(ids) for ids in self._retrieved], "gold_retrieved": gold}
 

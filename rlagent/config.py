@@ -126,6 +126,9 @@ class RolloutConfig:
     """Assistant turns per episode at most (the env may end it sooner)."""
     temperature: float = 1.0
     """Sampling temperature (1.0: the logprobs are those of the policy itself)."""
+    stop: list[str] = field(default_factory=list)
+    """Strings that end an assistant turn as soon as one is generated; it stays in the reply
+    (e.g. ``["</calc>", "</answer>"]``, so the model cannot write the tool's reply itself)."""
     top_p: float = 1.0
     """Nucleus sampling cut-off. Only 1.0 for now: the learner reproduces the temperature
     but not the nucleus, so top_p < 1 would bias every importance ratio."""
@@ -535,6 +538,8 @@ def validate(cfg: Config) -> None:
                                  "the nucleus, so its logprobs would not match the sampler's)"),
         (cfg.learner.lr > 0, "learner.lr: must be > 0"),
         (cfg.run.max_minutes is None or cfg.run.max_minutes > 0, "run.max_minutes: must be > 0 (or null)"),
+        (all(isinstance(x, str) and x for x in cfg.rollout.stop),
+         "rollout.stop: a list of non-empty strings"),
         (cfg.learner.micro_batch_size >= 1, "learner.micro_batch_size: must be >= 1"),
         (cfg.learner.num_ranks >= 1, "learner.num_ranks: must be >= 1"),
         (cfg.learner.threads >= 1, "learner.threads: must be >= 1"),

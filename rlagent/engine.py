@@ -165,12 +165,15 @@ class VLLMEngine:
             self.llm = LLM(**args)
 
     def generate(self, prompts: list[list[int]], max_tokens: list[int], *,
-                 temperature: float, top_p: float = 1.0) -> list[Generation]:
-        """Sample one continuation per prompt (each with its own token budget)."""
+                 temperature: float, top_p: float = 1.0,
+                 stop: list[str] | None = None) -> list[Generation]:
+        """Sample one continuation per prompt (each with its own token budget), ending early
+        after any of the ``stop`` strings (kept in the output)."""
         from vllm import SamplingParams
 
         params = [SamplingParams(max_tokens=m, temperature=temperature, top_p=top_p,
-                                 logprobs=0, skip_special_tokens=False) for m in max_tokens]
+                                 logprobs=0, skip_special_tokens=False, stop=stop or None,
+                                 include_stop_str_in_output=True) for m in max_tokens]
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params,
                                  use_tqdm=False)
         result = []

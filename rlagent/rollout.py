@@ -97,7 +97,8 @@ class EpisodeRunner:
         if not todo:
             return
         gens = self.engine.generate([e.ids for e, _ in todo], [b for _, b in todo],
-                                    temperature=self.cfg.temperature, top_p=self.cfg.top_p)
+                                    temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                                    stop=self.cfg.stop)
         actions = []
         for (e, _), g in zip(todo, gens):
             start = len(e.ids)

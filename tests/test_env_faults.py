@@ -35,7 +35,7 @@ class OneWordEngine:
         self.ids = tok.encode(word, add_special_tokens=False) + [tok.eos_token_id]
         self.before_reply = before_reply or (lambda: None)
 
-    def generate(self, prompts, max_tokens, *, temperature, top_p=1.0):
+    def generate(self, prompts, max_tokens, *, temperature, top_p=1.0, stop=None):
         self.before_reply()
         return [Generation(list(self.ids), [-0.5] * len(self.ids), "stop") for _ in prompts]
 

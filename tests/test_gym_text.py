@@ -260,7 +260,7 @@ class ScriptedEngine:
     def __init__(self, tok, replies: list[str]):
         self.tok, self.replies, self.calls = tok, replies, 0
 
-    def generate(self, prompts, max_tokens, *, temperature, top_p=1.0):
+    def generate(self, prompts, max_tokens, *, temperature, top_p=1.0, stop=None):
         ids = self.tok.encode(self.replies[self.calls], add_special_tokens=False)
         ids.append(self.tok.eos_token_id)
         self.calls += 1

@@ -251,10 +251,12 @@ class LearnerConfig:
     """Tokens per chunk when computing logprobs: the LM head never sees the whole batch at once."""
     gradient_checkpointing: bool = False
     """Recompute decoder activations in the backward pass (less memory, ~30% more compute)."""
-    share_prompt: bool = True
+    share_prompt: Literal["auto", True, False] = "auto"
     """Run the prompt that the episodes of a group share once per micro-batch, not once per
-    episode (their key/value cache feeds every episode; same logprobs and gradients). Needs
-    the KV cache, so it is off under ``gradient_checkpointing``."""
+    episode (their key/value cache feeds every episode; same logprobs and gradients). auto: on
+    CPU, where the step is bound by arithmetic; off on GPU, where the extra small forwards
+    cost more than they save at 135M (both measured in docs/benchmarks.md).
+    Needs the KV cache, so it is off under ``gradient_checkpointing``."""
     offload_optimizer: bool = False
     """DeepSpeed ZeRO optimizer-state offload to CPU memory (GPU runs with zero_stage >= 1)."""
     warmup_steps: int = 0

@@ -44,7 +44,10 @@ class Learner:
         self.world = cfg.learner.num_ranks
         self.updates = 0  # train_step calls so far: seeds the mini-batch shuffle
         self._weight_group = None  # rank 0, collective weight transport: the group to the engines
-        share = cfg.learner.share_prompt and not cfg.learner.gradient_checkpointing
+        share = cfg.learner.share_prompt
+        if share == "auto":
+            share = not torch.cuda.is_available()
+        share = share and not cfg.learner.gradient_checkpointing
         self._logprobs = shared_token_logprobs if share else token_logprobs
 
     def rendezvous_address(self) -> tuple[str, int]:

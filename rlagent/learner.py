@@ -75,6 +75,7 @@ class Learner:
         self.engine, *_ = deepspeed.initialize(
             model=model, model_parameters=params, config=deepspeed_config(cfg, cfg.learner.lr),
             lr_scheduler=scheduler(cfg))
+        _undo_state_warmup(self.engine)
         self.device = self.engine.device
         self.lora = cfg.learner.lora_rank > 0
         self.ref = None  # with LoRA the reference is the base model: adapters switched off
@@ -86,6 +87,7 @@ class Learner:
             self.critic, *_ = deepspeed.initialize(
                 model=critic, model_parameters=critic.parameters(),
                 config=deepspeed_config(cfg, cfg.learner.critic_lr), lr_scheduler=scheduler(cfg))
+            _undo_state_warmup(self.critic)
 
     # ------------------------------------------------------------ one training step
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
@@ -116,7 +118,7 @@ class Learner:
         """``rows`` with each group's episodes next to each other (stable), so that a
         micro-batch holds whole groups and their shared prompt runs once. The gradient is
         summed over the mini-batch, so the order within it does not change the update."""
-        if self._logprobs is token_logprobs:
+        if self._logprobs is token_logprobs or not groups:
             return rows
         return sorted(rows, key=lambda r: groups[r])
 
@@ -399,6 +401,24 @@ class Learner:
             shutil.rmtree(path)
         tmp.rename(path)  # a crash mid-write never leaves a half checkpoint under the real name
         return path
+
+
+def _undo_state_warmup(engine) -> None:
+    """DeepSpeed's ``FP16_UnfusedOptimizer`` (bf16/fp16 without ZeRO) creates the optimizer
+    state with one step on zero gradients. AdamW's step count then starts at 1, so the first
+    real update is 0.74x the learning rate, and weight decay shrinks the weights once. Undo
+    both: drop that state (AdamW makes it afresh at the first real step) and copy the
+    untouched half-precision weights back into the fp32 master copies."""
+    from deepspeed.runtime.fp16.unfused_optimizer import FP16_UnfusedOptimizer
+
+    opt = engine.optimizer
+    if not isinstance(opt, FP16_UnfusedOptimizer):
+        return
+    opt.optimizer.state.clear()
+    with torch.no_grad():
+        for half, full in zip(opt.fp16_groups, opt.fp32_groups):
+            for h, f in zip(half, full):
+                f.copy_(h.float())
 
 
 def _free_port() -> int:

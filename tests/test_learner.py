@@ -139,3 +139,24 @@ def test_shared_prompt_takes_the_same_step(tiny_model, ray_cluster):
     assert abs(off_m["grad_norm"] - on_m["grad_norm"]) < 1e-4 * off_m["grad_norm"]
     for k, v in off_w.items():
         assert torch.isclose(v, on_w[k], atol=1e-6).float().mean() > 0.999, k
+
+
+def test_half_precision_without_zero_starts_adam_at_step_zero(tiny_model):
+    """bf16 at ZeRO-0: DeepSpeed's wrapper warms AdamW up with a zero-gradient step; the
+    learner undoes it, so the first real step is AdamW's step 1 and no weight was decayed."""
+    import os
+
+    from rlagent.learner import Learner, _free_port
+
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    cfg = load_config(None, ["model.dtype=bfloat16", "learner.zero_stage=0", "learner.threads=1",
+                             "learner.weight_decay=0.1", "learner.lr=0.01"])
+    learner = Learner(cfg, tiny_model, 0)
+    learner.setup("127.0.0.1", _free_port())
+    opt = learner.engine.optimizer
+    assert type(opt).__name__ == "FP16_UnfusedOptimizer" and not opt.optimizer.state
+    for half, full in zip(opt.fp16_groups, opt.fp32_groups):
+        for h, f in zip(half, full):
+            assert torch.equal(h.float(), f)
+    learner.train_step(_batch())
+    assert {float(s["step"]) for s in opt.optimizer.state.values()} == {1.0}

@@ -15,23 +15,12 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from proctree import watch_peak
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def tree_rss_gb(root: psutil.Process) -> float:
-    total = 0
-    for p in [root, *root.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**30
 
 
 def main() -> None:
@@ -44,15 +33,7 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
-    peak = [0.0]
-
-    def sample() -> None:
-        root = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            peak[0] = max(peak[0], tree_rss_gb(root))
-            time.sleep(0.5)
-
-    threading.Thread(target=sample, daemon=True).start()
+    peak = watch_peak(proc)
     out = proc.stdout.read()
     assert proc.wait() == 0, out[-3000:]
     wall = time.time() - t0

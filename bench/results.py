@@ -113,11 +113,12 @@ def plot(name: str, rows: list[dict], evals: dict[int, float], path: Path) -> No
                                [minute_at[s] for s in evals], "wall-clock minutes (training)")):
         ax.plot(xs, reward, color="0.75", lw=1, label="reward/mean (training batch)")
         ax.plot(xs, smooth, color="C0", lw=2, label="reward/mean, mean of 5 steps")
-        ax.plot(ex, list(evals.values()), "o-", color="C3", lw=2, label="held-out success (greedy)")
+        ax.plot(ex, list(evals.values()), "o--", color="C3", lw=1, ms=7,
+                label="held-out success (greedy), at the evaluated checkpoints")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("reward / success rate")
-    axes[0].legend(loc="upper left", fontsize=8)
+    axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle(f"{name}: SmolLM2-135M-Instruct, GRPO on CPU")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -118,7 +118,7 @@ def plot(name: str, rows: list[dict], evals: dict[int, float], path: Path) -> No
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("reward / success rate")
-    axes[0].legend(loc="lower right", fontsize=8)
+    axes[0].legend(loc="best", fontsize=8)
     fig.suptitle(f"{name}: SmolLM2-135M-Instruct, GRPO on CPU")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -2,6 +2,7 @@
 and the exact command that continues the run from its last checkpoint."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,27 @@ def resume_hint(run_dir: Path) -> str:
             "steps); start it again")
 
 
+def _dead_actor_ids(err: BaseException) -> set[str]:
+    """Actor ids an error names: its own, its cause's (a task on a live actor fails with the
+    death of the actor that produced one of its arguments), and any in its message."""
+    ids, seen = set(), 0
+    while err is not None and seen < 8:
+        for attr in ("actor_id", "_actor_id"):
+            value = getattr(err, attr, None)
+            if isinstance(value, str):
+                ids.add(value)
+            elif value is not None and hasattr(value, "hex"):
+                ids.add(value.hex())
+        ids.update(re.findall(r"actor_id:\s*([0-9a-f]{16,})", str(err)))
+        err, seen = getattr(err, "cause", None) or err.__cause__, seen + 1
+    return ids
+
+
 def who_died(err: BaseException, learner_ranks: list[Any]) -> str:
     """'the learner (rank r)' when ``err`` is about a learner actor, else a generic name."""
-    died = getattr(err, "actor_id", None)
+    died = _dead_actor_ids(err)
     for rank, handle in enumerate(learner_ranks):
-        if died is not None and died == handle._actor_id.hex():
+        if handle._actor_id.hex() in died:
             return f"the learner (rank {rank})"
     return "a rollout worker" if type(err).__name__ == "RolloutWorkerDied" else "an actor"
 

@@ -14,7 +14,7 @@ import pytest
 from rlagent import checkpoint
 from rlagent.cli import main
 from rlagent.config import load_config
-from rlagent.recovery import RunDied, resume_hint, run_died
+from rlagent.recovery import RunDied, resume_hint, run_died, who_died
 from rlagent.trainer import train
 
 
@@ -32,6 +32,27 @@ def test_resume_hint_names_the_checkpoint_and_the_command(tmp_path):
         f"rlagent train {tmp_path}/config.yaml resume={tmp_path}")
     err = run_died(RuntimeError("boom\nmore"), [], tmp_path, 4)
     assert str(err).startswith("an actor died during step 4 (boom); the run stopped: continue")
+
+
+class FakeHandle:
+    def __init__(self, hex_id: str):
+        self._actor_id = type("Id", (), {"hex": lambda _: hex_id})()
+
+
+def test_a_task_failing_on_a_dead_learners_output_names_the_learner():
+    """A rollout worker's load_weights fails when the learner that produced its argument died:
+    Ray raises the worker's task error, whose cause names the learner."""
+    import ray.exceptions as rex
+
+    learner, worker = "1b8f01fbdb2528c0845a6d8001000000", "d66db8b0d5d3222c2a4ea0cc01000000"
+    died = rex.RayActorError(actor_id=learner, error_msg="The actor died unexpectedly")
+    err = rex.RayTaskError("RolloutWorker.load_weights", "tb", died, actor_id=worker)
+    err = err.as_instanceof_cause()
+    assert who_died(err, [FakeHandle(learner)]) == "the learner (rank 0)"
+    assert who_died(err, [FakeHandle("ab" * 16)]) == "an actor"
+    # only the message names it
+    text = RuntimeError(f"The actor died unexpectedly\n\tclass_name: Learner\n\tactor_id: {learner}")
+    assert who_died(text, [FakeHandle("00" * 16), FakeHandle(learner)]) == "the learner (rank 1)"
 
 
 def test_cli_prints_the_message_and_exits_1(monkeypatch, capsys, tmp_path):

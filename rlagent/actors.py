@@ -82,14 +82,16 @@ class RolloutWorker:
         def done(e: Episode) -> None:
             scored.append(rewards[len(scored) % len(rewards)].score.remote(e))
 
-        self.runner.run(tasks, group_size, self.version, on_done=done)
+        # read at each turn: with in-flight updates new weights can land mid-episode
+        self.runner.run(tasks, group_size, lambda: self.version, on_done=done)
         return wait(scored, self.cfg.rewards.timeout_s * max(len(scored), 1) + 60,
                     "the reward service to score this worker's episodes")
 
     def load_weights(self, named_tensors: list, version: int) -> None:
         """Object-store transport: the weights arrive as this call's argument."""
-        self.engine.load_weights(named_tensors)
-        self.version = version
+        with self.runner.weights_lock:
+            self.engine.load_weights(named_tensors)
+            self.version = version
 
     def weight_group_members(self) -> int:
         """Collective transport: members this worker brings to the weight-update group."""
@@ -100,11 +102,13 @@ class RolloutWorker:
 
     def receive_weights(self, metas: list[list], version: int) -> None:
         """Collective transport: the engine's workers receive what learner rank 0 broadcasts."""
-        self.engine.receive_weights(metas)
-        self.version = version
+        with self.runner.weights_lock:
+            self.engine.receive_weights(metas)
+            self.version = version
 
     def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
-        return self.engine.score(sequences, start)
+        with self.runner.weights_lock:
+            return self.engine.score(sequences, start)
 
     def peak_memory_gb(self) -> float:
         from rlagent.learner import _peak_rss_gb
@@ -134,6 +138,8 @@ class RolloutPool:
         self.workers = [
             ray.remote(RolloutWorker).options(
                 num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_restarts=-1,
+                # in-flight updates: a weight sync runs beside ``run``, between two turns
+                max_concurrency=2 if r.inflight_updates else 1,
                 runtime_env={"env_vars": engine_env(r.engine_threads, r.kv_cache_gib,
                                                     first_core=i * r.engine_threads)},
                 **_placed(placement, "rollout workers", i),

@@ -158,9 +158,14 @@ class RolloutConfig:
     ``async_buffer + 1`` versions behind). See docs/throughput.md."""
     async_buffer: int = 1
     """async: finished batches that may wait for the learner (generation pauses when full)."""
+    inflight_updates: bool = False
+    """async: a weight sync reaches the engines between two turns of the batch they are
+    generating, instead of waiting for the batch to finish. Episodes then mix versions;
+    each turn records its own (``Turn.policy_version``), the importance ratio uses each
+    token's sampling logprob, and staleness counts an episode's oldest turn."""
     max_staleness: int = 1
-    """Most policy versions an episode may lag the learner; groups with an older episode
-    are dropped and counted in ``staleness/dropped_groups``."""
+    """Most policy versions an episode may lag the learner (its oldest turn); groups with an
+    older episode are dropped and counted in ``staleness/dropped_groups``."""
     max_retries: int = 2
     """Times one worker's share of a step is played again after the worker died (Ray
     restarts it and it loads the current weights first); one more death ends the run."""
@@ -535,6 +540,8 @@ def validate(cfg: Config) -> None:
         (cfg.rollout.step_timeout_s > 0, "rollout.step_timeout_s: must be > 0"),
         (cfg.rollout.timeout_s > 0, "rollout.timeout_s: must be > 0"),
         (cfg.rollout.max_retries >= 0, "rollout.max_retries: must be >= 0"),
+        (not cfg.rollout.inflight_updates or cfg.rollout.mode == "async",
+         "rollout.inflight_updates: needs rollout.mode: async"),
         (cfg.learner.sync_timeout_s > 0, "learner.sync_timeout_s: must be > 0"),
         (cfg.rollout.top_p == 1, "rollout.top_p: must be 1.0 (the learner does not apply "
                                  "the nucleus, so its logprobs would not match the sampler's)"),

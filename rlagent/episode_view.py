@@ -57,6 +57,7 @@ class TurnView:
     # the env's facts after this turn (tool errors, retrieved ids, success, ...)
     info: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     finish_reason: str = "stop"      # "stop" (end of turn) or "length" (hit max_new_tokens)
+    policy_version: int = 0          # weights version that generated this turn
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class EpisodeView:
     turns: tuple[TurnView, ...]
     termination: str   # terminated | truncated | max_turns | max_tokens | env_error | env_timeout
     group: int = 0     # the task's index in its step: samples of one task share it
-    policy_version: int = 0
+    policy_version: int = 0  # its oldest turn's
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -101,7 +102,8 @@ class EpisodeView:
         turns = tuple(
             TurnView(index=i, action=str(u.get("action", "")), observation=u.get("observation"),
                      env_reward=float(u.get("env_reward", 0.0)), info=frozen(u.get("info") or {}),
-                     finish_reason=str(u.get("finish_reason", "stop")))
+                     finish_reason=str(u.get("finish_reason", "stop")),
+                     policy_version=int(u.get("policy_version", d.get("policy_version", 0))))
             for i, u in enumerate(d.get("turns", [])))
         return cls(task=task, messages=frozen(list(d.get("messages", []))), turns=turns,
                    termination=str(d.get("termination", "")), group=int(d.get("group", 0)),

@@ -10,7 +10,10 @@ learner, never more.
 ``rollout.mode: async`` keeps a producer thread collecting batches into a buffer of
 ``rollout.async_buffer`` finished ones; it stops only while the buffer is full. Each weight
 sync reaches an engine between two of its batches, so a batch is at most
-``async_buffer + 1`` versions behind the learner that trains on it.
+``async_buffer + 1`` versions behind the learner that trains on it. With
+``rollout.inflight_updates`` a sync reaches the engine between two turns instead: the
+learner never waits for a batch to finish, and an episode's later turns can come from newer
+weights than its first (each turn records its version; staleness counts the oldest).
 """
 from __future__ import annotations
 
@@ -124,6 +127,8 @@ def staleness(episodes: list[Episode], learner_version: int,
     stale = {e.group for e in episodes if lag[id(e)] > max_staleness}
     kept = [e for e in episodes if e.group not in stale]
     values = [lag[id(e)] for e in kept] or [0]
+    mixed = sum(len({t.policy_version for t in e.turns}) > 1 for e in kept)
     return kept, {"staleness/mean": sum(values) / len(values), "staleness/max": float(max(values)),
                   "staleness/dropped_groups": float(len(stale)),
+                  "staleness/mixed_version_episodes": float(mixed),
                   "train/policy_version": float(learner_version)}

@@ -56,6 +56,7 @@ class Turn:
     info: dict[str, Any]           # env facts for rewards (never scores)
     span: tuple[int, int]          # [start, end) of this turn's generated tokens in Episode.token_ids
     finish_reason: str             # "stop" (end of turn) or "length" (hit max_new_tokens)
+    policy_version: int = 0        # weights version that generated this turn's tokens
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Episode:
     prompt_len: int                # tokens before the first generated one
     turns: list[Turn]
     termination: str               # "terminated" | "truncated" | "max_turns" | "max_tokens" | "env_error"
-    policy_version: int            # weights version that generated every token of this episode
+    policy_version: int            # oldest weights version among its tokens (its first turn's)
     rewards: dict[str, Any] = field(default_factory=dict)   # plugin name -> score (None: n/a)
     reward_errors: dict[str, str] = field(default_factory=dict)  # plugin name -> error text
     reward_latency: dict[str, float] = field(default_factory=dict)  # plugin name -> seconds
@@ -85,6 +86,14 @@ class Episode:
     @property
     def num_generated(self) -> int:
         return sum(self.loss_mask)
+
+    def token_versions(self) -> list[int]:
+        """[T] the weights version that generated each token; -1 on prompt and observation
+        tokens. With in-flight weight updates the turns of one episode can differ."""
+        out = [-1] * len(self.token_ids)
+        for t in self.turns:
+            out[t.span[0]:t.span[1]] = [t.policy_version] * (t.span[1] - t.span[0])
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

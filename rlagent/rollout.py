@@ -52,22 +52,27 @@ class EpisodeRunner:
         self._free_envs: list[Any] = []
         self._envs_lock = threading.Lock()  # episodes start in threads and share the free list
         self._pool: cf.ThreadPoolExecutor | None = None
+        # Held by each batched generate call. Whoever changes the engine's weights takes it
+        # too, so new weights land between two turns, never inside one.
+        self.weights_lock = threading.Lock()
 
-    def run(self, tasks: list[tuple[int, Task]], group_size: int, version: int,
+    def run(self, tasks: list[tuple[int, Task]], group_size: int, version: int | Callable[[], int],
             on_done: Callable[[Episode], None] = lambda e: None) -> list[Episode]:
         """Play ``group_size`` episodes of each (group id, task); ``on_done`` sees each
-        episode the moment it ends, while the others are still generating."""
+        episode the moment it ends, while the others are still generating. ``version`` is
+        the engine's weights version, or a function giving it at each turn (in-flight
+        weight updates: each turn records the version that generated it)."""
+        self._version = version if callable(version) else (lambda: version)
         jobs = [(g, t) for g, t in tasks for _ in range(group_size)]
         # A thread per episode: every env call starts at once, so its timeout measures the
         # call itself, and a hung call from an earlier step cannot hold a thread we need.
         self._pool = cf.ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="env")
         try:
-            return self._play(jobs, version, on_done)
+            return self._play(jobs, on_done)
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _play(self, jobs: list[tuple[int, Task]], version: int,
-              on_done: Callable[[Episode], None]) -> list[Episode]:
+    def _play(self, jobs: list[tuple[int, Task]], on_done: Callable[[Episode], None]) -> list[Episode]:
         results = self._in_threads(self._start, jobs)
         live: list[_Live] = []
         done: list[Episode] = []
@@ -75,14 +80,14 @@ class EpisodeRunner:
             if isinstance(res, _Live):
                 live.append(res)
             else:  # the env failed to reset: the episode exists, flagged, with no turns
-                ep = self._failed_start(g, t, res, version)
+                ep = self._failed_start(g, t, res, self._version())
                 done.append(ep)
                 on_done(ep)
         while active := [e for e in live if e.termination is None]:
             self._turn(active)
             for e in active:
                 if e.termination is not None:
-                    done.append(self._finish(e, version))
+                    done.append(self._finish(e))
                     on_done(done[-1])
         return done
 
@@ -96,16 +101,18 @@ class EpisodeRunner:
         todo = [(e, b) for e, b in zip(active, budgets) if b >= 1]
         if not todo:
             return
-        gens = self.engine.generate([e.ids for e, _ in todo], [b for _, b in todo],
-                                    temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                                    stop=self.cfg.stop)
+        with self.weights_lock:
+            version = self._version()
+            gens = self.engine.generate([e.ids for e, _ in todo], [b for _, b in todo],
+                                        temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                                        stop=self.cfg.stop)
         actions = []
         for (e, _), g in zip(todo, gens):
             start = len(e.ids)
             e.append(g.token_ids, policy=True, logprobs=g.logprobs)
             text = self.chat.decode(g.token_ids)
             e.messages.append({"role": "assistant", "content": text})
-            e.turns.append(Turn(text, None, 0.0, {}, (start, len(e.ids)), g.finish_reason))
+            e.turns.append(Turn(text, None, 0.0, {}, (start, len(e.ids)), g.finish_reason, version))
             actions.append((e, text))
         steps = self._in_threads(lambda ea: ea[0].env.step(ea[1]), actions)
         for (e, _), res in zip(actions, steps):
@@ -157,9 +164,10 @@ class EpisodeRunner:
         return _Live(task, group, env, messages, ids, prompt_len=len(ids),
                      mask=[0] * len(ids), logprobs=[0.0] * len(ids))
 
-    def _finish(self, e: _Live, version: int) -> Episode:
+    def _finish(self, e: _Live) -> Episode:
         if e.env is not None:
             self._free_envs.append(e.env)
+        version = e.turns[0].policy_version if e.turns else self._version()
         return Episode(task=e.task, group=e.group, messages=e.messages, token_ids=e.ids,
                        loss_mask=e.mask, logprobs=e.logprobs, prompt_len=e.prompt_len,
                        turns=e.turns, termination=e.termination or "max_turns",

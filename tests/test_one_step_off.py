@@ -22,7 +22,7 @@ def test_groups_with_a_too_stale_episode_are_dropped_whole():
     kept, m = staleness(eps, learner_version=6, max_staleness=2)
     assert kept == eps[:2]  # group 1 has an episode 3 versions behind
     assert m == {"staleness/mean": 1.0, "staleness/max": 1.0, "staleness/dropped_groups": 1.0,
-                 "train/policy_version": 6.0}
+                 "staleness/mixed_version_episodes": 0.0, "train/policy_version": 6.0}
 
 
 def test_prefetch_overlaps_the_callers_work_and_next_returns_it():

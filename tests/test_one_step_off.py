@@ -117,12 +117,14 @@ def test_one_step_off_learns_echo_with_bounded_staleness(tiny_model, ray_cluster
 @pytest.mark.slow
 def test_async_learns_echo_with_bounded_staleness(tiny_model, ray_cluster, tmp_path):
     rows = train_echo(tiny_model, tmp_path, "run.steps=100", "rollout.mode=async",
-                      "rollout.async_buffer=1", "rollout.max_staleness=2")
+                      "rollout.async_buffer=1", "rollout.max_staleness=2", "learner.lr=0.005")
     rewards = [r["reward/mean"] for r in rows]
-    # Two versions of lag at this large learning rate: the clip holds each update back; it
-    # passes 0.9 after about 70 steps (sync: 40) and, stale, does not stay there (0.6-0.99).
+    # Two versions of lag: at sync mode's lr of 0.01 the stale updates overshoot and the
+    # reward wavers (0.6-0.9, best 3-step mean 0.875 in 100 steps); at half that lr async
+    # passes 0.9 after about 47 steps (sync at 0.01: 40) and stays there.
     best = max(sum(rewards[i:i + 3]) / 3 for i in range(len(rewards) - 2))
     assert sum(rewards[:3]) / 3 < 0.3 and best > 0.9, rewards
+    assert sum(rewards[-10:]) / 10 > 0.85, rewards
     lags = [r["staleness/max"] for r in rows]
     assert max(lags) <= 2 and all(r["staleness/dropped_groups"] == 0 for r in rows), lags
     assert sum(r["staleness/mean"] for r in rows) / len(rows) > 0.5, "async is off-policy"

@@ -274,6 +274,10 @@ class LearnerGroup:
     def save_state(self, path: str) -> None:
         wait([r.save_state.remote(path) for r in self.ranks], 1800, "the learner state checkpoint")
 
+    def training_state(self) -> dict:
+        """Rank 0's ``Learner.training_state`` (weights, optimizer, LR schedule, updates)."""
+        return wait(self.ranks[0].training_state.remote(), 600, "the learner's training state")
+
     def load_state(self, path: str) -> int:
         return wait([r.load_state.remote(path) for r in self.ranks], 1800,
                     f"the learner ranks to load their state from {path}")[0]

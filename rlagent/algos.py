@@ -54,8 +54,16 @@ def rloo_advantages(rewards: torch.Tensor, groups: torch.Tensor, valid: torch.Te
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """``(x - mean) / (std + eps)`` over the masked positions (population std); 0 elsewhere."""
+    """``(x - mean) / (std + eps)`` over the masked positions (population std); 0 elsewhere.
+
+    All-equal masked values give exactly 0, as in ``grpo_advantages``: float rounding
+    leaves ``x - mean`` at ~1e-8, the size of eps, which the division would blow up into
+    one-sign advantages of order 1.
+    """
     m = mask.to(x.dtype)
+    picked = x[mask.bool()]
+    if picked.numel() == 0 or picked.max() == picked.min():
+        return torch.zeros_like(x)
     n = m.sum().clamp(min=1)
     mean = (x * m).sum() / n
     var = (((x - mean) * m) ** 2).sum() / n

@@ -40,6 +40,43 @@ def split_process(episode: Episode, cfg: Config) -> tuple[float | None, list[flo
     return total, turns
 
 
+@dataclass
+class Shaped:
+    """What the estimator learns from, per episode (the one place it is computed)."""
+
+    rewards: list[float | None]     # [B] scalar reward after the process split and the
+    #   overlong penalty; None where the episode has no usable reward
+    turns: list[list[float]]        # [B][turns] weighted process scores (turn-level credit)
+    penalty: list[float]            # [B] overlong penalty added to each valid reward
+
+
+def shaped_rewards(episodes: list[Episode], cfg: Config) -> Shaped:
+    """The rewards the estimator sees: with ``algo.turn_level_coef`` the per-turn process
+    scores leave the scalar (they become turn advantages), then DAPO's overlong penalty."""
+    algo = cfg.algo
+    turn_level = algo.turn_level_coef > 0
+    split = [split_process(e, cfg) if turn_level else (e.reward, []) for e in episodes]
+    max_len = algo.overlong_max_tokens or cfg.rollout.max_new_tokens * cfg.rollout.max_turns
+    penalty = overlong_penalty(torch.tensor([e.num_generated for e in episodes]), max_len,
+                               algo.overlong_buffer, algo.overlong_factor).tolist()
+    rewards = [None if r is None else r + p for (r, _), p in zip(split, penalty)]
+    return Shaped(rewards, [t for _, t in split], penalty)
+
+
+def groups_with_signal(episodes: list[Episode], shaped: Shaped, turn_level: bool) -> set[int]:
+    """Groups whose shaped rewards are not all equal, or (turn-level credit) whose turns'
+    process returns are not: the ones a group estimator gets a non-zero advantage from.
+    Dynamic sampling and ``batch/zero_variance_groups`` judge by this."""
+    groups = [e.group for e in episodes]
+    out = informative_groups(shaped.rewards, groups)
+    if turn_level:
+        valid = [r is not None for r in shaped.rewards]
+        for g, adv in zip(groups, turn_advantages(shaped.turns, groups, valid)):
+            if any(a != 0 for a in adv):
+                out.add(g)
+    return out
+
+
 def build_batch(episodes: list[Episode], cfg: Config, pad_id: int) -> tuple[TrainBatch, BatchStats]:
     """Rewards (shaped), groups and right-padded token rows.
 
@@ -47,14 +84,10 @@ def build_batch(episodes: list[Episode], cfg: Config, pad_id: int) -> tuple[Trai
     batch shape does not depend on failures and the episode contributes no gradient.
     """
     algo = cfg.algo
-    valid = [e.reward is not None for e in episodes]
     turn_level = algo.turn_level_coef > 0
-    split = [split_process(e, cfg) if turn_level else (e.reward, []) for e in episodes]
-    rewards = [r if r is not None else 0.0 for r, _ in split]
-    max_len = algo.overlong_max_tokens or cfg.rollout.max_new_tokens * cfg.rollout.max_turns
-    penalty = overlong_penalty(torch.tensor([e.num_generated for e in episodes]), max_len,
-                               algo.overlong_buffer, algo.overlong_factor).tolist()
-    rewards = [r + p if ok else 0.0 for r, p, ok in zip(rewards, penalty, valid)]
+    shaped = shaped_rewards(episodes, cfg)
+    valid = [r is not None for r in shaped.rewards]
+    rewards = [r if r is not None else 0.0 for r in shaped.rewards]
     groups = [e.group for e in episodes]
 
     # An episode whose env failed at reset has no tokens: it becomes one pad token, so the
@@ -70,7 +103,7 @@ def build_batch(episodes: list[Episode], cfg: Config, pad_id: int) -> tuple[Trai
 
     extra = None
     if turn_level:
-        per_turn = turn_advantages([t for _, t in split], groups, valid)
+        per_turn = turn_advantages(shaped.turns, groups, valid)
         extra = [[0.0] * width for _ in episodes]
         for row, (e, adv) in enumerate(zip(episodes, per_turn)):
             for turn, a in zip(e.turns, adv):
@@ -78,12 +111,12 @@ def build_batch(episodes: list[Episode], cfg: Config, pad_id: int) -> tuple[Trai
                     extra[row][pos] = algo.turn_level_coef * a
 
     with_reward = [g for g, ok in zip(groups, valid) if ok]
-    informative = informative_groups([e.reward for e in episodes], groups)
+    informative = groups_with_signal(episodes, shaped, turn_level)
     n_groups = len(set(with_reward))
     stats = BatchStats(
         episodes=len(episodes), invalid=valid.count(False),
         zero_variance_groups=(n_groups - len(informative)) / max(n_groups, 1),
-        overlong_penalty=sum(p for p, ok in zip(penalty, valid) if ok) / max(sum(valid), 1))
+        overlong_penalty=sum(p for p, ok in zip(shaped.penalty, valid) if ok) / max(sum(valid), 1))
     batch = TrainBatch(ids, masks, old, lengths, pad_id, rewards=rewards, valid=valid,
                        groups=groups, extra_advantages=extra)
     return batch, stats
@@ -113,7 +146,7 @@ def batch_advantages(batch: TrainBatch, algo: AlgoConfig, mask: torch.Tensor, ol
     else:
         kl = None
         if ref is not None and algo.kl_mode == "reward":
-            kl = algos.kl_penalty(old, ref, algo.kl_estimator) * mask
+            kl = algos.kl_penalty(old, ref, algo.kl_estimator_used) * mask
         inp = algos.AdvantageInputs(
             rewards=torch.tensor(batch.rewards, dtype=torch.float32),
             groups=torch.tensor(batch.groups), valid=torch.tensor(batch.valid, dtype=torch.bool),

@@ -130,8 +130,9 @@ class RolloutConfig:
     """Strings that end an assistant turn as soon as one is generated; it stays in the reply
     (e.g. ``["</calc>", "</answer>"]``, so the model cannot write the tool's reply itself)."""
     top_p: float = 1.0
-    """Nucleus sampling cut-off. Only 1.0 for now: the learner reproduces the temperature
-    but not the nucleus, so top_p < 1 would bias every importance ratio."""
+    """Nucleus sampling cut-off (1.0: off). The learner computes its logprobs over the same
+    nucleus, renormalised (``rlagent.logprobs.nucleus_mask``), so the importance ratio stays
+    exact; this costs a vocabulary sort per trained token."""
     num_cpus: float = 1.0
     """Ray CPUs reserved per worker actor."""
     num_gpus: float = 0.0
@@ -194,8 +195,10 @@ class AlgoConfig:
     """Entropy bonus: the loss subtracts entropy_coef * entropy (0: off)."""
     kl_coef: float = 0.0
     """Weight of the KL to a frozen reference model (0: no reference model is loaded)."""
-    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
-    """Per-token KL estimator (k1 = log ratio, k2 = half its square, k3 = e^-d + d - 1)."""
+    kl_estimator: Literal["auto", "k1", "k2", "k3"] = "auto"
+    """Per-token KL estimator (k1 = log ratio, k2 = half its square, k3 = e^-d + d - 1);
+    auto: k3 as a loss, k1 as a reward. Only the pairs whose gradient follows a KL are
+    accepted (docs/algorithms.md, "KL to a reference policy")."""
     kl_mode: Literal["loss", "reward"] = "loss"
     """Where the KL enters: a loss term, or a per-token reward penalty before advantages."""
     gamma: float = 1.0
@@ -228,6 +231,13 @@ class AlgoConfig:
     """Largest overlong penalty."""
     overlong_max_tokens: int | None = None
     """Generated tokens per episode where the penalty is full (None: max_new_tokens * max_turns)."""
+
+    @property
+    def kl_estimator_used(self) -> Literal["k1", "k2", "k3"]:
+        """``kl_estimator`` with auto resolved for ``kl_mode``."""
+        if self.kl_estimator == "auto":
+            return "k3" if self.kl_mode == "loss" else "k1"
+        return self.kl_estimator
 
 
 @dataclass
@@ -520,6 +530,11 @@ def validate(cfg: Config) -> None:
         (cfg.algo.tis_cap is None or cfg.algo.old_logprobs == "recompute",
          "algo.tis_cap: needs algo.old_logprobs: recompute (the learner's own logprobs)"),
         (cfg.algo.turn_level_coef >= 0, "algo.turn_level_coef: must be >= 0"),
+        (cfg.algo.turn_level_coef == 0 or cfg.rewards.combine == "weighted_sum",
+         "algo.turn_level_coef: needs rewards.combine: weighted_sum (with group_normalized the "
+         "episode's total is a sum of z-scores, from which the raw per-turn process scores "
+         "cannot be taken out)"),
+        *kl_checks(cfg.algo),
         (cfg.algo.max_sampling_rounds >= 1, "algo.max_sampling_rounds: must be >= 1"),
         (cfg.algo.overlong_buffer >= 0, "algo.overlong_buffer: must be >= 0"),
         (cfg.algo.overlong_max_tokens is None or cfg.algo.overlong_max_tokens > cfg.algo.overlong_buffer,
@@ -543,8 +558,7 @@ def validate(cfg: Config) -> None:
         (not cfg.rollout.inflight_updates or cfg.rollout.mode == "async",
          "rollout.inflight_updates: needs rollout.mode: async"),
         (cfg.learner.sync_timeout_s > 0, "learner.sync_timeout_s: must be > 0"),
-        (cfg.rollout.top_p == 1, "rollout.top_p: must be 1.0 (the learner does not apply "
-                                 "the nucleus, so its logprobs would not match the sampler's)"),
+        (0 < cfg.rollout.top_p <= 1, "rollout.top_p: must be in (0, 1]"),
         (cfg.learner.lr > 0, "learner.lr: must be > 0"),
         (cfg.run.max_minutes is None or cfg.run.max_minutes > 0, "run.max_minutes: must be > 0 (or null)"),
         (all(isinstance(x, str) and x for x in cfg.rollout.stop),
@@ -587,6 +601,23 @@ def validate(cfg: Config) -> None:
 def min_staleness(r: RolloutConfig) -> int:
     """The lag the rollout mode produces by design (episodes are never dropped for it)."""
     return {"sync": 0, "one_step_off": 1, "async": r.async_buffer + 1}[r.mode]
+
+
+def kl_checks(a: AlgoConfig) -> list[tuple[bool, str]]:
+    """Only (estimator, mode) pairs whose expected gradient is that of a KL divergence."""
+    est, mode = a.kl_estimator_used, a.kl_mode
+    on = a.kl_coef > 0
+    return [
+        (not (on and mode == "loss" and est == "k1"),
+         "algo.kl_estimator: k1 with algo.kl_mode: loss has zero expected gradient (on tokens "
+         "sampled from the policy, E[grad log pi] = 0): it regularises nothing. As a loss use "
+         "k2 (gradient of KL(pi || ref)) or k3 (gradient of KL(ref || pi)); or k1 with "
+         "algo.kl_mode: reward"),
+        (not (on and mode == "reward" and est != "k1"),
+         f"algo.kl_estimator: {est} with algo.kl_mode: reward: as a reward penalty its policy "
+         f"gradient is not that of a KL and can push the policy away from the reference; in "
+         f"reward mode use k1 (gradient of KL(pi || ref)), or algo.kl_mode: loss"),
+    ]
 
 
 def curriculum_checks(c: CurriculumConfig) -> list[tuple[bool, str]]:

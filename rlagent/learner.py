@@ -33,7 +33,7 @@ from rlagent.records import TrainBatch
 
 # Metric sums per mini-batch pass: summed over micro-batches and ranks, then normalised.
 _SUMS = ("loss/policy", "kl", "entropy", "clip_fraction", "tokens", "gap", "gap_tokens",
-         "approx_kl", "loss/value", "value/clip_fraction")
+         "approx_kl", "loss/value", "value/clip_fraction", "tis_capped")
 
 
 class Learner:
@@ -44,6 +44,7 @@ class Learner:
         self.world = cfg.learner.num_ranks
         self.updates = 0  # train_step calls so far: seeds the mini-batch shuffle
         self._weight_group = None  # rank 0, collective weight transport: the group to the engines
+        self._groups: list[int] = []  # the current batch's group ids (ranks keep groups whole)
         share = cfg.learner.share_prompt
         if share == "auto":
             share = not torch.cuda.is_available()
@@ -76,6 +77,10 @@ class Learner:
             model=model, model_parameters=params, config=deepspeed_config(cfg, cfg.learner.lr),
             lr_scheduler=scheduler(cfg))
         _undo_state_warmup(self.engine)
+        if zero_stage(cfg) == 0 and self.world > 1:
+            # ZeRO-0 reduces the gradients inside step(), after the point where the norm can
+            # be read: the learner reduces them itself (once), then step() must not again.
+            self.engine.enable_backward_allreduce = False
         self.device = self.engine.device
         self.lora = cfg.learner.lora_rank > 0
         self.ref = None  # with LoRA the reference is the base model: adapters switched off
@@ -96,6 +101,7 @@ class Learner:
         t0 = time.perf_counter()
         cfg, algo = self.cfg, self.cfg.algo
         t = target_tensors(batch)
+        self._groups = batch.groups
         pre = self._precompute(t, self._grouped(list(range(len(batch))), batch.groups))
         adv, returns = self._advantages(batch, t, pre)
         gen = torch.Generator().manual_seed(cfg.run.seed * 1_000_003 + self.updates)
@@ -122,14 +128,13 @@ class Learner:
             return rows
         return sorted(rows, key=lambda r: groups[r])
 
-    def _mine(self, rows: list[int]) -> list[int]:
-        return rows[self.rank::self.world]
-
     def _micro(self, rows: list[int]):
-        """This rank's share of ``rows`` in micro-batches; every rank yields the same count
-        (collectives under ZeRO need every rank in every forward/backward)."""
-        mine, mbs = self._mine(rows), self.cfg.learner.micro_batch_size
-        for i in range(math.ceil(math.ceil(len(rows) / self.world) / mbs)):
+        """This rank's share of ``rows`` (``rank_shares``) in micro-batches; every rank
+        yields the same count (collectives under ZeRO need every rank in every
+        forward/backward)."""
+        shares = rank_shares(rows, self._groups, self.world)
+        mine, mbs = shares[self.rank], self.cfg.learner.micro_batch_size
+        for i in range(math.ceil(max(len(s) for s in shares) / mbs)):
             yield mine[i * mbs:(i + 1) * mbs]
 
     def _inputs(self, t: dict[str, torch.Tensor], rows: list[int]):
@@ -153,7 +158,7 @@ class Learner:
                (("old", want_old), ("ref", want_ref), ("values", want_val)) if on}
         if not out:
             return out
-        temp, chunk = cfg.rollout.temperature, cfg.learner.logprob_chunk
+        temp, chunk, top_p = cfg.rollout.temperature, cfg.learner.logprob_chunk, cfg.rollout.top_p
         self.engine.eval()
         for rows in self._micro(order):
             if not rows:
@@ -162,7 +167,8 @@ class Learner:
             sel = m.bool()
             idx = torch.tensor(rows)[:, None].expand(-1, w - 1)[sel], sel.nonzero()[:, 1]
             if want_old:
-                out["old"][idx] = self._logprobs(self.engine.module, ids, attn, full, chunk, temp)[0].cpu()
+                out["old"][idx] = self._logprobs(self.engine.module, ids, attn, full, chunk, temp,
+                                                 top_p=top_p)[0].cpu()
             if want_ref:
                 out["ref"][idx] = self._ref_logprobs(ids, attn, full).cpu()
             if want_val:
@@ -170,12 +176,13 @@ class Learner:
         return {k: self._all_sum(v) for k, v in out.items()}
 
     def _ref_logprobs(self, ids, attn, full) -> torch.Tensor:
-        temp, chunk = self.cfg.rollout.temperature, self.cfg.learner.logprob_chunk
+        r, chunk = self.cfg.rollout, self.cfg.learner.logprob_chunk
+        temp, top_p = r.temperature, r.top_p
         with torch.no_grad():
             if self.lora:
                 with self.engine.module.disable_adapter():
-                    return self._logprobs(self.engine.module, ids, attn, full, chunk, temp)[0]
-            return self._logprobs(self.ref, ids, attn, full, chunk, temp)[0]
+                    return self._logprobs(self.engine.module, ids, attn, full, chunk, temp, top_p=top_p)[0]
+            return self._logprobs(self.ref, ids, attn, full, chunk, temp, top_p=top_p)[0]
 
     def _advantages(self, batch: TrainBatch, t, pre) -> tuple[torch.Tensor, torch.Tensor | None]:
         return batch_advantages(batch, self.cfg.algo, t["mask"], pre.get("old", t["sampling"]),
@@ -190,7 +197,11 @@ class Learner:
         for micro in self._micro(rows):
             for k, v in self._policy_micro(micro, t, pre, adv, totals, measure_gap).items():
                 sums[k] += v
-        grad_norm = self._grad_norm(self.engine) if zero_stage(self.cfg) == 0 else None
+        grad_norm = None
+        if zero_stage(self.cfg) == 0:  # the norm of the reduced gradient, before clipping
+            if self.world > 1:  # averaged over the ranks, as step() would (it no longer does)
+                self.engine.buffered_allreduce_fallback()
+            grad_norm = self._grad_norm(self.engine)
         self.engine.step()
         if grad_norm is None:  # ZeRO-1/2 compute the global norm inside step()
             grad_norm = float(self.engine.get_global_grad_norm() or 0.0)
@@ -212,16 +223,19 @@ class Learner:
         sampling = pick(t["sampling"])
         old = pick(pre["old"]) if "old" in pre else sampling
         logp, entropy = self._logprobs(self.engine.module, ids, attn, full, cfg.learner.logprob_chunk,
-                                       cfg.rollout.temperature, entropy_grad=algo.entropy_coef > 0)
+                                       cfg.rollout.temperature, entropy_grad=algo.entropy_coef > 0,
+                                       top_p=cfg.rollout.top_p)
         tok_loss, clipped = algos.clipped_policy_loss(logp, old, pick(adv), algo.clip_low,
                                                       algo.clip_high, algo.dual_clip)
+        capped = 0.0
         if algo.tis_cap is not None:
             tok_loss = tok_loss * algos.truncated_is_weights(old, sampling, algo.tis_cap)
+            capped = float((old - sampling > math.log(algo.tis_cap)).sum())
         weights = algos.loss_weights(m, algo.loss_agg, *totals)[sel].to(self.device)
         policy = (tok_loss * weights).sum()
         kl = torch.zeros_like(logp)
         if "ref" in pre and algo.kl_mode == "loss":
-            kl = algos.kl_penalty(logp, pick(pre["ref"]), algo.kl_estimator)
+            kl = algos.kl_penalty(logp, pick(pre["ref"]), algo.kl_estimator_used)
         loss = policy + (algo.kl_coef * kl * weights).sum() - (algo.entropy_coef * entropy * weights).sum()
         # DeepSpeed averages gradients over ranks; the weights already divide by the whole
         # mini-batch, so each rank's share is scaled back up by the world size.
@@ -232,7 +246,7 @@ class Learner:
                 "entropy": float(entropy.detach().sum()), "clip_fraction": float(clipped.sum()),
                 "tokens": float(logp.numel()), "approx_kl": float((-d).sum()),
                 "gap": float(gap.sum()) if measure_gap else 0.0,
-                "gap_tokens": float(logp.numel()) if measure_gap else 0.0}
+                "gap_tokens": float(logp.numel()) if measure_gap else 0.0, "tis_capped": capped}
 
     def _critic_micro(self, rows, t, pre, returns, total_tokens) -> dict[str, float]:
         if not rows or not t["mask"][rows].any():
@@ -275,18 +289,28 @@ class Learner:
             "memory/learner_peak_gb": _peak_rss_gb(),
         }
         if self.cfg.algo.kl_coef > 0:
-            out["kl"] = s["kl"] / n
+            out["kl"] = s["kl"] / n if self.cfg.algo.kl_mode == "loss" else self._reward_kl(t, pre)
         if "old" in pre:  # learner vs engine on the same tokens, before any update
             m = mask.bool()
             out["train/logprob_gap"] = float((pre["old"] - t["sampling"])[m].abs().mean()) if m.any() else 0.0
+        if self.cfg.algo.tis_cap is not None:
+            out["tis/capped_fraction"] = s["tis_capped"] / n
         if self.critic is not None:
             out["loss/value"] = s["loss/value"] / steps
             out["value/clip_fraction"] = s["value/clip_fraction"] / n
             out["value/mean"] = float(pre["values"][mask.bool()].mean()) if mask.any() else 0.0
         return out
 
+    def _reward_kl(self, t, pre) -> float:
+        """Reward mode: the mean per-token KL the penalty subtracted (at pi_old, before the update)."""
+        m = t["mask"].bool()
+        if not m.any():
+            return 0.0
+        old = pre.get("old", t["sampling"])
+        return float(algos.kl_penalty(old, pre["ref"], self.cfg.algo.kl_estimator_used)[m].mean())
+
     def _grad_norm(self, engine) -> float:
-        """ZeRO-0 gradient norm before clipping (this rank's, before the all-reduce)."""
+        """ZeRO-0 gradient norm before clipping (of the reduced gradient: the same on every rank)."""
         norms = [p.grad.detach().float().norm() for p in engine.module.parameters()
                  if p.grad is not None]
         return float(torch.stack(norms).norm()) if norms else 0.0
@@ -363,6 +387,22 @@ class Learner:
                 out.append(lp.cpu().tolist())
         return out
 
+    def training_state(self) -> dict:
+        """What ``save_state`` writes, as CPU tensors, for checks: the weights, the optimizer's
+        state (AdamW moments and step counts), the LR schedule's state and the update count."""
+        def cpu(x):
+            if isinstance(x, torch.Tensor):
+                return x.detach().cpu().clone()
+            if isinstance(x, dict):
+                return {k: cpu(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return type(x)(cpu(v) for v in x)
+            return x
+
+        return cpu({"weights": dict(self.engine.module.state_dict()),
+                    "optimizer": self.engine.optimizer.state_dict(),
+                    "lr_schedule": self.engine.lr_scheduler.state_dict(), "updates": self.updates})
+
     def save_state(self, path: str) -> None:
         """The full training state (weights, optimizer, LR schedule; the critic's too) as a
         DeepSpeed checkpoint under ``path``; every rank writes its shard."""
@@ -401,6 +441,28 @@ class Learner:
             shutil.rmtree(path)
         tmp.rename(path)  # a crash mid-write never leaves a half checkpoint under the real name
         return path
+
+
+def rank_shares(rows: list[int], groups: list[int], world: int) -> list[list[int]]:
+    """``rows`` split over ``world`` ranks with every group's rows on one rank (so its shared
+    prompt runs once, and the group's tokens are never split): whole groups, largest first,
+    each to the rank holding the fewest rows so far. Within a share the rows keep their
+    order in ``rows``. Every rank computes the same split. Without group ids (``groups``
+    empty) each row is its own group."""
+    if world == 1:
+        return [list(rows)]
+    by_group: dict[int, list[int]] = {}
+    for r in rows:
+        by_group.setdefault(groups[r] if groups else -1 - r, []).append(r)
+    owner: dict[int, int] = {}
+    sizes = [0] * world
+    for g in sorted(by_group, key=lambda g: -len(by_group[g])):  # stable: first seen first
+        rank = sizes.index(min(sizes))
+        owner[g], sizes[rank] = rank, sizes[rank] + len(by_group[g])
+    shares: list[list[int]] = [[] for _ in range(world)]
+    for r in rows:
+        shares[owner[groups[r] if groups else -1 - r]].append(r)
+    return shares
 
 
 def _undo_state_warmup(engine) -> None:

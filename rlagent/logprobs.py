@@ -5,21 +5,40 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 
+def nucleus_mask(logits: torch.Tensor, targets: torch.Tensor, top_p: float) -> torch.Tensor:
+    """[n, V] True where top-p sampling drops the token, by the engine's rule: sort
+    ascending, drop the tokens whose cumulative probability is at most 1 - top_p (never the
+    most likely one). The target token is always kept: it was sampled, so only rounding
+    between the engine's logits and ours can put it just outside."""
+    with torch.no_grad():
+        ordered, order = logits.sort(dim=-1)
+        drop_sorted = ordered.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+        drop_sorted[:, -1] = False
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        drop[torch.arange(len(targets), device=logits.device), targets] = False
+    return drop
+
+
 def _chunk_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
-                    temperature: float, entropy_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                    temperature: float, entropy_grad: bool,
+                    top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     logits = head(hidden).float() / temperature          # [n, V], only for this chunk
+    if top_p < 1.0:  # the distribution the engine samples from: the nucleus, renormalised
+        drop = nucleus_mask(logits, targets, top_p)
+        logits = logits.masked_fill(drop, float("-inf"))
     logz = torch.logsumexp(logits, dim=-1)
     lp = logits.gather(-1, targets[:, None])[:, 0] - logz
     with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
         probs = torch.softmax(logits, dim=-1)
-        entropy = logz - (probs * logits).sum(-1)
+        finite = logits if top_p >= 1.0 else logits.masked_fill(drop, 0.0)  # 0 * -inf is nan
+        entropy = logz - (probs * finite).sum(-1)
     return lp, entropy
 
 
 def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    target_mask: torch.Tensor, chunk: int = 256,
                    temperature: float = 1.0,
-                   entropy_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                   entropy_grad: bool = False, top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Logprob and entropy of the tokens where ``target_mask`` is 1, given their prefixes.
 
     input_ids, attention_mask, target_mask: [B, T]. Returns two flat tensors [N], N =
@@ -27,16 +46,19 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     predict a target token, in chunks under activation checkpointing: peak memory holds
     one chunk's logits (chunk x V) instead of B x T x V, and the backward pass recomputes them.
     The entropy carries a gradient only with ``entropy_grad`` (an entropy bonus needs it).
+    ``temperature`` and ``top_p`` give the distribution the engine sampled from (logits
+    divided by the temperature, then the nucleus kept and renormalised), so that the
+    importance ratio compares like with like.
     """
     hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
                                  use_cache=False).last_hidden_state          # [B, T, H]
     return _head_logprobs(model.get_output_embeddings(), hidden, input_ids, target_mask, chunk,
-                          temperature, entropy_grad)
+                          temperature, entropy_grad, top_p)
 
 
 def _head_logprobs(head: torch.nn.Module, hidden: torch.Tensor, input_ids: torch.Tensor,
                    target_mask: torch.Tensor, chunk: int, temperature: float,
-                   entropy_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                   entropy_grad: bool, top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     sel = target_mask[:, 1:].bool()                              # position t predicts token t+1
     h = hidden[:, :-1][sel]                                      # [N, H]
     y = input_ids[:, 1:][sel]                                    # [N]
@@ -44,9 +66,9 @@ def _head_logprobs(head: torch.nn.Module, hidden: torch.Tensor, input_ids: torch
     for i in range(0, y.numel(), chunk):
         if torch.is_grad_enabled():
             lp, ent = checkpoint(_chunk_logprobs, head, h[i:i + chunk], y[i:i + chunk],
-                                 temperature, entropy_grad, use_reentrant=False)
+                                 temperature, entropy_grad, top_p, use_reentrant=False)
         else:
-            lp, ent = _chunk_logprobs(head, h[i:i + chunk], y[i:i + chunk], temperature, False)
+            lp, ent = _chunk_logprobs(head, h[i:i + chunk], y[i:i + chunk], temperature, False, top_p)
         lps.append(lp)
         ents.append(ent)
     if not lps:
@@ -84,7 +106,8 @@ def _shared_hidden(decoder: torch.nn.Module, input_ids: torch.Tensor, attention_
 
 def shared_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                           target_mask: torch.Tensor, chunk: int = 256, temperature: float = 1.0,
-                          entropy_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                          entropy_grad: bool = False,
+                          top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``token_logprobs``, with each distinct prompt of the rows computed once.
 
     Same inputs and outputs (flat, row-major); rows are grouped by ``prompt_groups`` and a
@@ -95,7 +118,7 @@ def shared_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, atten
     groups = prompt_groups(input_ids, target_mask)
     if all(len(rows) == 1 or p < 2 for rows, p in groups):
         return token_logprobs(model, input_ids, attention_mask, target_mask, chunk, temperature,
-                              entropy_grad)
+                              entropy_grad, top_p)
     decoder = model.get_decoder()
     head = model.get_output_embeddings()
     per_row: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * input_ids.shape[0]
@@ -108,7 +131,7 @@ def shared_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, atten
             hidden = _shared_hidden(decoder, ids, attn, p)
         else:
             hidden = decoder(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
-        lp, ent = _head_logprobs(head, hidden, ids, tmask, chunk, temperature, entropy_grad)
+        lp, ent = _head_logprobs(head, hidden, ids, tmask, chunk, temperature, entropy_grad, top_p)
         counts = tmask[:, 1:].bool().sum(1).tolist()
         for r, a, b in zip(rows, lp.split(counts), ent.split(counts)):
             per_row[r] = (a, b)

@@ -10,8 +10,7 @@ import ray
 
 from rlagent import checkpoint
 from rlagent.actors import LearnerGroup, RolloutPool, RolloutWorkerDied, WeightSync, start_reward_service
-from rlagent.algos import informative_groups
-from rlagent.batch import build_batch
+from rlagent.batch import build_batch, groups_with_signal, shaped_rewards
 from rlagent.config import Config
 from rlagent.curriculum import make_sampler
 from rlagent.model import resolve_model
@@ -142,7 +141,7 @@ def collect(cfg: Config, sampler, pool, on_progress=None) -> tuple[list, int, li
         seen += groups
         if not cfg.algo.dynamic_sampling:
             return episodes, rounds, seen
-        useful = informative_groups([e.reward for e in episodes], [e.group for e in episodes])
+        useful = groups_with_signal(episodes, shaped_rewards(episodes, cfg), cfg.algo.turn_level_coef > 0)
         kept += [g for g in groups if g[0].group in useful]
         dropped += [g for g in groups if g[0].group not in useful]
         if len(kept) >= want:

@@ -48,6 +48,21 @@ def test_whiten_ignores_masked_positions():
     assert close(got, [[-1.224745, 0], [1.224745, 0]], 1e-5)
 
 
+@pytest.mark.parametrize("value, n", [(0.1, 37), (0.3, 100), (0.7, 256)])
+def test_whiten_of_all_equal_values_is_zero(value, n):
+    # REINFORCE++ with gamma 1 and no KL: when every valid episode earns the same reward
+    # (e.g. a 0.1 format credit), every policy token's return is that value. In float32
+    # x - mean is then a rounding residue of ~1e-8, the size of eps, and dividing by
+    # std + eps would turn it into one-sign advantages of 0.6-0.9. No spread: no signal.
+    x = torch.full((1, n), value)
+    got = algos.whiten(x, torch.ones(1, n))
+    assert got.abs().max() == 0, got
+    inp = algos.AdvantageInputs(rewards=T([value, value]), groups=T([0, 1]),
+                                valid=T([True, True]), mask=torch.ones(2, n))
+    adv, _ = algos.ESTIMATORS["reinforce_pp"](inp)
+    assert adv.abs().max() == 0, adv
+
+
 def test_token_rewards_put_the_outcome_on_the_last_policy_token():
     mask = T([[0, 1, 1, 0], [1, 0, 1, 1], [0, 0, 0, 0]])
     kl = T([[.1, .2, .3, .4], [.5, .5, .5, .5], [1., 1, 1, 1]])
@@ -171,6 +186,62 @@ def test_kl_estimators_by_hand():
     assert algos.kl_penalty(lp, ref, "k3").item() == pytest.approx(math.exp(-0.5) - 0.5, abs=1e-6)
     with pytest.raises(ValueError, match="k4"):
         algos.kl_penalty(lp, ref, "k4")
+
+
+# A two-token vocabulary: logits theta = (ln 3, 0) give pi = (0.75, 0.25); ref = (0.5, 0.5).
+# d(x) = ln(pi / ref) = (ln 1.5, ln 0.5) = (0.405465, -0.693147); grad_theta ln pi(x) = e_x - pi:
+# x=0 (0.25, -0.25), x=1 (-0.75, 0.75). Exact expectations over x ~ pi (on-policy tokens):
+#   grad KL(pi || ref) = E[d grad ln pi] = 0.75*0.405465*(0.25, -0.25) + 0.25*(-0.693147)*(-0.75, 0.75)
+#                      = (0.076025 + 0.129965) * (1, -1) = (0.205990, -0.205990)
+#   grad KL(ref || pi) = -E_ref[grad ln pi] = -(0.5*(0.25, -0.25) + 0.5*(-0.75, 0.75)) = (0.25, -0.25)
+REVERSE, FORWARD = 0.205990, 0.25
+
+
+def _expected_kl_gradient(estimator: str, mode: str) -> float:
+    """d/d theta_0 of what the learner does with the KL, in expectation over x ~ pi."""
+    theta = torch.tensor([math.log(3.0), 0.0], requires_grad=True)
+    logp = torch.log_softmax(theta, 0)
+    ref = torch.log(T([0.5, 0.5]))
+    pi = logp.exp().detach()
+    k = algos.kl_penalty(logp, ref, estimator)
+    # loss: beta * KL_t added to the token's loss, differentiated through logp.
+    # reward: -beta * KL_t in the reward, a constant to the policy gradient: -A ln pi, A = -KL.
+    surrogate = (pi * k).sum() if mode == "loss" else (pi * k.detach() * logp).sum()
+    (grad,) = torch.autograd.grad(surrogate, theta)
+    assert float(grad[0]) == pytest.approx(-float(grad[1]), abs=1e-6)
+    return float(grad[0])
+
+
+@pytest.mark.parametrize("estimator, mode, want", [
+    ("k1", "loss", 0.0),          # E_pi[grad ln pi] = 0: no regularisation at all -> refused
+    ("k2", "loss", REVERSE),      # grad (d^2 / 2) = d grad ln pi
+    ("k3", "loss", FORWARD),      # grad (ref/pi - 1 + d) = (1 - ref/pi) grad ln pi
+    ("k1", "reward", REVERSE),    # the score-function gradient of E_pi[d]
+    # E[d^2/2 grad ln pi] = 0.75*0.082201*0.25 - 0.25*0.240227*0.75 = -0.029630: away from ref
+    ("k2", "reward", -0.029630),
+    # E[(ref/pi - 1 + d) grad ln pi] = REVERSE - FORWARD = -0.044010: away from ref -> refused
+    ("k3", "reward", REVERSE - FORWARD),
+])
+def test_kl_gradient_direction_by_hand(estimator, mode, want):
+    assert _expected_kl_gradient(estimator, mode) == pytest.approx(want, abs=1e-5)
+
+
+@pytest.mark.parametrize("estimator, mode, accepted", [
+    ("k1", "loss", False), ("k2", "loss", True), ("k3", "loss", True), ("auto", "loss", True),
+    ("k1", "reward", True), ("k2", "reward", False), ("k3", "reward", False), ("auto", "reward", True),
+])
+def test_only_kl_pairs_with_a_kl_gradient_are_accepted(estimator, mode, accepted):
+    from rlagent.config import ConfigError, load_config
+
+    args = ["algo.kl_coef=0.1", f"algo.kl_estimator={estimator}", f"algo.kl_mode={mode}"]
+    if accepted:
+        cfg = load_config(None, args)
+        assert cfg.algo.kl_estimator_used == {"loss": "k3", "reward": "k1"}.get(mode) \
+            if estimator == "auto" else estimator
+    else:
+        with pytest.raises(ConfigError, match="algo.kl_estimator: "):
+            load_config(None, args)
+    load_config(None, args[1:])  # without a KL term any pair is fine: nothing is computed
 
 
 def test_value_loss_by_hand():

@@ -133,3 +133,16 @@ def test_zero_variance_group_has_zero_advantages():
     batch, stats = build_batch(eps, CFG, pad_id=PAD)
     assert stats.zero_variance_groups == 1.0
     assert max(abs(a) for a in Advantages(batch)) < 1e-6, Advantages(batch)
+
+
+def test_signal_is_judged_on_the_shaped_reward():
+    """Both episodes of group 0 earn 1.0, but the longer one is past the overlong buffer
+    (6 generated tokens, max 6, buffer 4: penalty -(6 - 2) / 4 = -1; 2 tokens: 0), so the
+    estimator sees [1, 0]: the group has signal, and the stats say so."""
+    cfg = load_config(None, ["algo.overlong_buffer=4", "algo.overlong_max_tokens=6"])
+    eps = [episode(0, [5], [7, 8], 1.0), episode(0, [5], [7, 8, 9, 9, 9, 9], 1.0),
+           episode(1, [5], [7, 8], 1.0), episode(1, [5], [7, 9], 1.0)]
+    batch, stats = build_batch(eps, cfg, pad_id=PAD)
+    assert batch.rewards == [1.0, 0.0, 1.0, 1.0]
+    assert stats.zero_variance_groups == 0.5  # group 1 only
+    assert Advantages(batch)[:2] == pytest.approx([0.707107, -0.707107], abs=1e-5)

@@ -174,3 +174,11 @@ def test_save_config_round_trips(tmp_path):
     again = load_config(out)
     assert again.to_dict() == cfg.to_dict()
     assert again.rewards.components[0].kwargs == {"tol": 0.01}
+
+
+def test_turn_level_credit_needs_the_weighted_sum():
+    # group_normalized totals are sums of z-scores: a raw per-turn score cannot be taken out
+    msg = error(["algo.turn_level_coef=0.5", "rewards.combine=group_normalized"])
+    assert msg.startswith("algo.turn_level_coef: needs rewards.combine: weighted_sum")
+    load_config(None, ["algo.turn_level_coef=0.5"])
+    load_config(None, ["rewards.combine=group_normalized"])

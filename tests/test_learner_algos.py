@@ -64,6 +64,67 @@ def test_ppo_critic_value_loss_falls_on_a_fixed_batch(tiny_model, ray_cluster):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+def shifted(b: TrainBatch, tiny_model, shift: float) -> TrainBatch:
+    """``b`` with sampling logprobs set to the tiny model's own (what the learner computes
+    before its update) minus ``shift``: every policy token's ratio is e^shift."""
+    from transformers import AutoModelForCausalLM
+
+    from rlagent.logprobs import token_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    ids, mask = torch.tensor(b.input_ids), torch.tensor(b.loss_mask)
+    attn = (torch.arange(ids.shape[1])[None] < torch.tensor(b.lengths)[:, None]).long()
+    with torch.no_grad():
+        lp, _ = token_logprobs(model, ids, attn, mask)
+    old = torch.zeros(ids.shape)
+    old[:, 1:][mask[:, 1:].bool()] = lp - shift
+    b.old_logprobs = old.tolist()
+    return b
+
+
+# Rows 0, 2, 4 get A = +1 (6 + 5 + 10 = 21 policy tokens), rows 1, 3, 5 A = -1 (10 + 8 + 7 =
+# 25); 46 tokens in all. With every ratio at e^0.5 = 1.648721:
+#   A > 0: max(-1.648721, -1.2) = -1.2, clipped.   A < 0: max(1.648721, 1.2) = 1.648721, not.
+PLUS_MINUS = [1.0, -1.0, 1.0, -1.0, 1.0, -1.0]
+RATIO = math.exp(0.5)
+
+
+@pytest.mark.parametrize("opts, clip_fraction, loss", [
+    # clip: 21 of 46 tokens clipped; loss (21 * -1.2 + 25 * 1.648721) / 46 = 0.348349
+    ([], 21 / 46, (21 * -1.2 + 25 * RATIO) / 46),
+    # dual clip c = 1.5 bounds the A < 0 tokens at -c A = 1.5: all 46 clipped,
+    # loss (21 * -1.2 + 25 * 1.5) / 46 = 0.267391
+    (["algo.dual_clip=1.5"], 1.0, (21 * -1.2 + 25 * 1.5) / 46),
+    # clip-higher 0.7 > 0.648721: nothing clipped; (21 * -1.648721 + 25 * 1.648721) / 46
+    (["algo.clip_high=0.7"], 0.0, 4 * RATIO / 46),
+])
+def test_clipping_engages_on_real_ratios(tiny_model, ray_cluster, opts, clip_fraction, loss):
+    group = learner(tiny_model, *opts)
+    try:
+        m = group.train_step(shifted(batch(advantages=PLUS_MINUS), tiny_model, 0.5))
+    finally:
+        close(group)
+    assert m["clip_fraction"] == pytest.approx(clip_fraction, abs=1e-6)
+    assert m["loss/policy"] == pytest.approx(loss, abs=1e-4)
+    assert m["approx_kl"] == pytest.approx(-0.5, abs=1e-4)  # mean log pi_old - log pi
+
+
+@pytest.mark.parametrize("cap, weight", [(1.2, 1.2), (2.0, RATIO)])
+def test_truncated_importance_sampling_caps_the_weights(tiny_model, ray_cluster, cap, weight):
+    # recompute: pi_old is the learner's own (= pi, ratio 1, nothing clipped), and the engine's
+    # sampling logprobs are 0.5 lower, so every TIS weight is e^0.5 = 1.648721, capped at
+    # `cap`. loss = weight * (21 * -1 + 25 * 1) / 46.
+    group = learner(tiny_model, "algo.old_logprobs=recompute", f"algo.tis_cap={cap}")
+    try:
+        m = group.train_step(shifted(batch(advantages=PLUS_MINUS), tiny_model, 0.5))
+    finally:
+        close(group)
+    assert m["tis/capped_fraction"] == (1.0 if cap < RATIO else 0.0)
+    assert m["loss/policy"] == pytest.approx(weight * 4 / 46, abs=1e-4)
+    assert m["clip_fraction"] == 0.0
+    assert m["train/logprob_gap"] == pytest.approx(0.5, abs=1e-4)
+
+
 @pytest.mark.parametrize("opts", [
     ["algo.name=rloo", "algo.loss_agg=seq-mean-token-mean", "algo.dual_clip=3",
      "algo.epochs=2", "algo.mini_batches=2"],
@@ -92,6 +153,34 @@ def test_options_train_and_report(tiny_model, ray_cluster, opts):
     if "algo.old_logprobs=recompute" in opts:
         # the learner's own logprobs vs the made-up sampling ones (-2.8): a real gap
         assert m["train/logprob_gap"] > 0.01
+
+
+@pytest.mark.parametrize("mode, estimator", [("reward", "k1"), ("loss", "k3")])
+def test_kl_is_logged_in_both_modes(tiny_model, ray_cluster, mode, estimator):
+    """The logged ``kl`` is the configured estimator's mean over the batch's policy tokens:
+    in reward mode at pi_old (here the made-up sampling logprobs -2.8), in loss mode at pi
+    during the update (before it: the reference, the initial model, gives 0)."""
+    from rlagent.logprobs import token_logprobs
+
+    b = batch()
+    group = learner(tiny_model, "algo.name=reinforce_pp", "algo.kl_coef=0.1",
+                    f"algo.kl_mode={mode}", f"algo.kl_estimator={estimator}", "learner.lr=1e-9")
+    try:
+        m = group.train_step(b)
+    finally:
+        close(group)
+    from transformers import AutoModelForCausalLM
+
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    ids, mask = torch.tensor(b.input_ids), torch.tensor(b.loss_mask)
+    attn = (torch.arange(ids.shape[1])[None] < torch.tensor(b.lengths)[:, None]).long()
+    with torch.no_grad():
+        ref_lp, _ = token_logprobs(ref, ids, attn, mask)
+    if mode == "reward":  # k1 = log pi_old - log pi_ref on every policy token
+        want = float((-2.8 - ref_lp).mean())
+        assert want > 0.01 and m["kl"] == pytest.approx(want, rel=1e-4), (m["kl"], want)
+    else:  # the policy is the reference (lr ~ 0): k3 = 0
+        assert abs(m["kl"]) < 1e-6
 
 
 def test_entropy_bonus_alone_moves_the_weights(tiny_model, ray_cluster):

@@ -25,9 +25,11 @@ What is enforced (see docs/envs.md, rlagent/Tool-v0, for how it was checked):
   cgroup), else RLIMIT_NPROC inside the private user namespace (the kernel counts processes
   per user namespace, so the limit is per call). Neither for uid 0 without a cgroup: the
   kernel does not apply RLIMIT_NPROC to root, and only the wall clock stops a fork bomb.
-- ``isolation="none"`` (``"auto"`` falls back to it when namespaces are unavailable): rlimits,
-  wall clock, output cap and the private directory only. The code can read and write
-  whatever the caller's user can, and use the network.
+- ``isolation="none"``, only when asked for by name: rlimits, wall clock, output cap and the
+  private directory only. The code can read and write whatever the caller's user can, and use
+  the network. ``"auto"`` never falls back to it: where namespaces are unavailable, ``"auto"``
+  (like ``"namespaces"``) is an error at construction, so running model code without
+  isolation is a choice written in the config, never a silent downgrade.
 """
 from __future__ import annotations
 
@@ -56,6 +58,14 @@ ERROR_KINDS = ("exception", "memory", "exit", "timeout", "cpu_time", "killed", "
 # the caller's home directory too (credentials: ~/.netrc, ~/.ray/auth_token, ~/.ssh).
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/run", "/dev/shm")
 Isolation = Literal["auto", "namespaces", "none"]
+# Why a machine has no unprivileged user namespaces, and what to do: the constructor's error.
+_NO_NAMESPACES = (
+    "unprivileged user namespaces are unavailable here (e.g. Docker's default seccomp profile "
+    "blocks unshare, a container run as root without them, or kernel.unprivileged_userns_clone=0 "
+    "/ user.max_user_namespaces=0; check with `unshare -rn true`), so model-written code would "
+    "run without isolation, with network access and the caller's files. Either run where user "
+    "namespaces work, or accept running it unisolated by saying so: "
+    "env.kwargs.sandbox_isolation: none in the run config (Sandbox(isolation='none'))")
 
 
 @dataclass(frozen=True)
@@ -154,9 +164,10 @@ def _remove_cgroup(path: str) -> None:
 class Sandbox:
     """Runs code strings under ``limits``; thread-safe (one process per call, no shared state).
 
-    ``isolation``: ``"namespaces"`` (raise at construction if unavailable), ``"none"``, or
-    ``"auto"`` (namespaces when available). ``python``: the interpreter to run the code with
-    (default: this one, so the code can import what this environment has installed).
+    ``isolation``: ``"namespaces"``, ``"none"``, or ``"auto"`` (namespaces when available).
+    Without namespaces, ``"auto"`` and ``"namespaces"`` raise at construction: only an explicit
+    ``"none"`` runs code unisolated. ``python``: the interpreter to run the code with (default:
+    this one, so the code can import what this environment has installed).
     """
 
     _calls = itertools.count()
@@ -168,13 +179,11 @@ class Sandbox:
         if isolation not in ("auto", "namespaces", "none"):
             raise ValueError(f"isolation must be 'auto', 'namespaces' or 'none', "
                              f"got {isolation!r}")
-        if isolation == "auto":
-            isolation = "namespaces" if namespaces_available(self.python) else "none"
-        elif isolation == "namespaces" and not namespaces_available(self.python):
-            raise RuntimeError("isolation='namespaces' needs unprivileged user namespaces, "
-                               "which this machine does not allow (e.g. a container whose "
-                               "seccomp profile blocks unshare, or "
-                               "kernel.unprivileged_userns_clone=0); use 'auto' or 'none'")
+        if isolation != "none":
+            if not namespaces_available(self.python):
+                raise RuntimeError(f"sandbox isolation {isolation!r} (Tool-v0: "
+                                   f"env.kwargs.sandbox_isolation): {_NO_NAMESPACES}")
+            isolation = "namespaces"
         self.isolation = isolation
         self._cgroup_parent = _pids_cgroup_parent()
         # The kernel exempts uid 0 from RLIMIT_NPROC, and outside a private user namespace

@@ -9,6 +9,15 @@ are made once, ahead of training, and tasks point at them.
 **Task**: ``{"id", "prompt", "game": <path>}``; a relative ``game`` is resolved against the
 ``games_dir`` kwarg. Without ``data.path`` the sampler's tasks are the games in ``games_dir``.
 
+**Default game**: with neither a ``game`` nor a ``games_dir`` kwarg, and no ``game`` in the
+task, the env plays ``DEFAULT_GAME``, a small game shipped as package data
+(``textworld_games/custom_small.z8``, a copy of the test fixture made with ``tw-make custom
+--world-size 2 --nb-objects 3 --quest-length 2 --seed 2``: two rooms, max score 1, won in two
+commands). So a bare ``gymnasium.make(ENV_ID)`` resets like every registered env, and a run
+with no ``data.path`` and no ``games_dir`` trains on it (its generated tasks carry no ``game``
+field: each process resolves the default in its own installed copy). With ``games_dir`` set,
+a game still has to be named (by the task or the ``game`` kwarg).
+
 **Action**: the reply's first ``<command>...</command>``, else its first non-empty line. Only
 one game command runs per turn: text after a period or a ``then`` is dropped (Inform would
 run it as a further command), and game-control verbs (``quit``, ``restart``, ``save``, ...)
@@ -52,6 +61,8 @@ META_VERBS = frozenset({"quit", "q", "restart", "restore", "save", "undo", "oops
                         "unscript", "transcript", "noscript", "superbrief", "verbose", "brief",
                         "notify", "pronouns", "version"})
 GAME_SUFFIXES = tuple(f".z{i}" for i in range(1, 9))
+# Package data (pyproject.toml): played when nothing names a game, see the module docstring.
+DEFAULT_GAME = Path(__file__).resolve().parent / "textworld_games" / "custom_small.z8"
 
 _COMMAND_TAG = re.compile(r"<command>(.*?)</command>", re.DOTALL | re.IGNORECASE)
 _SECOND_COMMAND = re.compile(r"\.|;|\bthen\b", re.IGNORECASE)
@@ -139,14 +150,16 @@ def list_games(games_dir: str | Path) -> list[Path]:
 
 def generate_task(rng: random.Random, difficulty: int, games_dir: str | None = None,
                   game: str | None = None, **_env_kwargs: Any) -> dict[str, Any]:
-    """A task for one of the games in ``games_dir`` (or for ``game``), drawn uniformly."""
-    if game is not None:
-        names = [str(game)]  # as given: reset resolves it against games_dir again
-    elif games_dir is not None:
-        names = [p.name for p in list_games(games_dir)]
-    else:
-        raise ValueError(f"{ENV_ID}: tasks come from the games in env.kwargs.games_dir (or the "
-                         f"one env.kwargs.game), or from a JSONL file in data.path")
+    """A task for one of the games in ``games_dir`` (or for ``game``), drawn uniformly; with
+    neither, a task for ``DEFAULT_GAME``."""
+    if game is None and games_dir is None:
+        # No "game" field: the task must not pin this process's install path, which another
+        # worker (e.g. a Ray working-dir copy) does not share; reset plays its own default.
+        path = resolve_game(DEFAULT_GAME)
+        return {"id": f"textworld/{path.stem}", "prompt": _objective(str(path)),
+                "difficulty": difficulty}
+    # A given game as is: reset resolves it against games_dir again.
+    names = [str(game)] if game is not None else [p.name for p in list_games(games_dir)]
     if not names:
         raise ValueError(f"{ENV_ID}: no games in games_dir={games_dir} (expected *.z8 files "
                          f"with their .json sidecars, made by tw-make)")
@@ -157,11 +170,13 @@ def generate_task(rng: random.Random, difficulty: int, games_dir: str | None = N
 
 
 class TextWorldEnv(gymnasium.Env[str, str]):
-    """One TextWorld game per episode; the game comes from the task (or the ``game`` kwarg).
+    """One TextWorld game per episode; the game comes from the task (or the ``game`` kwarg, or
+    with neither and no ``games_dir``, ``DEFAULT_GAME``).
 
     Args:
         game: game played when ``reset`` gets no task.
-        games_dir: folder that relative ``game`` paths (kwarg or task) are resolved against.
+        games_dir: folder that relative ``game`` paths (kwarg or task) are resolved against;
+            when set, ``DEFAULT_GAME`` is never played (a game from that folder must be named).
         max_steps: turns before the episode is truncated.
         instructions: text shown before the game's opening (None: no instructions).
         show_admissible: list the commands the game would accept after each observation
@@ -192,11 +207,7 @@ class TextWorldEnv(gymnasium.Env[str, str]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)  # games are deterministic; the seed only seeds np_random
         task = (options or {}).get("task") or {}
-        game = task.get("game", self.game)
-        if game is None:
-            raise ValueError(f"{ENV_ID}: no game to play: give the task a 'game' field "
-                             f"(reset(options={{'task': {{'game': ...}}}})) or the env a game kwarg")
-        path = resolve_game(game, self.games_dir)
+        path = resolve_game(self._game_for(task), self.games_dir)
         with _LOAD_LOCK:  # TextWorld parses the game's logic on load: not thread-safe
             if path != self._loaded:
                 self._load(path)
@@ -237,6 +248,18 @@ class TextWorldEnv(gymnasium.Env[str, str]):
             self._tw, self._loaded = None, None
 
     # ------------------------------------------------------------ helpers
+    def _game_for(self, task: dict[str, Any]) -> str | Path:
+        """The task's game, else the ``game`` kwarg, else (no ``games_dir``) the default."""
+        game = task.get("game", self.game)
+        if game is not None:
+            return game
+        if self.games_dir is None:
+            return DEFAULT_GAME
+        # A games_dir means "play these games": silently playing another would hide the mistake.
+        raise ValueError(f"{ENV_ID}: no game to play: give the task a 'game' field "
+                         f"(reset(options={{'task': {{'game': ...}}}})) or the env a game kwarg "
+                         f"(env.kwargs.game, one of the games in games_dir={self.games_dir})")
+
     def _load(self, path: Path) -> None:
         try:  # imported here: it takes ~1.5 s and only this env needs it
             import textworld

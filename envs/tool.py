@@ -12,8 +12,10 @@ Tasks come from reasoning-gym generators at difficulty 1..5, or from a JSONL fil
 """
 from __future__ import annotations
 
+import functools
 import random
 import re
+import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
@@ -78,7 +80,11 @@ class ToolEnv(gymnasium.Env[str, str]):
     - ``max_observation_chars`` (2000): tool output shown to the model (head and tail kept).
     - ``max_code_chars`` (20000): longer code is refused as a tool error.
     - ``sandbox_wall_s`` (5), ``sandbox_cpu_s`` (5), ``sandbox_memory_mb`` (512),
-      ``sandbox_max_processes`` (16), ``sandbox_isolation`` ("auto"): see ``SandboxLimits``.
+      ``sandbox_max_processes`` (16): see ``SandboxLimits``.
+    - ``sandbox_isolation`` ("auto"): "auto" and "namespaces" need unprivileged user
+      namespaces and raise here without them; "none" (say it to mean it) runs model code
+      without isolation and prints one warning line per process. ``info["sandbox_isolation"]``
+      (reset and every step) records the isolation in force.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
@@ -103,6 +109,8 @@ class ToolEnv(gymnasium.Env[str, str]):
             wall_s=sandbox_wall_s, cpu_s=sandbox_cpu_s, memory_mb=sandbox_memory_mb,
             max_processes=sandbox_max_processes,
             max_output_bytes=max(4 * max_observation_chars, 4096)), isolation=sandbox_isolation)
+        if self.sandbox.isolation == "none":
+            warn_unisolated()
         self.observation_space = AnyText(max_length=max_text_length)
         self.action_space = AnyText(max_length=max_text_length)
         self._task: dict[str, Any] | None = None
@@ -127,7 +135,7 @@ class ToolEnv(gymnasium.Env[str, str]):
         self._done = False
         observation = f"{INSTRUCTIONS}\nTask: {task['prompt']}"
         return observation, {"task_id": task.get("id"), "turn": 0, "tool_calls": 0,
-                             "tool_errors": 0}
+                             "tool_errors": 0, "sandbox_isolation": self.sandbox.isolation}
 
     def step(self, action: str):
         if self._task is None or self._done:
@@ -146,7 +154,8 @@ class ToolEnv(gymnasium.Env[str, str]):
             reward, terminated = 0.0, False
         truncated = not terminated and self._turn >= self.max_turns
         self._done = terminated or truncated
-        info.update(turn=self._turn, tool_calls=self._tool_calls, tool_errors=self._tool_errors)
+        info.update(turn=self._turn, tool_calls=self._tool_calls, tool_errors=self._tool_errors,
+                    sandbox_isolation=self.sandbox.isolation)
         return observation, reward, terminated, truncated, info
 
     def _act(self, text: str) -> tuple[str, dict[str, Any]]:
@@ -184,6 +193,15 @@ class ToolEnv(gymnasium.Env[str, str]):
             return f"error: code too long (limit {self.max_code_chars} characters)", "too_long"
         result = self.sandbox.run(code)
         return _describe(result, self.sandbox.limits), result.error
+
+
+@functools.cache
+def warn_unisolated() -> None:
+    """One stderr line per process (a worker builds many envs) saying the code runs unisolated;
+    ``cache_clear()`` re-arms it."""
+    print(f"[rlagent] {ENV_ID}: env.kwargs.sandbox_isolation is none: model-written code runs "
+          f"without isolation (it can use the network and the files this user can)",
+          file=sys.stderr)
 
 
 def _describe(result: SandboxResult, limits: SandboxLimits) -> str:

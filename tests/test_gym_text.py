@@ -164,6 +164,35 @@ def test_bad_games_are_clear_errors(tmp_path):
         TextWorldEnv.generate_task(random.Random(0), 0, games_dir=str(tmp_path))
 
 
+def test_default_game_is_played_without_game_or_games_dir():
+    from rlagent.envs.textworld_env import DEFAULT_GAME
+
+    # The package's copy of a fixture game (tests are not shipped; the package data is).
+    assert DEFAULT_GAME.name == "custom_small.z8"
+    assert DEFAULT_GAME.read_bytes() == (FIXTURES / "custom_small.z8").read_bytes()
+    env = gymnasium.make("rlagent/TextWorld-v0").unwrapped
+    try:
+        env.reset(seed=0)
+        for command in walkthrough("custom_small.z8"):
+            *_, terminated, _, info = env.step(command)
+        assert terminated and info["success"] is True
+    finally:
+        env.close()
+
+
+def test_tasks_without_a_dataset_or_games_dir_play_the_default_game():
+    cfg = load_config(None, ["env.id=rlagent/TextWorld-v0"])
+    tasks = UniformSampler(cfg).sample(3)
+    objective = json.loads((FIXTURES / "custom_small.json").read_text())["objective"]
+    assert {(t.id, t.prompt) for t in tasks} == {("textworld/custom_small", objective)}
+    env = gymnasium.make("rlagent/TextWorld-v0", **cfg.env.kwargs).unwrapped
+    try:
+        obs, _ = env.reset(options={"task": tasks[0].to_dict()})
+        assert objective in obs
+    finally:
+        env.close()
+
+
 def test_tasks_without_a_dataset_come_from_games_dir():
     cfg = load_config(None, ["env.id=rlagent/TextWorld-v0", f"env.kwargs.games_dir={FIXTURES}"])
     tasks = UniformSampler(cfg).sample(20)

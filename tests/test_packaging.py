@@ -47,6 +47,9 @@ def test_non_editable_install_ships_the_same_files(tmp_path):
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr
     assert (site / "rlagent" / "envs" / "calculator.py").is_file()
+    # Package data: TextWorld-v0's default game and its sidecar (the env refuses a bare game).
+    for name in ("custom_small.z8", "custom_small.json"):
+        assert (site / "rlagent" / "envs" / "textworld_games" / name).is_file(), name
     # -S: no site hooks, so the dev environment's editable finder cannot answer; the
     # dependencies come after the installed copy on the path.
     deps = sysconfig.get_paths()["purelib"]

@@ -11,18 +11,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from isolation import needs_namespaces
 
-from rlagent.envs.sandbox import (
-    ERROR_KINDS,
-    Sandbox,
-    SandboxLimits,
-    namespaces_available,
-)
+import rlagent.envs.sandbox
+from rlagent.envs.sandbox import ERROR_KINDS, Sandbox, SandboxLimits
 
 LIMITS = SandboxLimits(wall_s=2.0, cpu_s=2, memory_mb=512, max_processes=16,
                        max_output_bytes=16 * 1024, disk_mb=8)
-needs_namespaces = pytest.mark.skipif(
-    not namespaces_available(), reason="unprivileged user namespaces are not available here")
+
+
+def _no_namespaces(monkeypatch) -> None:
+    """As on a machine without unprivileged user namespaces (where the probe's unshare fails)."""
+    monkeypatch.setattr(rlagent.envs.sandbox, "namespaces_available", lambda python=None: False)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,38 @@ def test_weaker_mode_still_enforces_limits_and_output_cap():
     assert sandbox.run("x = bytearray(10 * 1024 ** 3)").error == "memory"
     assert sandbox.run("while True:\n    pass").error == "timeout"
     assert sandbox.run("while True:\n    print('y' * 1000)").error == "output_limit"
+
+
+def test_auto_refuses_to_run_without_isolation(monkeypatch):
+    # "auto" used to fall back to "none" silently: model code with network and file access.
+    _no_namespaces(monkeypatch)
+    with pytest.raises(RuntimeError, match="user namespaces are unavailable") as caught:
+        Sandbox(LIMITS)
+    message = str(caught.value)
+    assert "seccomp" in message and "env.kwargs.sandbox_isolation: none" in message
+    with pytest.raises(RuntimeError, match="env.kwargs.sandbox_isolation: none"):
+        Sandbox(LIMITS, isolation="namespaces")
+    explicit = Sandbox(LIMITS, isolation="none")  # asked for: it runs
+    assert explicit.isolation == "none" and explicit.run("print(1)").stdout == "1\n"
+
+
+@pytest.mark.parametrize("ci", ["1", None])
+def test_missing_isolation_fails_under_ci_and_skips_elsewhere(monkeypatch, ci):
+    _no_namespaces(monkeypatch)
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    ran = []
+
+    @needs_namespaces
+    def escape_attempt(tmp_path):
+        ran.append(tmp_path)
+
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="user namespaces are not available") as caught:
+        escape_attempt(tmp_path=None)
+    assert ran == [] and ("CI is set" in str(caught.value)) is bool(ci)
 
 
 # --- namespace mode: escape attempts ------------------------------------------------------

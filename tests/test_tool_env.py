@@ -14,8 +14,11 @@ from pathlib import Path
 import gymnasium
 import pytest
 from gymnasium.utils.env_checker import check_env
+from isolation import isolation_unavailable
 
 import rlagent.envs
+import rlagent.envs.sandbox
+import rlagent.envs.tool
 import rlagent.envs.tool_tasks
 from rlagent.envs.tool import INVALID_ACTION, ToolEnv
 from rlagent.envs.tool_tasks import (
@@ -102,7 +105,8 @@ def test_reset_shows_instructions_and_task(env):
     task = generate_task(random.Random(0), 1, datasets="gcd")
     obs, info = env.reset(options={"task": task})
     assert obs.startswith("Solve the task.") and obs.endswith("Task: " + task["prompt"])
-    assert info == {"task_id": task["id"], "turn": 0, "tool_calls": 0, "tool_errors": 0}
+    assert info == {"task_id": task["id"], "turn": 0, "tool_calls": 0, "tool_errors": 0,
+                    "sandbox_isolation": env.sandbox.isolation}
 
 
 @pytest.mark.parametrize("reply, reward, score", [
@@ -158,12 +162,35 @@ def test_turn_limit_truncates_and_step_after_end_raises():
 ])
 def test_tool_errors_are_observations_with_their_kind(env, reply, kind, shown):
     if "escaped" in reply and env.sandbox.isolation != "namespaces":
-        pytest.skip("file system isolation needs user namespaces")
+        isolation_unavailable("the read-only file system")
     _start(env, JSONL_TASKS[0])
     obs, reward, terminated, _, info = env.step(reply)
     assert info["tool_error"] == kind and info["tool_errors"] == 1 and info["tool_calls"] == 1
     assert shown in obs and not terminated and reward == 0.0
     assert env.step("<python>print('fine')</python>")[0] == "<output>\nfine\n</output>"
+
+
+def test_without_namespaces_the_env_refuses_to_run_unisolated_unless_told(monkeypatch, capfd):
+    # As where unshare is blocked (Docker's default seccomp profile): "auto" is no longer "none".
+    monkeypatch.setattr(rlagent.envs.sandbox, "namespaces_available", lambda python=None: False)
+    with pytest.raises(RuntimeError, match="user namespaces are unavailable") as caught:
+        gymnasium.make("rlagent/Tool-v0")
+    assert "env.kwargs.sandbox_isolation: none" in str(caught.value)
+    rlagent.envs.tool.warn_unisolated.cache_clear()
+    env = gymnasium.make("rlagent/Tool-v0", sandbox_isolation="none").unwrapped
+    ToolEnv(sandbox_isolation="none")
+    warned = [ln for ln in capfd.readouterr().err.splitlines() if "sandbox_isolation" in ln]
+    assert len(warned) == 1 and "without isolation" in warned[0]  # one line per process
+    assert env.reset(options={"task": JSONL_TASKS[0]})[1]["sandbox_isolation"] == "none"
+    obs, *_, info = env.step("<python>print(6 * 7)</python>")
+    assert obs == "<output>\n42\n</output>" and info["sandbox_isolation"] == "none"
+    assert env.step("<answer>289</answer>")[-1]["sandbox_isolation"] == "none"
+
+
+def test_step_info_records_the_isolation_in_force(env):
+    _start(env, JSONL_TASKS[0])
+    for reply in ("<python>print(1)</python>", "no tool", "<answer>289</answer>"):
+        assert env.step(reply)[-1]["sandbox_isolation"] == env.sandbox.isolation == "namespaces"
 
 
 def test_first_tool_call_runs_and_answer_wins(env):

@@ -15,6 +15,22 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-seed", type=int, default=None,
+                     help="run.seed of the learning tests (default: each test's own), to check "
+                          "that they pass whatever the numeric path")
+    parser.addoption("--flip-policy-loss", action="store_true",
+                     help="negate the policy loss in every Ray worker: each learning test must "
+                          "then fail")
+
+
+@pytest.fixture
+def run_seed(request) -> int:
+    """``run.seed`` for a learning test: ``--run-seed`` or 1."""
+    seed = request.config.getoption("--run-seed")
+    return 1 if seed is None else seed
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     from tiny import make_tiny_model
@@ -23,15 +39,18 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def ray_cluster(request):
     """One local Ray for the whole session (starting one costs ~5 s)."""
     import ray
 
     temp = tempfile.mkdtemp(prefix="rlray-", dir="/tmp")  # short: unix socket path limit
     # Logical CPUs: tests run one training at a time, but actors of a finished run may
     # still be shutting down when the next run starts.
+    runtime_env = {}
+    if request.config.getoption("--flip-policy-loss"):
+        runtime_env["worker_process_setup_hook"] = "tests.flip_policy_loss.install"
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             _temp_dir=temp)
+             _temp_dir=temp, runtime_env=runtime_env or None)
     yield
     ray.shutdown()
     shutil.rmtree(temp, ignore_errors=True)

@@ -12,12 +12,13 @@ from rlagent.evaluate import success_counts
 from rlagent.records import Episode, Task, Turn, succeeded
 from rlagent.trainer import train
 
+# The learning tests' settings (echo_learning.py): a stable curve, 80 steps.
 ECHO = {
-    "run": {"name": "echo", "steps": 30, "seed": 1},
+    "run": {"name": "echo", "steps": 80, "seed": 1},
     "env": {"id": "rlagent/Echo-v0", "kwargs": {"num_turns": 2}},
     "rollout": {"max_new_tokens": 2, "max_episode_tokens": 64, "max_turns": 2, "kv_cache_gib": 1},
-    "algo": {"group_size": 8, "tasks_per_step": 8},
-    "learner": {"lr": 0.01, "micro_batch_size": 64},
+    "algo": {"group_size": 8, "tasks_per_step": 8, "entropy_coef": 0.01},
+    "learner": {"lr": 0.003, "micro_batch_size": 64},
     # env_success (weight 0) is only reported: each component shows in the eval
     "rewards": {"components": [{"name": "env_reward", "weight": 1.0},
                                {"name": "env_success", "weight": 0.0}]},
@@ -144,10 +145,10 @@ def test_untrained_eval_matches_its_episodes(base_eval):
 
 
 @pytest.mark.slow
-def test_trained_checkpoint_beats_the_untrained_model(base_eval):
+def test_trained_checkpoint_beats_the_untrained_model(base_eval, run_seed):
     tmp, config, tasks, base_out = base_eval
     base = json.loads((base_out / "eval.json").read_text())["metrics"]["success/rate"]
-    run_dir = train(load_config(config))
+    run_dir = train(load_config(config, [f"run.seed={run_seed}"]))
     assert main(["eval", config, f"tasks={tasks}", "samples=2", f"checkpoint={run_dir}"]) == 0
     trained = json.loads((run_dir / "eval" / "heldout" / "eval.json").read_text())
     assert trained["model"] == str(run_dir / "checkpoints" / "final")

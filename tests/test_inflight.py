@@ -103,19 +103,19 @@ def test_weights_land_between_two_turns_while_the_batch_plays(tiny_model, ray_cl
 
 
 @pytest.mark.slow
-def test_async_with_inflight_updates_learns_echo(tiny_model, ray_cluster, tmp_path):
+def test_async_with_inflight_updates_learns_echo(tiny_model, ray_cluster, tmp_path, run_seed):
     """Async mode on an env with real latency (0.3 s a step), weights landing mid-batch: the
     tiny model learns as in async mode without them, staleness stays bounded by the oldest
     turn, and some episodes really were played by two versions."""
-    from test_one_step_off import train_echo
+    from echo_learning import assert_learned, train_echo
 
-    rows = train_echo(tiny_model, tmp_path, "run.steps=100", "rollout.mode=async",
+    rows = train_echo(tiny_model, tmp_path, run_seed, "run.steps=120", "rollout.mode=async",
                       "rollout.async_buffer=1", "rollout.max_staleness=2",
                       "rollout.inflight_updates=true", f"env.id={FAULTY}",
                       "env.kwargs={num_turns: 2, delay_s: 0.3}")
-    rewards = [r["reward/mean"] for r in rows]
-    best = max(sum(rewards[i:i + 3]) / 3 for i in range(len(rewards) - 2))
-    assert sum(rewards[:3]) / 3 < 0.3 and best > 0.9, rewards
+    # Two versions of lag and mixed-version episodes: 120 steps, and the end must be as good
+    # as sync's (0.9 over the last 10 steps).
+    assert_learned([r["reward/mean"] for r in rows], end=0.9)
     assert max(r["staleness/max"] for r in rows) <= 2
     assert all(r["staleness/dropped_groups"] == 0 for r in rows)
     mixed = [r["staleness/mixed_version_episodes"] for r in rows]

@@ -1,36 +1,24 @@
-"""The whole trainer learns: a tiny random model goes from chance to > 0.9 reward on Echo-v0,
-with each algorithm family (real Ray, vLLM and DeepSpeed)."""
-import json
-
+"""The whole trainer learns: a tiny random model goes from chance to a reliable 0.75+ reward
+on Echo-v0 with each algorithm family (real Ray, vLLM and DeepSpeed). Settings and verdict:
+``echo_learning.py``; ``--run-seed N`` and ``--flip-policy-loss`` check that the verdict
+holds on other numeric paths and fails for a wrong sign."""
 import pytest
-
-from rlagent.config import load_config
-from rlagent.trainer import train
+from echo_learning import assert_learned, train_echo
 
 ALGOS = {
     "grpo": [],
     "dr_grpo": [],
     "rloo": [],
+    # Batch-whitened advantages keep pushing a task whose group has collapsed onto a wrong
+    # letter; at the shared entropy bonus of 0.01 one seed of five stalled at 0.79.
+    "reinforce_pp": ["algo.entropy_coef=0.02"],
     # the critic starts at 0 and must learn the values: it gets a larger step than the policy
-    "ppo": ["learner.critic_lr=0.002", "learner.lr=0.003"],
+    "ppo": ["learner.critic_lr=0.002"],
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ALGOS)
-def test_tiny_model_learns_echo(tiny_model, ray_cluster, tmp_path, algo):
-    cfg = load_config(None, [
-        "run.name=echo", f"run.output_dir={tmp_path}", "run.steps=40", "run.seed=1",
-        f"model.path={tiny_model}", "env.id=rlagent/Echo-v0", "env.kwargs={num_turns: 2}",
-        "rollout.max_new_tokens=2", "rollout.max_episode_tokens=64", "rollout.max_turns=2",
-        "rollout.kv_cache_gib=1", "algo.group_size=8", "algo.tasks_per_step=8",
-        f"algo.name={algo}", "learner.lr=0.01", "learner.micro_batch_size=64",
-        "rewards.components=[{name: env_reward, weight: 1.0}]",
-        "tracking.wandb_mode=disabled", "tracking.save_rollouts=false", *ALGOS[algo],
-    ])
-    run_dir = train(cfg)
-    with open(run_dir / "metrics.jsonl") as f:
-        rewards = [json.loads(line)["reward/mean"] for line in f]
-    # Chance: the first generated word is one of 17 tokens, 4 of which are letters shown.
-    assert sum(rewards[:3]) / 3 < 0.3, rewards
-    assert sum(rewards[-3:]) / 3 > 0.9, rewards
+def test_tiny_model_learns_echo(tiny_model, ray_cluster, tmp_path, run_seed, algo):
+    rows = train_echo(tiny_model, tmp_path, run_seed, f"algo.name={algo}", *ALGOS[algo])
+    assert_learned([r["reward/mean"] for r in rows])

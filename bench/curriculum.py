@@ -4,8 +4,8 @@
 
 Task family: ``rlagent/Echo-v0`` with difficulty = number of turns (1 to 4), rewarded only
 for a fully correct episode (``env_success``: sparse, as agentic tasks are). Policy: the
-tiny randomly initialised model of the tests (tests/tiny.py), trained with GRPO by the real
-trainer (Ray, vLLM, DeepSpeed). Each sampler trains for ``--steps`` steps; a run has
+tiny randomly initialised model of the tests (``rlagent.testing.make_tiny_model``), trained
+with GRPO by the real trainer (Ray, vLLM, DeepSpeed). Each sampler trains for ``--steps`` steps; a run has
 mastered level 4 at the first step where the latest 32 level-4 episodes (read back from the
 rollout files) succeed at least 80% of the time. Prints a Markdown table for
 docs/benchmarks.md.
@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections import deque
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
 
 HARDEST, WINDOW, TARGET = 4, 32, 0.8
 
@@ -68,9 +66,9 @@ def main() -> None:
     args = ap.parse_args()
 
     import ray
-    from tiny import make_tiny_model
 
     from rlagent.config import load_config
+    from rlagent.testing import make_tiny_model
     from rlagent.trainer import train
 
     results = []

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/engine_efficiency.py [--reps 5] [--groups 8] [--group-size 4]
 
-The runner (``rlagent.rollout.EpisodeRunner``, what a rollout worker runs) plays single-turn
+The runner (``rlagent.rollout.episodes.EpisodeRunner``, what a rollout worker runs) plays single-turn
 ``rlagent/Calculator-v0`` episodes of ``launch/configs/results/calculator-single.yaml`` (64
 new tokens at most, temperature 1.0, no stop strings): chat templating, one batched
 ``generate`` with per-token logprobs, decoding, the env's ``step`` in threads, the episode
@@ -40,13 +40,13 @@ def main() -> None:
     from vllm import SamplingParams
 
     import rlagent.envs  # noqa: F401  (registers the env ids)
-    from rlagent.chat import ChatTokens
     from rlagent.config import load_config
-    from rlagent.engine import VLLMEngine
     from rlagent.envs.calculator import generate_task
-    from rlagent.model import resolve_model
+    from rlagent.model_source import resolve_model
     from rlagent.records import Task
-    from rlagent.rollout import EpisodeRunner
+    from rlagent.rollout.chat import ChatTokens
+    from rlagent.rollout.engine import VLLMEngine
+    from rlagent.rollout.episodes import EpisodeRunner
 
     cfg = load_config(str(REPO / "launch/configs/results/calculator-single.yaml"),
                       ["rollout.temperature=1.0"])

@@ -80,7 +80,7 @@ def search_setup() -> tuple[str, dict, list[dict], Callable[..., Policy]]:
     return "rlagent/Search-v0", {}, tasks, policy
 
 
-# --- Tool-v0: one tool call that computes the answer (as in tests/test_tool_env.py) ----------
+# --- Tool-v0: one tool call that computes the answer (as in tests/unit/test_tool_env.py) ----------
 def _tool_call(task: dict) -> str:
     meta, name = task["entry"]["metadata"], task["dataset"]
     if name == "chain_sum":

@@ -5,9 +5,9 @@ checkpointing off and on, on a synthetic GRPO batch of 8 prompts x 4 completions
     python bench/gpu_learner.py [--steps 4] [--random-from DIR] [--only NAME ...] [--set KEY=VALUE ...]
 
 ``--random-from DIR``: build the model from DIR's config.json with random weights (tokenizer
-files copied from DIR), e.g. the directory ``python -m rlagent.model`` prints with only its
+files copied from DIR), e.g. the directory ``python -m rlagent.model_source`` prints with only its
 config and tokenizer files: the same shapes cost the same compute. Without it the real
-SmolLM2-135M-Instruct is loaded (``rlagent.model.resolve_model``).
+SmolLM2-135M-Instruct is loaded (``rlagent.model_source.resolve_model``).
 
 The learner is built as in a run (``Learner(cfg, model, 0).setup(...)``, no Ray): it picks
 CUDA and NCCL by itself when a GPU is visible. The completions are random tokens; their
@@ -91,15 +91,16 @@ def one(model: str, name: str, steps: int, extra: list[str] = ()) -> dict:
     import torch
 
     from rlagent.config import load_config
-    from rlagent.learner import Learner, _free_port
+    from rlagent.learner.worker import Learner
     from rlagent.records import TrainBatch
+    from rlagent.remote import free_port
 
     assert torch.cuda.is_available(), "this bench needs a CUDA GPU"
     cfg = load_config(None, [f"algo.group_size={GROUP}", f"algo.tasks_per_step={PROMPTS}",
                              "learner.micro_batch_size=8", "learner.num_gpus=1", *ROWS[name], *extra])
     t0 = time.perf_counter()
     learner = Learner(cfg, model, 0)
-    learner.setup("127.0.0.1", _free_port())
+    learner.setup("127.0.0.1", free_port())
     setup_s = time.perf_counter() - t0
     static_gb = torch.cuda.memory_allocated() / 2**30
 
@@ -217,7 +218,7 @@ def main() -> None:
     if a.random_from:
         model = str(random_model(a.random_from, tmp / "model"))
     else:
-        from rlagent.model import resolve_model
+        from rlagent.model_source import resolve_model
 
         model = resolve_model("SmolLM2-135M-Instruct")
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false",

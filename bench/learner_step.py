@@ -67,8 +67,9 @@ def ours(model: str, batch_file: Path, steps: int, checkpointing: bool) -> dict:
     import torch
 
     from rlagent.config import load_config
-    from rlagent.learner import Learner, _free_port
+    from rlagent.learner.worker import Learner
     from rlagent.records import TrainBatch
+    from rlagent.remote import free_port
 
     torch.set_num_threads(THREADS)
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -77,7 +78,7 @@ def ours(model: str, batch_file: Path, steps: int, checkpointing: bool) -> dict:
                              "learner.micro_batch_size=8", f"learner.threads={THREADS}",
                              f"learner.gradient_checkpointing={str(checkpointing).lower()}"])
     learner = Learner(cfg, model, 0)
-    learner.setup("127.0.0.1", _free_port())
+    learner.setup("127.0.0.1", free_port())
     width = max(len(r["prompt"]) + len(r["completion"]) for r in rows)
     ids, masks, olds, lengths = [], [], [], []
     for r in rows:
@@ -164,7 +165,7 @@ def main() -> None:
     ap.add_argument("--checkpointing", action="store_true")
     ap.add_argument("--batch-file", default="/tmp/rlagent-bench-batch.json")
     a = ap.parse_args()
-    from rlagent.model import resolve_model
+    from rlagent.model_source import resolve_model
 
     model = resolve_model("SmolLM2-135M-Instruct")
     batch_file = Path(a.batch_file)

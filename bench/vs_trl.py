@@ -57,7 +57,7 @@ def format_reward(completions, **_) -> list[float]:
     """rlagent's ``format`` plugin on a one-turn episode: well-formed, and halved without an
     answer."""
     from rlagent.rewards.format import FormatReward
-    from rlagent.rewards.tagged import first_tag_content
+    from rlagent.tags import first_tag_content
 
     fmt, out = FormatReward(), []
     for c in completions:
@@ -71,8 +71,7 @@ def outcome_reward(completions, answer, **_) -> list[float]:
     """rlagent's ``outcome`` plugin (numeric match of the answer, default tolerances)."""
     import math
 
-    from rlagent.rewards.outcome import parse_number
-    from rlagent.rewards.tagged import last_tag_content
+    from rlagent.tags import last_tag_content, parse_number
 
     out = []
     for c, a in zip(completions, answer):
@@ -89,7 +88,7 @@ def trl_child(out: Path, minutes: float) -> None:
 
     from rlagent.config import load_config
     from rlagent.envs.calculator import CalculatorEnv, generate_task
-    from rlagent.model import resolve_model
+    from rlagent.model_source import resolve_model
 
     torch.set_num_threads(THREADS)
     cfg = load_config(str(CONFIG), [])

@@ -32,7 +32,7 @@ def bare_gloo(named: dict, reps: int) -> list[float]:
     """Seconds per broadcast of ``named`` from rank 0 to rank 1 (threads, one process)."""
     import torch
 
-    from rlagent.weight_transport import WeightGroup, describe, open_store
+    from rlagent.weight_group import WeightGroup, describe, open_store
 
     cpu = torch.device("cpu")
     store, address = open_store("127.0.0.1", 2, 300, cpu)
@@ -62,10 +62,12 @@ def main() -> None:
     import ray
     from transformers import AutoTokenizer
 
-    from rlagent.actors import LearnerGroup, RolloutPool, WeightSync
     from rlagent.config import load_config
-    from rlagent.model import resolve_model
-    from rlagent.weight_transport import TensorMeta
+    from rlagent.learner.group import LearnerGroup
+    from rlagent.model_source import resolve_model
+    from rlagent.rollout.pool import RolloutPool
+    from rlagent.weight_group import TensorMeta
+    from rlagent.weight_sync import WeightSync
 
     cfg = load_config(REPO / "launch/configs/quickstart.yaml", args.overrides)
     model = resolve_model(cfg.model.path)
@@ -92,7 +94,7 @@ def main() -> None:
                 check[name].append(time.perf_counter() - t0 - out["timing/sync_s"])
                 gaps[name].append(out["sync/logprob_gap_max"])
         metas = [TensorMeta.from_wire(m) for m in ray.get(learner.ranks[0].weight_metas.remote())]
-        named = dict(ray.get(learner.named_weights_refs()[0]))
+        named = dict(ray.get(learner.gather_weights()[0]))
         reload = reload_only(pool.workers[0], named, args.reps)
     finally:
         pool.shutdown()

@@ -17,8 +17,7 @@ from typing import Any
 import gymnasium
 
 from rlagent.envs.text import AnyText
-from rlagent.rewards.outcome import as_number, parse_number
-from rlagent.rewards.tagged import first_tag_content
+from rlagent.tags import as_number, first_tag_content, parse_number
 
 ENV_ID = "rlagent/Calculator-v0"
 INSTRUCTIONS = "Use <calc>expression</calc> to compute, then reply <answer>number</answer>."
@@ -158,10 +157,6 @@ def generate_task(rng: random.Random, difficulty: int, **env_kwargs: Any) -> dic
 
 
 # --- the environment ----------------------------------------------------------------------
-def _first_tag(text: str, tag: str) -> str | None:
-    return first_tag_content(text, tag)  # linear: a lazy regex is quadratic on unclosed tags
-
-
 class CalculatorEnv(gymnasium.Env[str, str]):
     """Answer an arithmetic question in at most ``max_turns`` replies, optionally using a tool.
 
@@ -208,7 +203,7 @@ class CalculatorEnv(gymnasium.Env[str, str]):
             raise RuntimeError("step() called before reset() or after the episode ended")
         self._turn += 1
         text = action if isinstance(action, str) else ""
-        answer = _first_tag(text, "answer")
+        answer = first_tag_content(text, "answer")
         if answer is not None:
             # The final observation is never shown to the model: the episode is over.
             reward, info = self._judge(answer)
@@ -229,7 +224,7 @@ class CalculatorEnv(gymnasium.Env[str, str]):
         return (1.0 if success else 0.0), info
 
     def _act(self, text: str) -> tuple[str, dict[str, Any]]:
-        expression = _first_tag(text, "calc")
+        expression = first_tag_content(text, "calc")
         if expression is None:
             return INVALID_ACTION, {"invalid_action": True}
         self._tool_calls += 1

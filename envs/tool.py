@@ -35,7 +35,7 @@ from rlagent.envs.tool_tasks import (
     score_answer,
     similar_task,
 )
-from rlagent.rewards.tagged import first_tag_content
+from rlagent.tags import first_tag_content
 
 INSTRUCTIONS = ("Solve the task. To run Python, reply with <python>code</python> (print what you "
                 "need to see); to do arithmetic, <calc>expression</calc>. Results come back in "

@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from rlagent.rewards.outcome import as_number, parse_number
+from rlagent.tags import as_number, parse_number
 
 ENV_ID = "rlagent/Tool-v0"
 DEFAULT_DATASETS = ("basic_arithmetic", "chain_sum", "gcd", "lcm")

@@ -50,4 +50,4 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 # Convert the default model to safetensors once (cached; a no-op afterwards).
-"$VENV/bin/python" -m rlagent.model
+"$VENV/bin/python" -m rlagent.model_source

@@ -13,8 +13,8 @@ from typing import Any
 
 from rlagent.episode_view import EpisodeView
 from rlagent.rewards import _checks
-from rlagent.rewards.tagged import first_tag_content, tag_contents
 from rlagent.rewards.tool_schema import call_problem, tool_table
+from rlagent.tags import first_tag_content, tag_contents
 
 
 class FormatReward:

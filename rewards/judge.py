@@ -218,7 +218,7 @@ class JudgeReward:
 
     def _set_engine_env(self) -> None:
         """vLLM reads its settings when imported: set them first, or refuse clearly."""
-        from rlagent.engine import engine_env
+        from rlagent.rollout.engine import engine_env
 
         o = self.options
         want = engine_env(o.threads, o.kv_cache_gib, first_core=o.first_core)
@@ -238,8 +238,8 @@ class JudgeReward:
     def _build_engine(self) -> tuple[Any, Any]:
         from transformers import AutoTokenizer
 
-        from rlagent.engine import VLLMEngine
-        from rlagent.model import resolve_model
+        from rlagent.model_source import resolve_model
+        from rlagent.rollout.engine import VLLMEngine
 
         o = self.options
         path = resolve_model(o.model)

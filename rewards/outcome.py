@@ -1,47 +1,16 @@
 """Outcome rewards: did the episode end with the right result?
 
-``parse_number`` is also what ``rlagent/Calculator-v0`` uses for its ``success`` flag, so the
-env's fact and this reward agree on what counts as a numeric answer.
+``rlagent.tags.parse_number`` is also what ``rlagent/Calculator-v0`` uses for its ``success``
+flag, so the env's fact and this reward agree on what counts as a numeric answer.
 """
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from rlagent.episode_view import EpisodeView
 from rlagent.rewards import _checks
-from rlagent.rewards.tagged import last_tag_content
-
-# A plain decimal number, optionally signed, with an optional exponent. Deliberately stricter
-# than float(): float() also accepts "nan", "inf" and "1_000", which are not answers.
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-# Thousands separators: a comma between a digit and exactly three digits ("1,234,567").
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?:\D|$))")
-
-
-def parse_number(text: str) -> float | None:
-    """The number written in ``text``, or None if it is not exactly one number.
-
-    >>> parse_number(" 1,234 "), parse_number("-5.0"), parse_number("5 apples")
-    (1234.0, -5.0, None)
-    """
-    s = _THOUSANDS.sub("", text.strip())
-    if not _NUMBER.fullmatch(s):
-        return None
-    value = float(s)
-    return value if math.isfinite(value) else None
-
-
-def as_number(value: Any) -> float | None:
-    """A task's reference answer as a float; None when it is missing or not numeric."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        return parse_number(value)
-    return None
+from rlagent.tags import as_number, last_tag_content, parse_number
 
 
 class NumericMatchReward:

@@ -15,8 +15,8 @@ from typing import Any
 
 from rlagent.episode_view import EpisodeView
 from rlagent.rewards import _checks
-from rlagent.rewards.tagged import first_tag_content
 from rlagent.rewards.text_match import normalize_text
+from rlagent.tags import first_tag_content
 
 
 def new_entries(infos: Sequence[Mapping[str, Any]], key: str) -> list[list[Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from rlagent.episode_view import EpisodeView
 from rlagent.rewards import _checks
-from rlagent.rewards.tagged import last_tag_content
+from rlagent.tags import last_tag_content
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)

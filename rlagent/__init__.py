@@ -1,4 +1,9 @@
-"""rlagent: online agentic reinforcement learning for LLMs."""
+"""rlagent: online agentic reinforcement learning for LLMs.
+
+The public types are importable from here: ``Config`` (and ``load_config``), ``Task``,
+``Episode``, ``EpisodeView`` (what a reward plugin scores); ``train`` runs a config. They load
+on first use, so ``import rlagent`` stays cheap (Ray workers import it for every actor).
+"""
 from __future__ import annotations
 
 import importlib.abc
@@ -35,3 +40,18 @@ if not (Path(__file__).parent / "envs").is_dir() and not any(
     # First in line: an editable install's own finder would otherwise answer for
     # rlagent.envs with the source tree, even when rlagent itself came from a copy.
     sys.meta_path.insert(0, _SiblingFinder())
+
+
+_EXPORTS = {
+    "Config": "rlagent.config", "load_config": "rlagent.config", "Task": "rlagent.records",
+    "Episode": "rlagent.records", "EpisodeView": "rlagent.episode_view", "train": "rlagent.trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rlagent' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -7,6 +7,7 @@ estimator is registered by name in ``ESTIMATORS`` (the config's ``algo.name``).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -129,28 +130,6 @@ def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float =
     return gae(rewards, torch.zeros_like(rewards, dtype=torch.float32), mask, gamma, 1.0)[0]
 
 
-def turn_advantages(turn_rewards: list[list[float]], groups: list[int], valid: list[bool],
-                    eps: float = 1e-6) -> list[list[float]]:
-    """Turn-level credit from per-turn (process) rewards.
-
-    Each turn's return is the sum of its own and later turns' rewards; returns are then
-    normalised over all turns of the valid episodes of a group (mean 0, std 1, population
-    std). A group whose turn returns are all equal gets 0.
-    """
-    returns = [[sum(r[k:]) for k in range(len(r))] for r in turn_rewards]
-    out = [[0.0] * len(r) for r in turn_rewards]
-    for g in set(groups):
-        members = [i for i, (gi, ok) in enumerate(zip(groups, valid)) if gi == g and ok]
-        vals = [x for i in members for x in returns[i]]
-        if len(vals) < 2 or max(vals) == min(vals):
-            continue
-        mean = sum(vals) / len(vals)
-        std = (sum((x - mean) ** 2 for x in vals) / len(vals)) ** 0.5
-        for i in members:
-            out[i] = [(x - mean) / (std + eps) for x in returns[i]]
-    return out
-
-
 # --------------------------------------------------------------------- the estimator registry
 @dataclass
 class AdvantageInputs:
@@ -178,15 +157,18 @@ def _broadcast(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return adv[:, None] * mask.float()
 
 
-def _grpo(inp: AdvantageInputs, normalize_std: bool = True):
+Advantages = tuple[torch.Tensor, torch.Tensor | None]  # token advantages [B, T], value targets or None
+
+
+def _grpo(inp: AdvantageInputs, normalize_std: bool = True) -> Advantages:
     return _broadcast(grpo_advantages(_outcome(inp), inp.groups, inp.valid, normalize_std), inp.mask), None
 
 
-def _rloo(inp: AdvantageInputs):
+def _rloo(inp: AdvantageInputs) -> Advantages:
     return _broadcast(rloo_advantages(_outcome(inp), inp.groups, inp.valid), inp.mask), None
 
 
-def _reinforce_pp(inp: AdvantageInputs):
+def _reinforce_pp(inp: AdvantageInputs) -> Advantages:
     """REINFORCE++: per-token reward-to-go (outcome at the end, KL penalty per token),
     whitened over every policy token of the batch."""
     mask = inp.mask * inp.valid[:, None]
@@ -194,7 +176,7 @@ def _reinforce_pp(inp: AdvantageInputs):
     return whiten(returns, mask), None
 
 
-def _ppo(inp: AdvantageInputs):
+def _ppo(inp: AdvantageInputs) -> Advantages:
     """GAE from the critic's values; advantages whitened over the batch, returns kept raw."""
     if inp.values is None:
         raise ValueError("ppo needs critic values")
@@ -204,7 +186,7 @@ def _ppo(inp: AdvantageInputs):
     return whiten(adv, mask), ret
 
 
-Estimator = Callable[[AdvantageInputs], "tuple[torch.Tensor, torch.Tensor | None]"]
+Estimator = Callable[[AdvantageInputs], Advantages]
 ESTIMATORS: dict[str, Estimator] = {
     "grpo": _grpo,
     "dr_grpo": lambda inp: _grpo(inp, normalize_std=False),
@@ -278,61 +260,58 @@ def truncated_is_weights(train_logp: torch.Tensor, sampling_logp: torch.Tensor,
     return torch.clamp(torch.exp(train_logp - sampling_logp), max=cap).detach()
 
 
-# --------------------------------------------------------------------- aggregation
-LOSS_AGGREGATIONS = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
+# --------------------------------------------------------------------- the policy loss
+@dataclass
+class PolicyInputs:
+    """One micro-batch's trained tokens, flat [N] (row-major over the mask)."""
+
+    logp: torch.Tensor               # current logprobs (with gradient)
+    old: torch.Tensor                # behaviour policy's logprobs: the ratio's denominator
+    sampling: torch.Tensor           # the engine's sampling logprobs (TIS corrects towards them)
+    advantages: torch.Tensor
+    weights: torch.Tensor            # aggregation weights (``shaping.loss_weights``): loss = sum(w * l)
+    entropy: torch.Tensor            # per-token entropy (with gradient when a bonus is on)
+    ref: torch.Tensor | None = None  # reference logprobs (KL as a loss term)
 
 
-def loss_weights(mask: torch.Tensor, mode: str, total_tokens: float, total_seqs: float) -> torch.Tensor:
-    """Per-token weights w [B, T] with loss = sum(w * token_loss), for a batch of which these
-    rows are a part (``total_tokens`` / ``total_seqs``: policy tokens / episodes with any
-    policy token in the whole batch, across micro-batches and ranks).
+@dataclass
+class PolicyTerms:
+    """What ``clip_loss`` adds up: the loss to backpropagate and its parts, summed over the
+    tokens (so micro-batches and ranks add up)."""
 
-    token-mean: 1 / total_tokens. seq-mean-token-sum: 1 / total_seqs.
-    seq-mean-token-mean: 1 / (total_seqs * tokens in the row).
+    loss: torch.Tensor               # scalar, with gradient
+    policy: float                    # the aggregated surrogate term alone
+    kl: float                        # sum of the per-token KL estimates (0: no KL term)
+    entropy: float                   # sum of the per-token entropies
+    clipped: float                   # tokens whose ratio (or dual) clip was active
+    capped: float                    # tokens whose TIS weight hit the cap
+
+
+def clip_loss(inp: PolicyInputs, clip_low: float, clip_high: float, dual_clip: float | None = None,
+              tis_cap: float | None = None, kl_coef: float = 0.0, kl_estimator: str = "k3",
+              entropy_coef: float = 0.0) -> PolicyTerms:
+    """The PPO/GRPO clipped surrogate with its optional terms, per token t:
+
+    l_t = w_TIS * clip_surrogate(ratio_t, A_t) + kl_coef * KL_t - entropy_coef * H_t,
+    loss = sum_t weight_t * l_t; ratio_t = pi / pi_old, w_TIS = min(pi_old / pi_sampling, cap)
+    (no gradient), KL_t = ``kl_penalty(logp, ref)`` when ``inp.ref`` is given.
     """
-    m = mask.float()
-    if mode == "token-mean":
-        return m / max(total_tokens, 1.0)
-    if mode == "seq-mean-token-sum":
-        return m / max(total_seqs, 1.0)
-    if mode == "seq-mean-token-mean":
-        return m / m.sum(1, keepdim=True).clamp(min=1) / max(total_seqs, 1.0)
-    raise ValueError(f"unknown loss aggregation {mode!r} {LOSS_AGGREGATIONS}")
+    tok, clipped = clipped_policy_loss(inp.logp, inp.old, inp.advantages, clip_low, clip_high, dual_clip)
+    capped = 0.0
+    if tis_cap is not None:
+        tok = tok * truncated_is_weights(inp.old, inp.sampling, tis_cap)
+        capped = float((inp.old - inp.sampling > math.log(tis_cap)).sum())
+    policy = (tok * inp.weights).sum()
+    loss = policy - (entropy_coef * inp.entropy * inp.weights).sum()
+    kl = torch.zeros(())
+    if inp.ref is not None and kl_coef > 0:
+        kl_tok = kl_penalty(inp.logp, inp.ref, kl_estimator)
+        loss = loss + (kl_coef * kl_tok * inp.weights).sum()
+        kl = kl_tok.detach().sum()
+    return PolicyTerms(loss, float(policy.detach()), float(kl), float(inp.entropy.detach().sum()),
+                       float(clipped.sum()), capped)
 
 
-def aggregate(token_loss: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """One batch's scalar loss from per-token losses [B, T]."""
-    m = mask.float()
-    seqs = float((m.sum(1) > 0).sum())
-    return (token_loss * loss_weights(m, mode, float(m.sum()), seqs)).sum()
-
-
-def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum()
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of x over positions where mask is 1 (0 when the mask is empty)."""
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-# --------------------------------------------------------------------- batch shaping
-def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int, factor: float = 1.0) -> torch.Tensor:
-    """DAPO's soft overlong punishment [B]: 0 up to ``max_len - buffer`` generated tokens,
-    then falling linearly to ``-factor`` at ``max_len`` (and ``-factor`` beyond)."""
-    if buffer <= 0:
-        return torch.zeros_like(lengths, dtype=torch.float32)
-    over = (lengths.float() - (max_len - buffer)).clamp(min=0) / buffer
-    return -factor * over.clamp(max=1.0)
-
-
-def informative_groups(rewards: list[float | None], groups: list[int]) -> set[int]:
-    """Groups whose valid rewards are not all equal (at least two of them): the only ones
-    with a non-zero GRPO signal. DAPO's dynamic sampling keeps these."""
-    seen: dict[int, set[float]] = {}
-    count: dict[int, int] = {}
-    for r, g in zip(rewards, groups):
-        if r is not None:
-            seen.setdefault(g, set()).add(r)
-            count[g] = count.get(g, 0) + 1
-    return {g for g, vals in seen.items() if len(vals) > 1 and count[g] >= 2}
+PolicyLoss = Callable[..., PolicyTerms]
+POLICY_LOSSES: dict[str, PolicyLoss] = {"clip": clip_loss}
+"""name (``algo.policy_loss``) -> per-micro-batch loss from ``PolicyInputs``."""

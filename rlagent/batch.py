@@ -1,15 +1,18 @@
-"""From scored episodes to one padded training batch (pure: no Ray, no model)."""
+"""From scored episodes to one padded training batch (pure: no Ray, no model).
+
+Runs in the driver. The advantages are computed in the learner (``rlagent.learner.tensors``):
+the estimators may need the reference's logprobs and the critic's values, which live there.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
-from rlagent import algos
-from rlagent.algos import informative_groups, overlong_penalty, turn_advantages
-from rlagent.config import AlgoConfig, Config
+from rlagent.config import Config
 from rlagent.records import Episode, TrainBatch
-from rlagent.reward_service import scalar
+from rlagent.scoring.combine import split_process
+from rlagent.shaping import informative_groups, overlong_penalty, turn_advantages
 
 
 @dataclass
@@ -18,26 +21,6 @@ class BatchStats:
     invalid: int                 # episodes without a usable reward (a weighted plugin failed)
     zero_variance_groups: float  # share of groups whose rewards were all equal (no signal)
     overlong_penalty: float      # mean overlong penalty per valid episode
-
-
-def split_process(episode: Episode, cfg: Config) -> tuple[float | None, list[float]]:
-    """(scalar reward without the per-turn components, weighted per-turn reward sums).
-
-    Components whose score is a list (process rewards) leave the episode's total and
-    become one reward per assistant turn; an unscored turn counts 0.
-    """
-    turns = [0.0] * len(episode.turns)
-    if episode.reward is None:
-        return None, turns
-    total = episode.reward
-    for spec in cfg.rewards.components:
-        value = episode.rewards.get(spec.name)
-        if spec.weight == 0 or not isinstance(value, list):
-            continue
-        total -= spec.weight * (scalar(value) or 0.0)
-        for k, v in enumerate(value[:len(turns)]):
-            turns[k] += spec.weight * (v or 0.0)
-    return total, turns
 
 
 @dataclass
@@ -55,7 +38,8 @@ def shaped_rewards(episodes: list[Episode], cfg: Config) -> Shaped:
     scores leave the scalar (they become turn advantages), then DAPO's overlong penalty."""
     algo = cfg.algo
     turn_level = algo.turn_level_coef > 0
-    split = [split_process(e, cfg) if turn_level else (e.reward, []) for e in episodes]
+    split = [split_process(e, cfg.rewards.components) if turn_level else (e.reward, [])
+             for e in episodes]
     max_len = algo.overlong_max_tokens or cfg.rollout.max_new_tokens * cfg.rollout.max_turns
     penalty = overlong_penalty(torch.tensor([e.num_generated for e in episodes]), max_len,
                                algo.overlong_buffer, algo.overlong_factor).tolist()
@@ -120,38 +104,3 @@ def build_batch(episodes: list[Episode], cfg: Config, pad_id: int) -> tuple[Trai
     batch = TrainBatch(ids, masks, old, lengths, pad_id, rewards=rewards, valid=valid,
                        groups=groups, extra_advantages=extra)
     return batch, stats
-
-
-def target_tensors(batch: TrainBatch) -> dict[str, torch.Tensor]:
-    """The batch as tensors; token tensors aligned to targets ([B, T-1]: column t is about
-    token t+1, predicted from the prefix up to t)."""
-    ids = torch.tensor(batch.input_ids)
-    attn = (torch.arange(ids.shape[1])[None, :] < torch.tensor(batch.lengths)[:, None]).long()
-    return {"ids": ids, "attn": attn,
-            "mask": torch.tensor(batch.loss_mask)[:, 1:].float(),
-            "sampling": torch.tensor(batch.old_logprobs, dtype=torch.float32)[:, 1:]}
-
-
-def batch_advantages(batch: TrainBatch, algo: AlgoConfig, mask: torch.Tensor, old: torch.Tensor,
-                     ref: torch.Tensor | None = None, values: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Token advantages [B, T-1] (and value targets for ppo) by ``algo.name``.
-
-    ``old``: the behaviour policy's logprobs; ``ref``: the reference's (used here only when
-    the KL is a reward penalty); ``values``: the critic's. Given ``batch.advantages``
-    replace the estimator; turn-level advantages are added on top.
-    """
-    if batch.advantages is not None:
-        adv, returns = torch.tensor(batch.advantages, dtype=torch.float32)[:, None] * mask, None
-    else:
-        kl = None
-        if ref is not None and algo.kl_mode == "reward":
-            kl = algos.kl_penalty(old, ref, algo.kl_estimator_used) * mask
-        inp = algos.AdvantageInputs(
-            rewards=torch.tensor(batch.rewards, dtype=torch.float32),
-            groups=torch.tensor(batch.groups), valid=torch.tensor(batch.valid, dtype=torch.bool),
-            mask=mask, kl=kl, kl_coef=algo.kl_coef, values=values, gamma=algo.gamma, lam=algo.lam)
-        adv, returns = algos.ESTIMATORS[algo.name](inp)
-    if batch.extra_advantages is not None:
-        adv = adv + torch.tensor(batch.extra_advantages, dtype=torch.float32)[:, 1:] * mask
-    return adv, returns

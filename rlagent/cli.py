@@ -56,7 +56,7 @@ def _envs(args: argparse.Namespace) -> int:
 
 
 def _rewards(args: argparse.Namespace) -> int:
-    from rlagent.reward_service import discover
+    from rlagent.scoring.service import discover
 
     print(f"{'NAME':16s} {'KIND':8s} {'PACKAGE':22s} DESCRIPTION")
     for name, ep in sorted(discover().items()):
@@ -75,7 +75,7 @@ def _dist(ep) -> str:
 
 
 def _rewards_score(args: argparse.Namespace) -> int:
-    from rlagent.rewards_offline import score_file
+    from rlagent.scoring.offline import score_file
 
     return score_file(args.name, args.rollouts, args.kwargs, args.timeout)
 
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     v.set_defaults(fn=_view)
     args = parser.parse_args(argv)
     from rlagent.config import ConfigError
-    from rlagent.recovery import RunDied
+    from rlagent.failures import RunDied
 
     try:
         return args.fn(args)

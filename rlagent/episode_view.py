@@ -111,5 +111,11 @@ class EpisodeView:
 
     @classmethod
     def of(cls, episode: Any) -> EpisodeView:
-        """The view of a live ``rlagent.records.Episode``."""
-        return cls.from_dict(episode.to_dict())
+        """The view of a live ``rlagent.records.Episode`` (its token lists are not copied:
+        the view has none)."""
+        turns = [{"action": t.action, "observation": t.observation, "env_reward": t.env_reward,
+                  "info": t.info, "finish_reason": t.finish_reason,
+                  "policy_version": t.policy_version} for t in episode.turns]
+        return cls.from_dict({"task": episode.task.to_dict(), "messages": episode.messages,
+                              "turns": turns, "termination": episode.termination,
+                              "group": episode.group, "policy_version": episode.policy_version})

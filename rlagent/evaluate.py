@@ -51,7 +51,7 @@ def load_heldout(cfg: Config) -> list[Task]:
 def resolve_checkpoint(cfg: Config) -> tuple[str, Path]:
     """The model to load and the output directory, from ``eval.checkpoint`` and ``eval.out``."""
     from rlagent.checkpoint import find_model
-    from rlagent.model import resolve_model
+    from rlagent.model_source import resolve_model
 
     stem = Path(cfg.eval.tasks or "tasks").stem
     if cfg.eval.checkpoint == "base":
@@ -73,9 +73,10 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     """Play every task of ``eval.tasks`` ``eval.samples`` times with ``eval.checkpoint``;
     write ``eval.json`` and ``episodes.jsonl`` to the output directory and return the report
     (what ``eval.json`` holds)."""
-    from rlagent.actors import RolloutPool, start_reward_service
+    from rlagent import remote
     from rlagent.placement import Placement
-    from rlagent.trainer import ray_session
+    from rlagent.rollout.pool import RolloutPool
+    from rlagent.scoring.service import start_reward_service
 
     tasks = load_heldout(cfg)  # both checked before anything starts
     model, out = resolve_checkpoint(cfg)
@@ -85,8 +86,9 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     print(f"[rlagent] eval of {model} on {cfg.eval.tasks}: {len(tasks)} tasks x "
           f"{cfg.eval.samples} samples, temperature {play_cfg.rollout.temperature}", flush=True)
     t0 = time.perf_counter()
-    with ray_session(cfg), Placement(cfg, only=ROLES) as placement:
-        rewards = start_reward_service(cfg, placement)
+    remote.configure(cfg.ray.timeouts)
+    with remote.ray_session(cfg.ray.address, cfg.ray.num_cpus), Placement(cfg, only=ROLES) as placement:
+        rewards = start_reward_service(cfg.rewards, placement)
         pool = RolloutPool(play_cfg, model, rewards, placement)
         try:
             episodes = play(play_cfg, pool, tasks, cfg.eval.samples)
@@ -128,7 +130,7 @@ def eval_metrics(episodes: list[Episode], specs: list[RewardSpec]) -> dict[str, 
     """Success (overall and per difficulty), the training loop's reward and episode metrics,
     and the mean of each number in the env's last ``info`` (``info/<key>``; a list counts
     as its length, ``info/<key>/len``)."""
-    from rlagent.reward_service import reward_metrics
+    from rlagent.scoring.combine import reward_metrics
     from rlagent.tracking import episode_metrics
 
     verdicts = [succeeded(e) for e in episodes]

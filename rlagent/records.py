@@ -87,6 +87,11 @@ class Episode:
     def num_generated(self) -> int:
         return sum(self.loss_mask)
 
+    def take(self, scores: Scores) -> None:
+        """Record what the reward service returned for this episode."""
+        self.rewards, self.reward_errors = dict(scores.components), dict(scores.errors)
+        self.reward_latency, self.reward = dict(scores.latency), scores.total
+
     def token_versions(self) -> list[int]:
         """[T] the weights version that generated each token; -1 on prompt and observation
         tokens. With in-flight weight updates the turns of one episode can differ."""
@@ -99,6 +104,17 @@ class Episode:
         d = dataclasses.asdict(self)
         d["task"] = self.task.to_dict()
         return d
+
+
+@dataclass
+class Scores:
+    """What the reward service returns for one episode: small, no tokens (the service sees
+    the episode's ``EpisodeView``; the tokens stay with the rollout worker)."""
+
+    components: dict[str, Any]     # plugin name -> score: float, per-turn floats, or None (n/a)
+    errors: dict[str, str]         # plugin name -> error text (raised, timed out, not a score)
+    latency: dict[str, float]      # plugin name -> seconds the call took
+    total: float | None            # weighted total; None when a weighted component failed
 
 
 @dataclass

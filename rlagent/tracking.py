@@ -127,9 +127,9 @@ class Tracker:
         try:
             if isinstance(self.wandb, WandbLogger):
                 return getattr(self.wandb, method)(*args)
-            import ray
+            from rlagent.remote import deadline, wait
 
-            return ray.get(getattr(self.wandb, method).remote(*args), timeout=600)
+            return wait(getattr(self.wandb, method).remote(*args), deadline("tracking"), f"W&B ({method})")
         except Exception as err:  # noqa: BLE001 - whatever broke inside W&B
             print(f"[rlagent] W&B stopped working ({type(err).__name__}: {err}); "
                   f"metrics.jsonl goes on", flush=True)

@@ -8,6 +8,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# The viewer's run directory and page (unit: markup; system: in Chromium).
+from support.viewer_run import page, run  # noqa: E402, F401
+
 # Two cores: every process gets an explicit thread budget.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -33,9 +36,17 @@ def run_seed(request) -> int:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
-    from tiny import make_tiny_model
+    from rlagent.testing import make_tiny_model
 
     return str(make_tiny_model(tmp_path_factory.mktemp("tiny-model")))
+
+
+@pytest.fixture(scope="session")
+def tok(tiny_model):
+    """The tiny model's tokenizer (word-level: a few letters, yes and no)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +59,7 @@ def ray_cluster(request):
     # still be shutting down when the next run starts.
     runtime_env = {}
     if request.config.getoption("--flip-policy-loss"):
-        runtime_env["worker_process_setup_hook"] = "tests.flip_policy_loss.install"
+        runtime_env["worker_process_setup_hook"] = "tests.support.flip_policy_loss.install"
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
              _temp_dir=temp, runtime_env=runtime_env or None)
     yield

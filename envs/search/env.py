@@ -15,7 +15,7 @@ import gymnasium
 from rlagent.envs.search.corpus import ENV_ID, Passage, exact_match, gold_answers
 from rlagent.envs.search.sources import DIFFICULTIES, build_retriever, generate_task
 from rlagent.envs.text import AnyText
-from rlagent.rewards.tagged import first_tag_content
+from rlagent.tags import first_tag_content
 
 INSTRUCTIONS = ("Answer the question. To search the corpus, write <search>query</search>; the "
                 "results come back inside <information>...</information>. Search as often as "
@@ -23,10 +23,6 @@ INSTRUCTIONS = ("Answer the question. To search the corpus, write <search>query<
 INVALID_ACTION = "invalid action: reply with <search>query</search> or <answer>answer</answer>"
 MAX_QUERY_CHARS = 300
 MIN_CHARS_PER_PASSAGE = 40
-
-
-def _first_tag(text: str, tag: str) -> str | None:
-    return first_tag_content(text, tag)  # linear: a lazy regex is quadratic on unclosed tags
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
@@ -126,7 +122,7 @@ class SearchEnv(gymnasium.Env[str, str]):
             raise RuntimeError("step() called before reset() or after the episode ended")
         self._turn += 1
         text = action if isinstance(action, str) else ""
-        answer = _first_tag(text, "answer")
+        answer = first_tag_content(text, "answer")
         reward, terminated = 0.0, answer is not None
         if terminated:
             # The final observation is never shown to the model: the episode is over.
@@ -134,7 +130,7 @@ class SearchEnv(gymnasium.Env[str, str]):
             reward, observation = (1.0 if success else 0.0), ""
             info = {"invalid_action": False, "success": success, "answer": answer.strip()}
         else:
-            observation, invalid = self._search(_first_tag(text, "search"))
+            observation, invalid = self._search(first_tag_content(text, "search"))
             info = {"invalid_action": invalid, "success": False}
         truncated = not terminated and self._turn >= self.max_turns
         self._done = terminated or truncated

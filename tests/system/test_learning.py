@@ -1,0 +1,24 @@
+"""The whole trainer learns: a tiny random model goes from chance to a reliable 0.75+ reward
+on Echo-v0 with each algorithm family (real Ray, vLLM and DeepSpeed). Settings and verdict:
+``echo_learning.py``; ``--run-seed N`` and ``--flip-policy-loss`` check that the verdict
+holds on other numeric paths and fails for a wrong sign."""
+import pytest
+from support.echo import assert_learned, train_echo
+
+ALGOS = {
+    "grpo": [],
+    "dr_grpo": [],
+    "rloo": [],
+    # Batch-whitened advantages keep pushing a task whose group has collapsed onto a wrong
+    # letter; at the shared entropy bonus of 0.01 one seed of five stalled at 0.79.
+    "reinforce_pp": ["algo.entropy_coef=0.02"],
+    # the critic starts at 0 and must learn the values: it gets a larger step than the policy
+    "ppo": ["learner.critic_lr=0.002"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ALGOS)
+def test_tiny_model_learns_echo(tiny_model, ray_cluster, tmp_path, run_seed, algo):
+    rows = train_echo(tiny_model, tmp_path, run_seed, f"algo.name={algo}", *ALGOS[algo])
+    assert_learned([r["reward/mean"] for r in rows])

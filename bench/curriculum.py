@@ -10,6 +10,7 @@ mastered level 4 at the first step where the latest 32 level-4 episodes (read ba
 rollout files) succeed at least 80% of the time. Prints a Markdown table for
 docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,14 +28,26 @@ HARDEST, WINDOW, TARGET = 4, 32, 0.8
 
 def config(model: Path, out: Path, sampler: str, seed: int, steps: int) -> list[str]:
     return [
-        f"run.name={sampler}-{seed}", f"run.output_dir={out}", f"run.steps={steps}", f"run.seed={seed}",
-        f"model.path={model}", "env.id=rlagent/Echo-v0", "env.kwargs={}",
-        "data.difficulties=[1, 2, 3, 4]", f"curriculum.name={sampler}",
-        "rollout.max_new_tokens=2", "rollout.max_episode_tokens=96", "rollout.max_turns=4",
-        "rollout.kv_cache_gib=1", "algo.group_size=8", "algo.tasks_per_step=8",
-        "learner.lr=0.01", "learner.micro_batch_size=64",
+        f"run.name={sampler}-{seed}",
+        f"run.output_dir={out}",
+        f"run.steps={steps}",
+        f"run.seed={seed}",
+        f"model.path={model}",
+        "env.id=rlagent/Echo-v0",
+        "env.kwargs={}",
+        "data.difficulties=[1, 2, 3, 4]",
+        f"curriculum.name={sampler}",
+        "rollout.max_new_tokens=2",
+        "rollout.max_episode_tokens=96",
+        "rollout.max_turns=4",
+        "rollout.kv_cache_gib=1",
+        "algo.group_size=8",
+        "algo.tasks_per_step=8",
+        "learner.lr=0.01",
+        "learner.micro_batch_size=64",
         "rewards.components=[{name: env_success, weight: 1.0}]",
-        "tracking.wandb_mode=disabled", "tracking.table_episodes=0",
+        "tracking.wandb_mode=disabled",
+        "tracking.table_episodes=0",
     ]
 
 
@@ -78,8 +91,9 @@ def main() -> None:
         try:
             for seed in args.seeds:
                 for name in args.samplers:
-                    cfg = load_config(None, config(model, Path(tmp) / "runs", name, seed, args.steps)
-                                      + args.overrides)
+                    cfg = load_config(
+                        None, config(model, Path(tmp) / "runs", name, seed, args.steps) + args.overrides
+                    )
                     t0 = time.perf_counter()
                     run_dir = train(cfg)
                     wall = time.perf_counter() - t0
@@ -89,11 +103,18 @@ def main() -> None:
                     first, per_step = mastered_at(run_dir)
                     # wall time to mastery: the steps' own times (no start-up), up to that step
                     to_first = sum(step_s[:first]) if first else None
-                    results.append({"sampler": name, "seed": seed, "first": first,
-                                    "to_first_s": to_first, "run_s": wall,
-                                    "step_s": statistics.median(step_s),
-                                    "levels": [r.get("curriculum/level") for r in rows],
-                                    "hardest": per_step})
+                    results.append(
+                        {
+                            "sampler": name,
+                            "seed": seed,
+                            "first": first,
+                            "to_first_s": to_first,
+                            "run_s": wall,
+                            "step_s": statistics.median(step_s),
+                            "levels": [r.get("curriculum/level") for r in rows],
+                            "hardest": per_step,
+                        }
+                    )
                     print(json.dumps(results[-1]), flush=True)
         finally:
             ray.shutdown()
@@ -101,15 +122,18 @@ def main() -> None:
 
 
 def table(results: list[dict], steps: int) -> str:
-    lines = [f"| sampler | seed | steps to {TARGET:.0%} at level {HARDEST} | wall time to it | "
-             f"median step | level-{HARDEST} success, last step |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"| sampler | seed | steps to {TARGET:.0%} at level {HARDEST} | wall time to it | "
+        f"median step | level-{HARDEST} success, last step |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         first = r["first"] if r["first"] else f"not in {steps}"
         wall = f"{r['to_first_s'] / 60:.1f} min" if r["to_first_s"] else "-"
         last = next((x for x in reversed(r["hardest"]) if x == x), float("nan"))
-        lines.append(f"| {r['sampler']} | {r['seed']} | {first} | {wall} | {r['step_s']:.1f} s | "
-                     f"{last:.2f} |")
+        lines.append(
+            f"| {r['sampler']} | {r['seed']} | {first} | {wall} | {r['step_s']:.1f} s | {last:.2f} |"
+        )
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ engine, alternately, after a warm-up of each; tokens/s = generated tokens / wall
 reward service is not part of either (it scores while the worker generates, in its own actor).
 Prints a Markdown row for docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-for key, value in {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
-                   "VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-                   "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false"}.items():
+for key, value in {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+    "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    "OMP_NUM_THREADS": "2",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
     os.environ.setdefault(key, value)
 
 
@@ -48,12 +54,19 @@ def main() -> None:
     from rlagent.rollout.engine import VLLMEngine
     from rlagent.rollout.episodes import EpisodeRunner
 
-    cfg = load_config(str(REPO / "launch/configs/results/calculator-single.yaml"),
-                      ["rollout.temperature=1.0"])
+    cfg = load_config(
+        str(REPO / "launch/configs/results/calculator-single.yaml"), ["rollout.temperature=1.0"]
+    )
     model = resolve_model(cfg.model.path)
     engine = VLLMEngine(model, seed=0, max_model_len=cfg.rollout.max_episode_tokens + 1)
-    runner = EpisodeRunner(engine, ChatTokens(AutoTokenizer.from_pretrained(model)), cfg.env.id,
-                           cfg.env.kwargs, cfg.rollout, cfg.env.system_prompt)
+    runner = EpisodeRunner(
+        engine,
+        ChatTokens(AutoTokenizer.from_pretrained(model)),
+        cfg.env.id,
+        cfg.env.kwargs,
+        cfg.rollout,
+        cfg.env.system_prompt,
+    )
     rng = random.Random(0)
     tasks = [(g, Task.from_dict(generate_task(rng, 1 + g % 2))) for g in range(a.groups)]
     params = SamplingParams(max_tokens=cfg.rollout.max_new_tokens, temperature=1.0)
@@ -62,7 +75,7 @@ def main() -> None:
         t0 = time.perf_counter()
         episodes = runner.run(tasks, a.group_size, 0)
         wall = time.perf_counter() - t0
-        return wall, sum(e.num_generated for e in episodes), [e.token_ids[:e.prompt_len] for e in episodes]
+        return wall, sum(e.num_generated for e in episodes), [e.token_ids[: e.prompt_len] for e in episodes]
 
     def bare(prompts: list[list[int]]) -> tuple[float, int]:
         t0 = time.perf_counter()
@@ -82,14 +95,20 @@ def main() -> None:
         rates["bare"].append(n / wall)
         tokens["bare"].append(n)
     o, b = statistics.median(rates["ours"]), statistics.median(rates["bare"])
-    print(f"command: python bench/engine_efficiency.py --reps {a.reps} --groups {a.groups} "
-          f"--group-size {a.group_size}")
-    print("| episodes | runner tokens/s | bare vLLM tokens/s | runner / bare "
-          "| tokens per batch (runner, bare) |")
+    print(
+        f"command: python bench/engine_efficiency.py --reps {a.reps} --groups {a.groups} "
+        f"--group-size {a.group_size}"
+    )
+    print(
+        "| episodes | runner tokens/s | bare vLLM tokens/s | runner / bare "
+        "| tokens per batch (runner, bare) |"
+    )
     print("|---|---|---|---|---|")
-    print(f"| {a.groups * a.group_size} | {o:.0f} ({min(rates['ours']):.0f}-{max(rates['ours']):.0f}) "
-          f"| {b:.0f} ({min(rates['bare']):.0f}-{max(rates['bare']):.0f}) | **{o / b:.0%}** "
-          f"| {statistics.mean(tokens['ours']):.0f}, {statistics.mean(tokens['bare']):.0f} |")
+    print(
+        f"| {a.groups * a.group_size} | {o:.0f} ({min(rates['ours']):.0f}-{max(rates['ours']):.0f}) "
+        f"| {b:.0f} ({min(rates['bare']):.0f}-{max(rates['bare']):.0f}) | **{o / b:.0%}** "
+        f"| {statistics.mean(tokens['ours']):.0f}, {statistics.mean(tokens['bare']):.0f} |"
+    )
     runner.close()
 
 

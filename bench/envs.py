@@ -19,6 +19,7 @@ A level is skipped when the measured memory per instance says it would take the 
 past ``--memory-budget-gib`` (Web-v0 at 32: one Chromium per instance). Prints a Markdown table
 for docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,10 +87,12 @@ def _tool_call(task: dict) -> str:
     if name == "chain_sum":
         return f"<calc>{meta['expression']}</calc>"
     if name == "basic_arithmetic":  # exact rational arithmetic: "/" must not turn into floats
-        return ("<python>\nimport re\nfrom fractions import Fraction\n"
-                f"expr = {meta['expression']!r}\n"
-                "print(eval(re.sub(r'\\d+', lambda m: f'Fraction({m.group()})', expr)))\n"
-                "</python>")
+        return (
+            "<python>\nimport re\nfrom fractions import Fraction\n"
+            f"expr = {meta['expression']!r}\n"
+            "print(eval(re.sub(r'\\d+', lambda m: f'Fraction({m.group()})', expr)))\n"
+            "</python>"
+        )
     return f"<python>import math; print(math.{name}(*{meta['numbers']}))</python>"  # gcd, lcm
 
 
@@ -123,8 +126,15 @@ def textworld_setup() -> tuple[str, dict, list[dict], Callable[..., Policy]]:
 
 
 # --- Web-v0: the tests' scripted agent, which reads only the observation ----------------------
-WEB_TASKS = ("click-button", "click-link", "focus-text", "enter-text", "click-checkboxes",
-             "click-option", "login-user")
+WEB_TASKS = (
+    "click-button",
+    "click-link",
+    "focus-text",
+    "enter-text",
+    "click-checkboxes",
+    "click-option",
+    "login-user",
+)
 
 
 def _elements(observation: str) -> list[dict]:
@@ -139,8 +149,12 @@ def _elements(observation: str) -> list[dict]:
 
 def _ref(elements: list[dict], text=None, tag=None, typeable=False) -> int:
     for e in elements:
-        if e["ref"] is not None and (text is None or e["text"] == text) \
-                and (tag is None or e["tag"] == tag) and (not typeable or "(type)" in e["line"]):
+        if (
+            e["ref"] is not None
+            and (text is None or e["text"] == text)
+            and (tag is None or e["tag"] == tag)
+            and (not typeable or "(type)" in e["line"])
+        ):
             return e["ref"]
     raise ValueError(f"no element text={text} tag={tag}")
 
@@ -155,26 +169,40 @@ def web_replies(observation: str) -> list[str]:
     if utterance == "Focus into the textbox.":
         return [f"click({_ref(els, typeable=True)})"]
     if m := re.fullmatch(r'Enter "(.+)" into the text field and press Submit\.', utterance):
-        return [f'type({_ref(els, typeable=True)}, "{m.group(1)}")',
-                f"click({_ref(els, 'Submit', 'button')})"]
+        return [
+            f'type({_ref(els, typeable=True)}, "{m.group(1)}")',
+            f"click({_ref(els, 'Submit', 'button')})",
+        ]
     if m := re.fullmatch(r"Select (.*) and click Submit\.", utterance):
         words = [] if m.group(1) == "nothing" else m.group(1).split(", ")
-        labels = {nxt["text"]: e["ref"] for e, nxt in zip(els, els[1:])
-                  if e["tag"] in ("input_checkbox", "input_radio") and nxt["ref"] is None}
-        return ["\n".join([*(f"click({labels[w]})" for w in words),
-                           f"click({_ref(els, 'Submit', 'button')})"])]
-    if m := re.fullmatch(r'Enter the username "(.+)" and the password "(.+)" into the text '
-                         r'fields and press login\.', utterance):
+        labels = {
+            nxt["text"]: e["ref"]
+            for e, nxt in zip(els, els[1:])
+            if e["tag"] in ("input_checkbox", "input_radio") and nxt["ref"] is None
+        }
+        return [
+            "\n".join([*(f"click({labels[w]})" for w in words), f"click({_ref(els, 'Submit', 'button')})"])
+        ]
+    if m := re.fullmatch(
+        r'Enter the username "(.+)" and the password "(.+)" into the text '
+        r'fields and press login\.',
+        utterance,
+    ):
         user, password = _ref(els, tag="input_text"), _ref(els, tag="input_password")
-        return [f"type({user}, {m.group(1)!r}) type({password}, {m.group(2)!r})",
-                f"click({_ref(els, 'Login', 'button')})"]
+        return [
+            f"type({user}, {m.group(1)!r}) type({password}, {m.group(2)!r})",
+            f"click({_ref(els, 'Login', 'button')})",
+        ]
     raise ValueError(f"the scripted agent cannot do: {utterance}")
 
 
 def web_setup() -> tuple[str, dict, list[dict], Callable[..., Policy]]:
     rng = random.Random(0)
-    tasks = [{"id": f"web-{t}", "prompt": "", "task": t, "seed": rng.randrange(2**31)}
-             for _ in range(10) for t in WEB_TASKS]
+    tasks = [
+        {"id": f"web-{t}", "prompt": "", "task": t, "seed": rng.randrange(2**31)}
+        for _ in range(10)
+        for t in WEB_TASKS
+    ]
 
     def policy(task: dict, obs: str) -> Policy:
         for reply in web_replies(obs):
@@ -183,8 +211,13 @@ def web_setup() -> tuple[str, dict, list[dict], Callable[..., Policy]]:
     return "rlagent/Web-v0", {}, tasks, policy
 
 
-SETUPS = {"calculator": calculator_setup, "search": search_setup, "tool": tool_setup,
-          "textworld": textworld_setup, "web": web_setup}
+SETUPS = {
+    "calculator": calculator_setup,
+    "search": search_setup,
+    "tool": tool_setup,
+    "textworld": textworld_setup,
+    "web": web_setup,
+}
 
 
 # --- measuring --------------------------------------------------------------------------------
@@ -205,8 +238,9 @@ def tree_memory() -> tuple[float, float, float]:
     return rss / MIB, pss / MIB, (vm.total - vm.available) / MIB
 
 
-def play_batch(pool: cf.ThreadPoolExecutor, envs: list, tasks: list[dict],
-               policy: Callable[..., Policy]) -> tuple[int, int]:
+def play_batch(
+    pool: cf.ThreadPoolExecutor, envs: list, tasks: list[dict], policy: Callable[..., Policy]
+) -> tuple[int, int]:
     """One episode per env, in lockstep; returns (successes, env steps)."""
     resets = pool.map(lambda et: et[0].reset(options={"task": et[1]})[0], zip(envs, tasks))
     policies = [policy(t, obs) for t, obs in zip(tasks, resets)]
@@ -237,8 +271,15 @@ def worker(name: str, episodes: int, levels: list[int], budget_mib: float) -> di
     base = tree_memory()
     envs: list = []
     memory: dict[int, tuple[float, float, float]] = {}
-    out: dict[str, Any] = {"env": name, "env_id": env_id, "episodes": episodes, "rate": {},
-                           "success": {}, "steps_per_episode": None, "skipped": {}}
+    out: dict[str, Any] = {
+        "env": name,
+        "env_id": env_id,
+        "episodes": episodes,
+        "rate": {},
+        "success": {},
+        "steps_per_episode": None,
+        "skipped": {},
+    }
     draw = iter(range(10**9))
     for n in levels:
         if len(memory) >= 2:
@@ -263,13 +304,17 @@ def worker(name: str, episodes: int, levels: list[int], budget_mib: float) -> di
         out["rate"][n] = episodes / elapsed
         out["success"][n] = wins / episodes
         out["steps_per_episode"] = steps / episodes
-        print(f"{name}: {n} concurrent: {episodes / elapsed:.1f} episodes/s, "
-              f"success {wins / episodes:.2f}, tree RSS {memory[n][0]:.0f} MiB", file=sys.stderr)
+        print(
+            f"{name}: {n} concurrent: {episodes / elapsed:.1f} episodes/s, "
+            f"success {wins / episodes:.2f}, tree RSS {memory[n][0]:.0f} MiB",
+            file=sys.stderr,
+        )
     first = min(memory)
     last = max(memory)
     out["first_mib"] = [memory[first][i] - base[i] for i in range(3)]
-    out["further_mib"] = ([(memory[last][i] - memory[first][i]) / (last - first) for i in range(3)]
-                          if last > first else None)
+    out["further_mib"] = (
+        [(memory[last][i] - memory[first][i]) / (last - first) for i in range(3)] if last > first else None
+    )
     out["tree_mib"] = {n: [round(x) for x in m] for n, m in memory.items()}
     if name == "tool":
         out["isolation"] = envs[0].unwrapped.sandbox.isolation
@@ -285,16 +330,21 @@ def _mib(m: list[float]) -> str:
 
 
 def table(results: list[dict], levels: list[int]) -> str:
-    head = ("| env | steps/episode | " + " | ".join(f"{n} concurrent (ep/s)" for n in levels)
-            + " | success | first instance MiB (RSS / PSS) | each further instance MiB (RSS / PSS) |")
+    head = (
+        "| env | steps/episode | "
+        + " | ".join(f"{n} concurrent (ep/s)" for n in levels)
+        + " | success | first instance MiB (RSS / PSS) | each further instance MiB (RSS / PSS) |"
+    )
     rows = [head, "|" + "---|" * (len(levels) + 5)]
     for r in results:
         rates = [f"{r['rate'][str(n)]:.1f}" if str(n) in r["rate"] else "not run" for n in levels]
         success = min(r["success"].values())
         further = r["further_mib"]
-        rows.append(f"| {r['env_id']} | {r['steps_per_episode']:.2f} | {' | '.join(rates)} | "
-                    f"{success:.0%} | {_mib(r['first_mib'][:2])} | "
-                    + (f"{_mib(further[:2])} |" if further else "– |"))
+        rows.append(
+            f"| {r['env_id']} | {r['steps_per_episode']:.2f} | {' | '.join(rates)} | "
+            f"{success:.0%} | {_mib(r['first_mib'][:2])} | "
+            + (f"{_mib(further[:2])} |" if further else "– |")
+        )
     return "\n".join(rows)
 
 
@@ -303,8 +353,12 @@ def main() -> None:
     ap.add_argument("--envs", default=",".join(SETUPS), help="comma-separated: " + ", ".join(SETUPS))
     ap.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrent episodes")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the episode counts")
-    ap.add_argument("--memory-budget-gib", type=float, default=12.0,
-                    help="skip a level whose projected process-tree PSS exceeds this")
+    ap.add_argument(
+        "--memory-budget-gib",
+        type=float,
+        default=12.0,
+        help="skip a level whose projected process-tree PSS exceeds this",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--episodes", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -313,16 +367,33 @@ def main() -> None:
         result = worker(args.worker, args.episodes, levels, args.memory_budget_gib * 1024)
         print(json.dumps(result))
         return
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     results = []
     for name in args.envs.split(","):
         episodes = max(max(levels), round(EPISODES[name] * args.scale / max(levels)) * max(levels))
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--worker", name, "--episodes", str(episodes),
-                               "--levels", args.levels,
-                               "--memory-budget-gib", str(args.memory_budget_gib)],
-                              env=env, stdout=subprocess.PIPE, text=True, check=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                name,
+                "--episodes",
+                str(episodes),
+                "--levels",
+                args.levels,
+                "--memory-budget-gib",
+                str(args.memory_budget_gib),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        )
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"{name}: {time.perf_counter() - start:.0f} s in all", file=sys.stderr)
     print(table(results, levels))

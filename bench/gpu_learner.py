@@ -21,6 +21,7 @@ weight sync that runs without an engine: listing the tensors (``Learner.weight_m
 copying them to host memory (``Learner.named_weights``, what the object-store transport
 sends). Prints JSON per configuration, then Markdown tables.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,10 @@ for _dtype in ("bfloat16", "float32"):
             if _dtype == "float32" and _ckpt == "true" and _stage > 0:
                 continue
             ROWS[f"zero{_stage}-{_dtype}-ckpt{_ckpt}"] = [
-                f"learner.zero_stage={_stage}", f"model.dtype={_dtype}",
-                f"learner.gradient_checkpointing={_ckpt}"]
+                f"learner.zero_stage={_stage}",
+                f"model.dtype={_dtype}",
+                f"learner.gradient_checkpointing={_ckpt}",
+            ]
 _BF16 = ["learner.zero_stage=0", "model.dtype=bfloat16"]
 ROWS["zero0-bfloat16-reference"] = [*_BF16, "algo.kl_coef=0.001"]
 ROWS["zero0-bfloat16-ppo"] = [*_BF16, "algo.name=ppo"]
@@ -77,10 +80,19 @@ def rows_of(model: str, vocab: int) -> tuple[list[list[int]], list[list[int]]]:
 
     tok = AutoTokenizer.from_pretrained(model)
     rng = random.Random(0)
-    texts = [f"What is {rng.randint(10, 99)} + {rng.randint(10, 99)} * {rng.randint(2, 9)}? "
-             "Think, then put the number in <answer></answer>." for _ in range(PROMPTS)]
-    prompts = [list(tok.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True,
-                                            tokenize=True)["input_ids"]) for t in texts]
+    texts = [
+        f"What is {rng.randint(10, 99)} + {rng.randint(10, 99)} * {rng.randint(2, 9)}? "
+        "Think, then put the number in <answer></answer>."
+        for _ in range(PROMPTS)
+    ]
+    prompts = [
+        list(
+            tok.apply_chat_template(
+                [{"role": "user", "content": t}], add_generation_prompt=True, tokenize=True
+            )["input_ids"]
+        )
+        for t in texts
+    ]
     gen = torch.Generator().manual_seed(1)
     completions = torch.randint(100, vocab, (PROMPTS * GROUP, NEW_TOKENS), generator=gen).tolist()
     return [prompts[i // GROUP] for i in range(PROMPTS * GROUP)], completions
@@ -96,8 +108,17 @@ def one(model: str, name: str, steps: int, extra: list[str] = ()) -> dict:
     from rlagent.remote import free_port
 
     assert torch.cuda.is_available(), "this bench needs a CUDA GPU"
-    cfg = load_config(None, [f"algo.group_size={GROUP}", f"algo.tasks_per_step={PROMPTS}",
-                             "learner.micro_batch_size=8", "learner.num_gpus=1", *ROWS[name], *extra])
+    cfg = load_config(
+        None,
+        [
+            f"algo.group_size={GROUP}",
+            f"algo.tasks_per_step={PROMPTS}",
+            "learner.micro_batch_size=8",
+            "learner.num_gpus=1",
+            *ROWS[name],
+            *extra,
+        ],
+    )
     t0 = time.perf_counter()
     learner = Learner(cfg, model, 0)
     learner.setup("127.0.0.1", free_port())
@@ -115,8 +136,16 @@ def one(model: str, name: str, steps: int, extra: list[str] = ()) -> dict:
         masks.append([0] * len(p) + [1] * NEW_TOKENS + [0] * pad)
         olds.append([0.0] * len(p) + lp + [0.0] * pad)
     rewards = [float(i % 3 == 0) for i in range(len(seqs))]  # every group has signal
-    batch = TrainBatch(ids, masks, olds, [len(s) for s in seqs], 0, rewards=rewards,
-                       valid=[True] * len(seqs), groups=[i // GROUP for i in range(len(seqs))])
+    batch = TrainBatch(
+        ids,
+        masks,
+        olds,
+        [len(s) for s in seqs],
+        0,
+        rewards=rewards,
+        valid=[True] * len(seqs),
+        groups=[i // GROUP for i in range(len(seqs))],
+    )
 
     before = {k: v.clone() for k, v in learner.named_weights()}
     torch.cuda.reset_peak_memory_stats()
@@ -151,51 +180,78 @@ def one(model: str, name: str, steps: int, extra: list[str] = ()) -> dict:
 
     later = times[1:] if len(times) > 1 else times
     return {
-        "name": name, "overrides": [*ROWS[name], *extra], "device": str(learner.device),
+        "name": name,
+        "overrides": [*ROWS[name], *extra],
+        "device": str(learner.device),
         "prompt_once": getattr(cfg.learner, "share_prompt", False) and not cfg.learner.gradient_checkpointing,
-        "gpu": torch.cuda.get_device_name(), "accelerator": deepspeed.get_accelerator()._name,
+        "gpu": torch.cuda.get_device_name(),
+        "accelerator": deepspeed.get_accelerator()._name,
         "DS_ACCELERATOR": os.environ.get("DS_ACCELERATOR"),
-        "backend": torch.distributed.get_backend(), "optimizer": type(learner.engine.optimizer).__name__,
+        "backend": torch.distributed.get_backend(),
+        "optimizer": type(learner.engine.optimizer).__name__,
         "param_dtype": str(next(learner.engine.module.parameters()).dtype),
-        "setup_s": setup_s, "step_s": times, "step_mean_s": statistics.mean(later),
-        "static_gb": static_gb, "peak_gb": peak_gb,
-        "loss": [m["loss/policy"] for m in metrics], "grad_norm": [m["grad_norm"] for m in metrics],
+        "setup_s": setup_s,
+        "step_s": times,
+        "step_mean_s": statistics.mean(later),
+        "static_gb": static_gb,
+        "peak_gb": peak_gb,
+        "loss": [m["loss/policy"] for m in metrics],
+        "grad_norm": [m["grad_norm"] for m in metrics],
         "loss_value": [m.get("loss/value") for m in metrics],
         "finite": all(math.isfinite(m["loss/policy"]) and math.isfinite(m["grad_norm"]) for m in metrics),
-        "changed_share": changed / total, "max_abs_change": max_diff,
-        "tensors_sent": len(sent), "bytes_sent": nbytes, "host_tensors": len(named),
-        "weight_metas_s": statistics.median(metas_s), "named_weights_s": statistics.median(host_s),
+        "changed_share": changed / total,
+        "max_abs_change": max_diff,
+        "tensors_sent": len(sent),
+        "bytes_sent": nbytes,
+        "host_tensors": len(named),
+        "weight_metas_s": statistics.median(metas_s),
+        "named_weights_s": statistics.median(host_s),
     }
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| ZeRO | dtype | grad ckpt | prompt once | variant | step s | GPU GiB after set-up "
-             "| peak GPU GiB | loss, grad norm finite | grad norm (step 1) | weights changed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| ZeRO | dtype | grad ckpt | prompt once | variant | step s | GPU GiB after set-up "
+        "| peak GPU GiB | loss, grad norm finite | grad norm (step 1) | weights changed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['name']} | failed: {r['error']} ||||||||||")
             continue
         o = dict(x.split("=", 1) for x in r["overrides"])
-        variant = ("reference (kl 0.001)" if "algo.kl_coef" in o else "ppo (critic)" if "algo.name" in o
-                   else "LoRA r=8, lr 1e-5" if "learner.lora_rank" in o else "grpo")
+        variant = (
+            "reference (kl 0.001)"
+            if "algo.kl_coef" in o
+            else "ppo (critic)"
+            if "algo.name" in o
+            else "LoRA r=8, lr 1e-5"
+            if "learner.lora_rank" in o
+            else "grpo"
+        )
         lines.append(
             f"| {o['learner.zero_stage']} | {SHORT[o['model.dtype']]} "
             f"| {'on' if o.get('learner.gradient_checkpointing') == 'true' else 'off'} "
             f"| {'yes' if r.get('prompt_once') else 'no'} | {variant} "
             f"| {r['step_mean_s']:.3f} | {r['static_gb']:.2f} | {r['peak_gb']:.2f} "
             f"| {'yes' if r['finite'] else 'NO'} | {r['grad_norm'][0]:.3g} "
-            f"| {100 * r['changed_share']:.1f}% (max {r['max_abs_change']:.1e}) |")
-    lines += ["", "| dtype | tensors sent | MB | weight_metas s | named_weights (GPU -> host) s |",
-              "|---|---|---|---|---|"]
+            f"| {100 * r['changed_share']:.1f}% (max {r['max_abs_change']:.1e}) |"
+        )
+    lines += [
+        "",
+        "| dtype | tensors sent | MB | weight_metas s | named_weights (GPU -> host) s |",
+        "|---|---|---|---|---|",
+    ]
     seen = set()
     for r in results:
         if "error" in r or r["param_dtype"] in seen or "learner.lora_rank=8" in r["overrides"]:
             continue
         seen.add(r["param_dtype"])
-        lines.append(f"| {SHORT[r['param_dtype'].removeprefix('torch.')]} | {r['tensors_sent']} "
-                     f"| {r['bytes_sent'] / 1e6:.0f} | {r['weight_metas_s']:.4f} "
-                     f"| {r['named_weights_s']:.3f} |")
+        lines.append(
+            f"| {SHORT[r['param_dtype'].removeprefix('torch.')]} | {r['tensors_sent']} "
+            f"| {r['bytes_sent'] / 1e6:.0f} | {r['weight_metas_s']:.4f} "
+            f"| {r['named_weights_s']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -204,8 +260,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--random-from", type=Path, help="config + tokenizer directory: random weights")
     ap.add_argument("--only", nargs="*", default=list(ROWS), choices=list(ROWS))
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="more config overrides for every configuration")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more config overrides for every configuration",
+    )
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--timeout-s", type=float, default=180.0, help="per configuration")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child: run one configuration
@@ -221,12 +282,25 @@ def main() -> None:
         from rlagent.model_source import resolve_model
 
         model = resolve_model("SmolLM2-135M-Instruct")
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     results = []
     for name in a.only:
-        cmd = [sys.executable, __file__, "--one", name, "--model", model, "--steps", str(a.steps),
-               "--set", *a.set]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            name,
+            "--model",
+            model,
+            "--steps",
+            str(a.steps),
+            "--set",
+            *a.set,
+        ]
         try:
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout_s)
             if out.returncode:

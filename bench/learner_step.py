@@ -14,6 +14,7 @@ TRL's GRPOTrainer, run one after the other on the same machine.
 Each process reports its peak RSS (``ru_maxrss``: the model, optimizer state and
 activations; for TRL also its generation). Prints a Markdown table for docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,12 +49,25 @@ def make_batch(model: str, out: Path) -> None:
     from vllm import LLM, SamplingParams
 
     tok = AutoTokenizer.from_pretrained(model)
-    ids = [list(tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                        tokenize=True)["input_ids"]) for p in prompts()]
-    llm = LLM(model=model, dtype="float32", seed=0, max_model_len=512, enforce_eager=True,
-              logprobs_mode="processed_logprobs")
-    params = SamplingParams(n=GROUP, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS, temperature=1.0,
-                            logprobs=0, ignore_eos=True)
+    ids = [
+        list(
+            tok.apply_chat_template(
+                [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True
+            )["input_ids"]
+        )
+        for p in prompts()
+    ]
+    llm = LLM(
+        model=model,
+        dtype="float32",
+        seed=0,
+        max_model_len=512,
+        enforce_eager=True,
+        logprobs_mode="processed_logprobs",
+    )
+    params = SamplingParams(
+        n=GROUP, max_tokens=NEW_TOKENS, min_tokens=NEW_TOKENS, temperature=1.0, logprobs=0, ignore_eos=True
+    )
     rows = []
     for p, o in zip(ids, llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=False)):
         for c in o.outputs:
@@ -74,9 +88,16 @@ def ours(model: str, batch_file: Path, steps: int, checkpointing: bool) -> dict:
     torch.set_num_threads(THREADS)
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     rows = json.loads(batch_file.read_text())
-    cfg = load_config(None, [f"algo.group_size={GROUP}", f"algo.tasks_per_step={PROMPTS}",
-                             "learner.micro_batch_size=8", f"learner.threads={THREADS}",
-                             f"learner.gradient_checkpointing={str(checkpointing).lower()}"])
+    cfg = load_config(
+        None,
+        [
+            f"algo.group_size={GROUP}",
+            f"algo.tasks_per_step={PROMPTS}",
+            "learner.micro_batch_size=8",
+            f"learner.threads={THREADS}",
+            f"learner.gradient_checkpointing={str(checkpointing).lower()}",
+        ],
+    )
     learner = Learner(cfg, model, 0)
     learner.setup("127.0.0.1", free_port())
     width = max(len(r["prompt"]) + len(r["completion"]) for r in rows)
@@ -89,8 +110,16 @@ def ours(model: str, batch_file: Path, steps: int, checkpointing: bool) -> dict:
         olds.append([0.0] * n_p + r["logprobs"] + [0.0] * pad)
         lengths.append(n_p + n_c)
     rewards = [float(i % 3 == 0) for i in range(len(rows))]  # every group has signal
-    batch = TrainBatch(ids, masks, olds, lengths, 0, rewards=rewards, valid=[True] * len(rows),
-                       groups=[i // GROUP for i in range(len(rows))])
+    batch = TrainBatch(
+        ids,
+        masks,
+        olds,
+        lengths,
+        0,
+        rewards=rewards,
+        valid=[True] * len(rows),
+        groups=[i // GROUP for i in range(len(rows))],
+    )
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -122,10 +151,22 @@ def trl(model: str, steps: int) -> dict:
 
     out = tempfile.mkdtemp(prefix="trl-bench-")
     args = GRPOConfig(
-        output_dir=out, per_device_train_batch_size=PROMPTS * GROUP, num_generations=GROUP,
-        max_completion_length=NEW_TOKENS, generation_kwargs={"min_new_tokens": NEW_TOKENS},
-        learning_rate=1e-6, beta=0.0, max_steps=steps, logging_steps=1, report_to="none",
-        use_cpu=True, bf16=False, save_strategy="no", temperature=1.0, seed=0)
+        output_dir=out,
+        per_device_train_batch_size=PROMPTS * GROUP,
+        num_generations=GROUP,
+        max_completion_length=NEW_TOKENS,
+        generation_kwargs={"min_new_tokens": NEW_TOKENS},
+        learning_rate=1e-6,
+        beta=0.0,
+        max_steps=steps,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        save_strategy="no",
+        temperature=1.0,
+        seed=0,
+    )
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data)
     generate = trainer._generate_and_score_completions
 
@@ -139,15 +180,26 @@ def trl(model: str, steps: int) -> dict:
     trainer._generate_and_score_completions = timed
     trainer.add_callback(Clock())
     trainer.train()
-    return {"step_s": step_times, "generate_s": gen_times, "peak_gb": peak_gb(),
-            "completion_len": lengths, "gradient_checkpointing": args.gradient_checkpointing,
-            "loss_type": args.loss_type}
+    return {
+        "step_s": step_times,
+        "generate_s": gen_times,
+        "peak_gb": peak_gb(),
+        "completion_len": lengths,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "loss_type": args.loss_type,
+    }
 
 
 def run(*argv: str) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false",
-           "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
-           "VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(THREADS),
+        "TOKENIZERS_PARALLELISM": "false",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    }
     out = subprocess.run([sys.executable, __file__, *argv], env=env, capture_output=True, text=True)
     if out.returncode:
         sys.exit(f"{' '.join(argv)} failed:\n{out.stderr[-3000:]}")
@@ -185,14 +237,18 @@ def main() -> None:
         later = lambda xs: xs[1:] if len(xs) > 1 else xs
         trl_learn = [s - g for s, g in zip(peer["step_s"], peer["generate_s"])]
         print(json.dumps({"ours": plain, "ours_ckpt": ckpt, "trl": peer}), file=sys.stderr)
-        print(f"| | learner step (s) | whole step (s) | peak RSS (GB) |\n|---|---|---|---|\n"
-              f"| rlagent learner | {mean(later(plain['step_s'])):.1f} | – | {plain['peak_gb']:.2f} |\n"
-              f"| rlagent learner, gradient checkpointing | {mean(later(ckpt['step_s'])):.1f} | – "
-              f"| {ckpt['peak_gb']:.2f} |\n"
-              f"| TRL 1.16 GRPOTrainer (gradient checkpointing on, its default) | "
-              f"{mean(later(trl_learn)):.1f} | {mean(later(peer['step_s'])):.1f} | {peer['peak_gb']:.2f} |")
-        print(f"\npolicy tokens per step: ours {plain['tokens']}, TRL mean completion length "
-              f"{mean(peer['completion_len']):.1f} x {PROMPTS * GROUP}")
+        print(
+            f"| | learner step (s) | whole step (s) | peak RSS (GB) |\n|---|---|---|---|\n"
+            f"| rlagent learner | {mean(later(plain['step_s'])):.1f} | – | {plain['peak_gb']:.2f} |\n"
+            f"| rlagent learner, gradient checkpointing | {mean(later(ckpt['step_s'])):.1f} | – "
+            f"| {ckpt['peak_gb']:.2f} |\n"
+            f"| TRL 1.16 GRPOTrainer (gradient checkpointing on, its default) | "
+            f"{mean(later(trl_learn)):.1f} | {mean(later(peer['step_s'])):.1f} | {peer['peak_gb']:.2f} |"
+        )
+        print(
+            f"\npolicy tokens per step: ours {plain['tokens']}, TRL mean completion length "
+            f"{mean(peer['completion_len']):.1f} x {PROMPTS * GROUP}"
+        )
 
 
 if __name__ == "__main__":

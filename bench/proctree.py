@@ -1,4 +1,5 @@
 """Peak memory of a process and everything it starts (Ray, engines, browsers), for benchmarks."""
+
 from __future__ import annotations
 
 import subprocess

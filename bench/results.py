@@ -17,6 +17,7 @@ invocation continues where it stopped (training resumes from its latest checkpoi
 5. ``OUT/<name>/summary.json`` and ``OUT/<name>/<name>.png``: reward and held-out success
    against steps and against wall-clock minutes. A Markdown table goes to stdout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,18 @@ def sh(*cmd: str) -> None:
 def heldout(cfg: Path, exp: Path, n: int, overrides: list[str]) -> Path:
     tasks = exp / "heldout.jsonl"
     if not tasks.exists():
-        sh(RLAGENT, "tasks", str(cfg), *overrides, "--n", str(n), "--seed", str(HELDOUT_SEED),
-           "--out", str(tasks))
+        sh(
+            RLAGENT,
+            "tasks",
+            str(cfg),
+            *overrides,
+            "--n",
+            str(n),
+            "--seed",
+            str(HELDOUT_SEED),
+            "--out",
+            str(tasks),
+        )
     return tasks
 
 
@@ -74,12 +85,20 @@ def checkpoints(run: Path) -> list[tuple[str, Path, int | None]]:
     return found
 
 
-def evaluate(cfg: Path, exp: Path, tasks: Path, tag: str, checkpoint: str,
-             overrides: list[str]) -> dict:
+def evaluate(cfg: Path, exp: Path, tasks: Path, tag: str, checkpoint: str, overrides: list[str]) -> dict:
     out = exp / "eval" / tag
     if not (out / "eval.json").exists():
-        sh(RLAGENT, "eval", str(cfg), *overrides, f"tasks={tasks}", f"checkpoint={checkpoint}",
-           "temperature=0", "samples=1", f"out={out}")
+        sh(
+            RLAGENT,
+            "eval",
+            str(cfg),
+            *overrides,
+            f"tasks={tasks}",
+            f"checkpoint={checkpoint}",
+            "temperature=0",
+            "samples=1",
+            f"out={out}",
+        )
     return json.loads((out / "eval.json").read_text())
 
 
@@ -104,17 +123,31 @@ def plot(name: str, rows: list[dict], evals: dict[int, float], path: Path) -> No
 
     steps = [r["step"] for r in rows]
     reward = [r["reward/mean"] for r in rows]
-    smooth = [sum(reward[max(0, i - 4):i + 1]) / len(reward[max(0, i - 4):i + 1])
-              for i in range(len(reward))]
+    smooth = [
+        sum(reward[max(0, i - 4) : i + 1]) / len(reward[max(0, i - 4) : i + 1]) for i in range(len(reward))
+    ]
     minute_at = {r["step"]: r["minutes"] for r in rows} | {0: 0.0}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, xs, ex, label in ((axes[0], steps, list(evals), "training step"),
-                              (axes[1], [r["minutes"] for r in rows],
-                               [minute_at[s] for s in evals], "wall-clock minutes (training)")):
+    for ax, xs, ex, label in (
+        (axes[0], steps, list(evals), "training step"),
+        (
+            axes[1],
+            [r["minutes"] for r in rows],
+            [minute_at[s] for s in evals],
+            "wall-clock minutes (training)",
+        ),
+    ):
         ax.plot(xs, reward, color="0.75", lw=1, label="reward/mean (training batch)")
         ax.plot(xs, smooth, color="C0", lw=2, label="reward/mean, mean of 5 steps")
-        ax.plot(ex, list(evals.values()), "o--", color="C3", lw=1, ms=7,
-                label="held-out success (greedy), at the evaluated checkpoints")
+        ax.plot(
+            ex,
+            list(evals.values()),
+            "o--",
+            color="C3",
+            lw=1,
+            ms=7,
+            label="held-out success (greedy), at the evaluated checkpoints",
+        )
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("reward / success rate")
@@ -129,8 +162,12 @@ def main() -> None:
     ap.add_argument("name", help="experiment: launch/configs/results/<name>.yaml")
     ap.add_argument("--out", default="results", help="parent folder of the experiment's outputs")
     ap.add_argument("--eval-n", type=int, default=100, help="held-out tasks")
-    ap.add_argument("--eval-every", type=int, default=20,
-                    help="also evaluate the kept checkpoints of steps that are multiples of this")
+    ap.add_argument(
+        "--eval-every",
+        type=int,
+        default=20,
+        help="also evaluate the kept checkpoints of steps that are multiples of this",
+    )
     ap.add_argument("--plot-only", action="store_true", help="summarise what exists; run nothing")
     ap.add_argument("overrides", nargs="*", help="dotted.key=value for training and evaluation")
     a = ap.parse_args()
@@ -162,31 +199,51 @@ def main() -> None:
         evals[last] = success(reports["final"])
     evals = dict(sorted(evals.items()))
     plot(a.name, rows, evals, exp / f"{a.name}.png")
-    summary = {"config": str(cfg.relative_to(REPO)), "overrides": a.overrides, "steps": last,
-               "train_minutes": rows[-1]["minutes"], "heldout_tasks": sum(1 for _ in open(tasks)),
-               "heldout_success": evals, "reports": reports}
+    summary = {
+        "config": str(cfg.relative_to(REPO)),
+        "overrides": a.overrides,
+        "steps": last,
+        "train_minutes": rows[-1]["minutes"],
+        "heldout_tasks": sum(1 for _ in open(tasks)),
+        "heldout_success": evals,
+        "reports": reports,
+    }
     (exp / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"\n{a.name}: {last} steps, {rows[-1]['minutes']:.0f} min of training; "
-          f"plot {exp / f'{a.name}.png'}\n")
+    print(
+        f"\n{a.name}: {last} steps, {rows[-1]['minutes']:.0f} min of training; plot {exp / f'{a.name}.png'}\n"
+    )
     table(reports, evals, rows, last)
 
 
 def table(reports: dict[str, dict], evals: dict[int, float], rows: list[dict], last: int) -> None:
     """Markdown: one row per evaluated checkpoint, with success per difficulty."""
-    levels = sorted({k.split("/")[1] for r in reports.values() for k in r["metrics"]
-                     if re.fullmatch(r"success/d\d+/rate", k)})
+    levels = sorted(
+        {
+            k.split("/")[1]
+            for r in reports.values()
+            for k in r["metrics"]
+            if re.fullmatch(r"success/d\d+/rate", k)
+        }
+    )
     minute_at = {r["step"]: r["minutes"] for r in rows} | {0: 0.0}
-    print("| checkpoint | step | training min | held-out success | " + " | ".join(levels)
-          + " | turns | reward |")
+    print(
+        "| checkpoint | step | training min | held-out success | "
+        + " | ".join(levels)
+        + " | turns | reward |"
+    )
     print("|---" * (6 + len(levels)) + "|")
     for step in evals:
-        tag = "base" if step == 0 else ("final" if step == last and "final" in reports
-                                        else f"step_{step:05d}")
+        tag = (
+            "base" if step == 0 else ("final" if step == last and "final" in reports else f"step_{step:05d}")
+        )
         m = reports[tag]["metrics"]
         per = " | ".join(f"{m.get(f'success/{d}/rate', float('nan')):.2f}" for d in levels)
-        print(f"| {tag} | {step} | {minute_at.get(step, 0.0):.0f} "
-              f"| **{m['success/rate']:.3f}** ({m['success/successes']:.0f}/{m['success/scored']:.0f}) "
-              f"| {per} | {m['episode/turns_mean']:.2f} | {m['reward/mean']:.3f} |")
+        print(
+            f"| {tag} | {step} | {minute_at.get(step, 0.0):.0f} "
+            f"| **{m['success/rate']:.3f}** ({m['success/successes']:.0f}/{m['success/scored']:.0f}) "
+            f"| {per} | {m['episode/turns_mean']:.2f} | {m['reward/mean']:.3f} |"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ The service's actor imports rlagent from this checkout (``PYTHONPATH`` in Ray's 
 and, where the installed package lacks a plugin this checkout's pyproject.toml registers,
 takes that entry point from the pyproject (so the bench runs before a reinstall).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,23 +46,35 @@ def calculator_episode(rng: random.Random, group: int) -> Any:
     task = Task.from_dict(generate_task(rng, rng.choice([1, 2, 3])))
     expr, ans = task.fields["expression"], task.answer
     slip = ans + rng.choice([-10, -2, -1, 1, 3, 10])
-    calc = (f"To solve this, I will use the calculator on the whole expression. <calc>{expr}</calc>",
-            f"<result>{ans}</result>")
+    calc = (
+        f"To solve this, I will use the calculator on the whole expression. <calc>{expr}</calc>",
+        f"<result>{ans}</result>",
+    )
     shapes = [
         [calc, (f"The calculator returned {ans}, so the answer is <answer>{ans}</answer>", None)],
         [(f"Let me work it out in my head: {expr} comes to about {slip}. <answer>{slip}</answer>", None)],
-        [("First, I need to understand the question and the order of operations.", INVALID_ACTION),
-         calc, (f"So {expr} = {ans}. <answer>{ans}</answer>", None)],
+        [
+            ("First, I need to understand the question and the order of operations.", INVALID_ACTION),
+            calc,
+            (f"So {expr} = {ans}. <answer>{ans}</answer>", None),
+        ],
         [calc, (f"The result is {ans}, and I double-check it gives {slip}. <answer>{slip}</answer>", None)],
     ]
     pairs = shapes[group % len(shapes)]
     messages = [{"role": "user", "content": f"{INSTRUCTIONS}\nQuestion: {task.prompt}"}]
     turns, pos, ids = [], 60, list(rng.choices(range(49152), k=60))
     for i, (action, observation) in enumerate(pairs):
-        n = 20 + len(action) // 4                                     # ~4 characters a token
-        turns.append(Turn(action=action, observation=observation, env_reward=0.0,
-                          info={"invalid_action": observation == INVALID_ACTION, "tool_calls": i},
-                          span=(pos, pos + n), finish_reason="stop"))
+        n = 20 + len(action) // 4  # ~4 characters a token
+        turns.append(
+            Turn(
+                action=action,
+                observation=observation,
+                env_reward=0.0,
+                info={"invalid_action": observation == INVALID_ACTION, "tool_calls": i},
+                span=(pos, pos + n),
+                finish_reason="stop",
+            )
+        )
         messages.append({"role": "assistant", "content": action})
         obs_n = 0 if observation is None else 10
         if observation is not None:
@@ -70,10 +83,19 @@ def calculator_episode(rng: random.Random, group: int) -> Any:
         pos += n + obs_n
     mask = [0] * len(ids)
     for t in turns:
-        mask[t.span[0]:t.span[1]] = [1] * (t.span[1] - t.span[0])
-    return Episode(task=task, group=group, messages=messages, token_ids=ids, loss_mask=mask,
-                   logprobs=[-0.7 * m for m in mask], prompt_len=60, turns=turns,
-                   termination="terminated", policy_version=0)
+        mask[t.span[0] : t.span[1]] = [1] * (t.span[1] - t.span[0])
+    return Episode(
+        task=task,
+        group=group,
+        messages=messages,
+        token_ids=ids,
+        loss_mask=mask,
+        logprobs=[-0.7 * m for m in mask],
+        prompt_len=60,
+        turns=turns,
+        termination="terminated",
+        policy_version=0,
+    )
 
 
 # --- the service as a Ray actor -----------------------------------------------------------
@@ -111,16 +133,21 @@ def start_service(spec_name: str, kwargs: dict[str, Any], timeout_s: float) -> A
         def batches(self) -> tuple[int, int]:
             """(engine calls, prompts in them) summed over plugins that batch."""
             plugins = self.plugins.values()
-            return (sum(getattr(p, "engine_calls", 0) for p in plugins),
-                    sum(getattr(p, "prompts_judged", 0) for p in plugins))
+            return (
+                sum(getattr(p, "engine_calls", 0) for p in plugins),
+                sum(getattr(p, "prompts_judged", 0) for p in plugins),
+            )
 
         def close(self) -> None:
             for plugin in self.plugins.values():
                 if hasattr(plugin, "close"):
                     plugin.close()
 
-    handle = ray.remote(BenchRewardService).options(num_cpus=0.2, max_concurrency=CONCURRENCY).remote(
-        [RewardSpec(spec_name, 1.0, kwargs)], timeout_s)
+    handle = (
+        ray.remote(BenchRewardService)
+        .options(num_cpus=0.2, max_concurrency=CONCURRENCY)
+        .remote([RewardSpec(spec_name, 1.0, kwargs)], timeout_s)
+    )
     ray.get(handle.__ray_ready__.remote(), timeout=300)
     return handle
 
@@ -148,8 +175,7 @@ def step_latency(svc: Any, episodes: list[Any], waves: list[int], wave_s: float)
     return time.perf_counter() - last
 
 
-def measure(name: str, kwargs: dict[str, Any], n_throughput: int, reps: int,
-            wave_s: float) -> dict[str, Any]:
+def measure(name: str, kwargs: dict[str, Any], n_throughput: int, reps: int, wave_s: float) -> dict[str, Any]:
     import ray
 
     rng = random.Random(0)
@@ -171,10 +197,17 @@ def measure(name: str, kwargs: dict[str, Any], n_throughput: int, reps: int,
     threads = ray.get(svc.torch_threads.remote())
     ray.get(svc.close.remote(), timeout=120)
     ray.kill(svc)
-    return {"first_s": first_s, "eps_per_s": eps_per_s, "errors": errors, "n": n_throughput,
-            "waves": waves, "burst": burst, "threads": threads,
-            "batch_throughput": (prompts1 - prompts0) / max(calls1 - calls0, 1),
-            "batch_steps": (prompts2 - prompts1) / max(calls2 - calls1, 1)}
+    return {
+        "first_s": first_s,
+        "eps_per_s": eps_per_s,
+        "errors": errors,
+        "n": n_throughput,
+        "waves": waves,
+        "burst": burst,
+        "threads": threads,
+        "batch_throughput": (prompts1 - prompts0) / max(calls1 - calls0, 1),
+        "batch_steps": (prompts2 - prompts1) / max(calls2 - calls1, 1),
+    }
 
 
 def fmt(xs: list[float]) -> str:
@@ -192,24 +225,38 @@ def main() -> None:
     import ray
 
     temp = tempfile.mkdtemp(prefix="rlbench-", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=temp,
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+    )
     try:
-        rows = [("outcome (NumericMatchReward)",
-                 measure("outcome", {}, args.episodes, args.reps, args.wave_s)),
-                ("judge (JudgeReward, SmolLM2-135M, max_batch 8)",
-                 measure("judge", {}, args.judge_episodes, args.reps, args.wave_s))]
+        rows = [
+            ("outcome (NumericMatchReward)", measure("outcome", {}, args.episodes, args.reps, args.wave_s)),
+            (
+                "judge (JudgeReward, SmolLM2-135M, max_batch 8)",
+                measure("judge", {}, args.judge_episodes, args.reps, args.wave_s),
+            ),
+        ]
     finally:
         ray.shutdown()
-    print("| plugin | first call s | throughput episodes/s | added latency, 3 waves s | "
-          "added latency, 16 at once s |")
+    print(
+        "| plugin | first call s | throughput episodes/s | added latency, 3 waves s | "
+        "added latency, 16 at once s |"
+    )
     print("|---|---|---|---|---|")
     for label, r in rows:
-        print(f"| {label} | {r['first_s']:.2f} | {r['eps_per_s']:.1f} ({r['n']} episodes, "
-              f"{r['errors']} errors) | {fmt(r['waves'])} | {fmt(r['burst'])} |")
+        print(
+            f"| {label} | {r['first_s']:.2f} | {r['eps_per_s']:.1f} ({r['n']} episodes, "
+            f"{r['errors']} errors) | {fmt(r['waves'])} | {fmt(r['burst'])} |"
+        )
     judge = rows[1][1]
-    print(f"\njudge: mean prompts per engine call {judge['batch_throughput']:.1f} (throughput), "
-          f"{judge['batch_steps']:.1f} (steps); torch threads in the service actor: {judge['threads']}")
+    print(
+        f"\njudge: mean prompts per engine call {judge['batch_throughput']:.1f} (throughput), "
+        f"{judge['batch_steps']:.1f} (steps); torch threads in the service actor: {judge['threads']}"
+    )
 
 
 if __name__ == "__main__":

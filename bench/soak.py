@@ -18,6 +18,7 @@ When ``--max-minutes`` runs out first, the run is stopped after its current step
 as ``ray job stop`` does) and the report says how many steps ran. Prints a Markdown summary
 for docs/benchmarks.md and exits non-zero when a check fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 ENV_RATES = {"raise_rate": 0.03, "hang_rate": 0.03, "hang_s": 4.0}
 REWARD_RATES = {"raise_rate": 0.02, "hang_rate": 0.02, "garbage_rate": 0.02, "hang_s": 3.0}
-REWARD_KINDS = {"reward_raise": "RuntimeError: injected reward fault",
-                "reward_hang": "timed out after", "reward_garbage": "ValueError: returned str"}
+REWARD_KINDS = {
+    "reward_raise": "RuntimeError: injected reward fault",
+    "reward_hang": "timed out after",
+    "reward_garbage": "ValueError: returned str",
+}
 
 
 def register_plugin(root: Path) -> Path:
@@ -43,8 +47,7 @@ def register_plugin(root: Path) -> Path:
     dist = root / "rlagent_soak_faults-0.0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rlagent-soak-faults\nVersion: 0.0\n")
-    (dist / "entry_points.txt").write_text(
-        "[rlagent.rewards]\nsoak_flaky = rlagent.testing:FlakyReward\n")
+    (dist / "entry_points.txt").write_text("[rlagent.rewards]\nsoak_flaky = rlagent.testing:FlakyReward\n")
     return root
 
 
@@ -52,16 +55,31 @@ def overrides(args, work: Path, model: Path, log: Path) -> list[str]:
     env = {**ENV_RATES, "log": str(log), "seed": 1}
     reward = {**REWARD_RATES, "log": str(log), "seed": 2}
     return [
-        "run.name=soak", f"run.output_dir={work}", f"run.steps={args.steps}", "run.seed=1",
-        "run.save_every=50", "run.keep_checkpoints=1", f"model.path={model}",
-        "env.id=rlagent.testing:faults/FaultyEcho-v0", f"env.kwargs={json.dumps(env)}",
-        "rollout.max_new_tokens=2", "rollout.max_episode_tokens=64", "rollout.max_turns=2",
-        "rollout.step_timeout_s=2.0", "rollout.kv_cache_gib=1", "algo.group_size=2",
-        f"algo.tasks_per_step={args.tasks}", "learner.lr=0.003", "learner.micro_batch_size=64",
-        "rewards.timeout_s=2.0", "rewards.on_error=drop_component",
+        "run.name=soak",
+        f"run.output_dir={work}",
+        f"run.steps={args.steps}",
+        "run.seed=1",
+        "run.save_every=50",
+        "run.keep_checkpoints=1",
+        f"model.path={model}",
+        "env.id=rlagent.testing:faults/FaultyEcho-v0",
+        f"env.kwargs={json.dumps(env)}",
+        "rollout.max_new_tokens=2",
+        "rollout.max_episode_tokens=64",
+        "rollout.max_turns=2",
+        "rollout.step_timeout_s=2.0",
+        "rollout.kv_cache_gib=1",
+        "algo.group_size=2",
+        f"algo.tasks_per_step={args.tasks}",
+        "learner.lr=0.003",
+        "learner.micro_batch_size=64",
+        "rewards.timeout_s=2.0",
+        "rewards.on_error=drop_component",
         "rewards.components=[{name: env_reward, weight: 1.0}, "
         f"{{name: soak_flaky, weight: 0.5, kwargs: {json.dumps(reward)}}}]",
-        "tracking.wandb_mode=disabled", "tracking.save_rollouts=true"]
+        "tracking.wandb_mode=disabled",
+        "tracking.save_rollouts=true",
+    ]
 
 
 def processes() -> dict[str, int]:
@@ -131,8 +149,7 @@ def memory_report(samples: dict[int, dict[str, int]], warmup: int) -> tuple[list
         slope = slope_mb_per_100(pts)
         flat = slope < max(0.02 * first, 10.0)  # < 2 % (at least 10 MB) per 100 steps
         ok &= flat
-        lines.append(f"| {name} | {first:.0f} | {last:.0f} | {slope:+.1f} | "
-                     f"{'flat' if flat else 'GROWS'} |")
+        lines.append(f"| {name} | {first:.0f} | {last:.0f} | {slope:+.1f} | {'flat' if flat else 'GROWS'} |")
     return lines, ok
 
 
@@ -146,14 +163,26 @@ def fault_report(run_dir: Path, log: Path) -> tuple[list[str], bool]:
             error = e["reward_errors"].get("soak_flaky", "")
             for kind, text in REWARD_KINDS.items():
                 reward_errors[kind] += error.startswith(text)
-    pairs = [("env raise", count(str(log), "raise"), sum(r["env/errors"] for r in rows), "env/errors"),
-             ("env hang", count(str(log), "hang"), sum(r["env/timeouts"] for r in rows), "env/timeouts")]
-    pairs += [(f"reward {k.split('_')[1]}", count(str(log), k), reward_errors[k], "reward_errors")
-              for k in REWARD_KINDS]
-    pairs.append(("reward, all kinds", sum(count(str(log), k) for k in REWARD_KINDS),
-                  sum(r["reward/soak_flaky/errors"] for r in rows), "reward/soak_flaky/errors"))
-    lines = [f"| {what} | {injected} | {int(counted)} ({metric}) | "
-             f"{'yes' if injected == counted else 'NO'} |" for what, injected, counted, metric in pairs]
+    pairs = [
+        ("env raise", count(str(log), "raise"), sum(r["env/errors"] for r in rows), "env/errors"),
+        ("env hang", count(str(log), "hang"), sum(r["env/timeouts"] for r in rows), "env/timeouts"),
+    ]
+    pairs += [
+        (f"reward {k.split('_')[1]}", count(str(log), k), reward_errors[k], "reward_errors")
+        for k in REWARD_KINDS
+    ]
+    pairs.append(
+        (
+            "reward, all kinds",
+            sum(count(str(log), k) for k in REWARD_KINDS),
+            sum(r["reward/soak_flaky/errors"] for r in rows),
+            "reward/soak_flaky/errors",
+        )
+    )
+    lines = [
+        f"| {what} | {injected} | {int(counted)} ({metric}) | {'yes' if injected == counted else 'NO'} |"
+        for what, injected, counted, metric in pairs
+    ]
     return lines, all(i == c for _, i, c, _ in pairs)
 
 
@@ -181,9 +210,14 @@ def main() -> int:
 
     model, log = make_tiny_model(work / "model"), work / "faults.log"
     cfg = load_config(None, overrides(args, work, model, log))
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
-             _temp_dir=tempfile.mkdtemp(prefix="rlsk-", dir="/tmp"),
-             _system_config={"enable_metrics_collection": False})
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=tempfile.mkdtemp(prefix="rlsk-", dir="/tmp"),
+        _system_config={"enable_metrics_collection": False},
+    )
     watch = Watch(work / "soak" / "metrics.jsonl", args.sample_every, args.hang_s, args.max_minutes * 60)
     watch.start()
     t0 = time.monotonic()
@@ -196,18 +230,24 @@ def main() -> int:
     step_s = sorted(r["timing/step_s"] for r in rows)
     faults, faults_ok = fault_report(run_dir, log)
     memory, memory_ok = memory_report(watch.samples, warmup=2 * args.sample_every)
-    print(f"\n{len(rows)} of {args.steps} steps in {wall / 60:.1f} min"
-          f"{' (stopped by --max-minutes)' if watch.stopped_early else ''}; step s: median "
-          f"{step_s[len(step_s) // 2]:.2f}, max {step_s[-1]:.2f}; episodes per step "
-          f"{2 * args.tasks}; work dir {work}\n")
+    print(
+        f"\n{len(rows)} of {args.steps} steps in {wall / 60:.1f} min"
+        f"{' (stopped by --max-minutes)' if watch.stopped_early else ''}; step s: median "
+        f"{step_s[len(step_s) // 2]:.2f}, max {step_s[-1]:.2f}; episodes per step "
+        f"{2 * args.tasks}; work dir {work}\n"
+    )
     print("| fault | injected | counted by the run | equal |\n|---|---|---|---|")
     print("\n".join(faults))
-    print(f"\n| process | RSS MB at step {2 * args.sample_every} | RSS MB at the end | "
-          f"slope MB / 100 steps | |\n|---|---|---|---|---|")
+    print(
+        f"\n| process | RSS MB at step {2 * args.sample_every} | RSS MB at the end | "
+        f"slope MB / 100 steps | |\n|---|---|---|---|---|"
+    )
     print("\n".join(memory))
     ok = faults_ok and memory_ok
-    print(f"\n{'PASS' if ok else 'FAIL'}: no hang; faults {'all' if faults_ok else 'NOT all'} "
-          f"counted; memory {'flat' if memory_ok else 'GROWS'}")
+    print(
+        f"\n{'PASS' if ok else 'FAIL'}: no hang; faults {'all' if faults_ok else 'NOT all'} "
+        f"counted; memory {'flat' if memory_ok else 'GROWS'}"
+    )
     return 0 if ok else 1
 
 

@@ -20,6 +20,7 @@ Each training runs as a child process whose whole process tree's RSS is sampled 
 processes count more than once, so it is an upper bound). Prints Markdown for
 docs/benchmarks.md and docs/results.md, and writes ``OUT/vs_trl.json`` and ``OUT/vs_trl.png``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -98,8 +99,15 @@ def trl_child(out: Path, minutes: float) -> None:
     for i in range(4000):  # far more than fit in the time; one task per prompt, in order
         task = generate_task(rng, cfg.data.difficulties[i % len(cfg.data.difficulties)])
         obs, _ = env.reset(options={"task": task})
-        rows.append({"prompt": [{"role": "system", "content": cfg.env.system_prompt},
-                                {"role": "user", "content": obs}], "answer": float(task["answer"])})
+        rows.append(
+            {
+                "prompt": [
+                    {"role": "system", "content": cfg.env.system_prompt},
+                    {"role": "user", "content": obs},
+                ],
+                "answer": float(task["answer"]),
+            }
+        )
     steps: list[dict] = []
 
     class Clock(TrainerCallback):
@@ -116,14 +124,29 @@ def trl_child(out: Path, minutes: float) -> None:
                 control.should_training_stop = True
 
     args = GRPOConfig(
-        output_dir=str(out / "trl-work"), per_device_train_batch_size=32,
-        num_generations=cfg.algo.group_size, max_completion_length=cfg.rollout.max_new_tokens,
-        temperature=cfg.rollout.temperature, learning_rate=cfg.learner.lr, beta=0.0,
-        reward_weights=[0.2, 1.0], max_steps=len(rows) // cfg.algo.tasks_per_step,
-        logging_steps=1, report_to="none", use_cpu=True, bf16=False, save_strategy="no",
-        seed=cfg.run.seed, shuffle_dataset=False)
-    trainer = GRPOTrainer(model=model, reward_funcs=[format_reward, outcome_reward], args=args,
-                          train_dataset=Dataset.from_list(rows))
+        output_dir=str(out / "trl-work"),
+        per_device_train_batch_size=32,
+        num_generations=cfg.algo.group_size,
+        max_completion_length=cfg.rollout.max_new_tokens,
+        temperature=cfg.rollout.temperature,
+        learning_rate=cfg.learner.lr,
+        beta=0.0,
+        reward_weights=[0.2, 1.0],
+        max_steps=len(rows) // cfg.algo.tasks_per_step,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        save_strategy="no",
+        seed=cfg.run.seed,
+        shuffle_dataset=False,
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[format_reward, outcome_reward],
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+    )
     trainer.add_callback(Clock())
     trainer.train()
     trainer.save_model(str(out / "trl-model"))
@@ -131,17 +154,34 @@ def trl_child(out: Path, minutes: float) -> None:
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     for s, r in zip(steps, rewards):
         s["reward"] = r
-    (out / "trl-steps.json").write_text(json.dumps({
-        "steps": steps, "gradient_checkpointing": args.gradient_checkpointing,
-        "loss_type": args.loss_type}))
+    (out / "trl-steps.json").write_text(
+        json.dumps(
+            {
+                "steps": steps,
+                "gradient_checkpointing": args.gradient_checkpointing,
+                "loss_type": args.loss_type,
+            }
+        )
+    )
 
 
 # ------------------------------------------------------------------ the driver
 def evaluate(out: Path, tasks: Path, tag: str, checkpoint: str) -> dict:
     where = out / "eval" / tag
     if not (where / "eval.json").exists():
-        subprocess.run([RLAGENT, "eval", str(CONFIG), f"tasks={tasks}", f"checkpoint={checkpoint}",
-                        "temperature=0", f"out={where}"], cwd=REPO, check=True)
+        subprocess.run(
+            [
+                RLAGENT,
+                "eval",
+                str(CONFIG),
+                f"tasks={tasks}",
+                f"checkpoint={checkpoint}",
+                "temperature=0",
+                f"out={where}",
+            ],
+            cwd=REPO,
+            check=True,
+        )
     return json.loads((where / "eval.json").read_text())["metrics"]
 
 
@@ -163,7 +203,7 @@ def plot(sides: dict[str, list[dict]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for (name, steps), color in zip(sides.items(), ("C0", "C1")):
         reward = [s["reward"] for s in steps]
-        smooth = [statistics.mean(reward[max(0, i - 4):i + 1]) for i in range(len(reward))]
+        smooth = [statistics.mean(reward[max(0, i - 4) : i + 1]) for i in range(len(reward))]
         axes[0].plot(range(1, len(steps) + 1), smooth, color=color, lw=2, label=name)
         axes[1].plot([s["minutes"] for s in steps], smooth, color=color, lw=2, label=name)
     axes[0].set_xlabel("training step")
@@ -190,37 +230,67 @@ def main() -> None:
         return trl_child(out, a.minutes)
     tasks = out / "heldout.jsonl"
     if not tasks.exists():
-        subprocess.run([RLAGENT, "tasks", str(CONFIG), "--n", str(a.eval_n), "--seed", "1000000",
-                        "--out", str(tasks)], cwd=REPO, check=True)
+        subprocess.run(
+            [RLAGENT, "tasks", str(CONFIG), "--n", str(a.eval_n), "--seed", "1000000", "--out", str(tasks)],
+            cwd=REPO,
+            check=True,
+        )
     peaks = json.loads((out / "peaks.json").read_text()) if (out / "peaks.json").exists() else {}
     if not (out / "trl-model").exists():
-        peaks["trl"] = measured([sys.executable, __file__, "--child", "--minutes", str(a.minutes),
-                                 "--out", str(out)], out / "trl.log")
+        peaks["trl"] = measured(
+            [sys.executable, __file__, "--child", "--minutes", str(a.minutes), "--out", str(out)],
+            out / "trl.log",
+        )
     run = out / "ours"
     if not (run / "checkpoints" / "final").exists():
-        peaks["ours"] = measured([RLAGENT, "train", str(CONFIG), f"run.max_minutes={a.minutes}",
-                                  f"run.output_dir={out}", "run.name=ours"], out / "ours.log")
+        peaks["ours"] = measured(
+            [
+                RLAGENT,
+                "train",
+                str(CONFIG),
+                f"run.max_minutes={a.minutes}",
+                f"run.output_dir={out}",
+                "run.name=ours",
+            ],
+            out / "ours.log",
+        )
     (out / "peaks.json").write_text(json.dumps(peaks))
-    evals = {"base": evaluate(out, tasks, "base", "base"),
-             "trl": evaluate(out, tasks, "trl", str(out / "trl-model")),
-             "ours": evaluate(out, tasks, "ours", str(run / "checkpoints" / "final"))}
+    evals = {
+        "base": evaluate(out, tasks, "base", "base"),
+        "trl": evaluate(out, tasks, "trl", str(out / "trl-model")),
+        "ours": evaluate(out, tasks, "ours", str(run / "checkpoints" / "final")),
+    }
     trl = json.loads((out / "trl-steps.json").read_text())
     sides = {"rlagent": ours_steps(run), "TRL 1.16 GRPOTrainer": trl["steps"]}
     plot(sides, out / "vs_trl.png")
-    (out / "vs_trl.json").write_text(json.dumps({"minutes": a.minutes, "peaks_gb": peaks,
-                                                 "evals": evals, "steps": sides}, indent=1))
+    (out / "vs_trl.json").write_text(
+        json.dumps({"minutes": a.minutes, "peaks_gb": peaks, "evals": evals, "steps": sides}, indent=1)
+    )
     print(f"\nequal budget: {a.minutes:g} min of training each; held-out: {a.eval_n} tasks, greedy\n")
-    print("| | steps in budget | s/step (mean of steps 2+) | peak RSS GB (process tree) "
-          "| held-out success | d1 | d2 |")
+    print(
+        "| | steps in budget | s/step (mean of steps 2+) | peak RSS GB (process tree) "
+        "| held-out success | d1 | d2 |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for name, key, steps in (("untrained", "base", None), ("TRL 1.16 GRPOTrainer", "trl", trl["steps"]),
-                             ("rlagent", "ours", sides["rlagent"])):
+    for name, key, steps in (
+        ("untrained", "base", None),
+        ("TRL 1.16 GRPOTrainer", "trl", trl["steps"]),
+        ("rlagent", "ours", sides["rlagent"]),
+    ):
         m = evals[key]
-        cells = ["–", "–", "–"] if steps is None else [
-            str(len(steps)), f"{statistics.mean(s['step_s'] for s in steps[1:] or steps):.1f}",
-            f"{peaks.get(key, float('nan')):.2f}"]
-        print(f"| {name} | {' | '.join(cells)} | **{m['success/rate']:.3f}** "
-              f"| {m.get('success/d1/rate', 0):.2f} | {m.get('success/d2/rate', 0):.2f} |")
+        cells = (
+            ["–", "–", "–"]
+            if steps is None
+            else [
+                str(len(steps)),
+                f"{statistics.mean(s['step_s'] for s in steps[1:] or steps):.1f}",
+                f"{peaks.get(key, float('nan')):.2f}",
+            ]
+        )
+        print(
+            f"| {name} | {' | '.join(cells)} | **{m['success/rate']:.3f}** "
+            f"| {m.get('success/d1/rate', 0):.2f} | {m.get('success/d2/rate', 0):.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ transports end with), and the bare gloo broadcast of the same tensors between tw
 of this process (no Ray, no reload).
 Prints a Markdown table for docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,7 +73,8 @@ def main() -> None:
     cfg = load_config(REPO / "launch/configs/quickstart.yaml", args.overrides)
     model = resolve_model(cfg.model.path)
     probe = AutoTokenizer.from_pretrained(model)(
-        "The learner sends its weights to the engines after every update.")["input_ids"]
+        "The learner sends its weights to the engines after every update."
+    )["input_ids"]
     load_before = os.getloadavg()[0]
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     pool = RolloutPool(cfg, model, rewards=[])
@@ -105,16 +107,22 @@ def main() -> None:
     size_mb = sum(t.numel() * t.element_size() for t in sent) / 1e6
     raw = bare_gloo(named, args.reps)
 
-    print(f"{len(named)} tensors, {size_mb:.0f} MB ({len(sent)} tensors: a tied one counts "
-          f"once); median (min-max) of {args.reps} syncs; load average {load_before:.1f} "
-          f"before, {os.getloadavg()[0]:.1f} after\n")
+    print(
+        f"{len(named)} tensors, {size_mb:.0f} MB ({len(sent)} tensors: a tied one counts "
+        f"once); median (min-max) of {args.reps} syncs; load average {load_before:.1f} "
+        f"before, {os.getloadavg()[0]:.1f} after\n"
+    )
     print("| transport | setup s | push s | check s | logprob gap max |")
     print("|---|---|---|---|---|")
     for name in syncs:
-        print(f"| {name} | {setup_s[name]:.2f} | {median_range(push[name])} "
-              f"| {median_range(check[name])} | {max(gaps[name]):.1e} |")
-    print(f"| engine loads weights already in the object store (fetch + reload) | – "
-          f"| {median_range(reload)} | – | – |")
+        print(
+            f"| {name} | {setup_s[name]:.2f} | {median_range(push[name])} "
+            f"| {median_range(check[name])} | {max(gaps[name]):.1e} |"
+        )
+    print(
+        f"| engine loads weights already in the object store (fetch + reload) | – "
+        f"| {median_range(reload)} | – | – |"
+    )
     print(f"| gloo broadcast alone (2 threads, no Ray, no reload) | – | {median_range(raw)} | – | – |")
 
 

@@ -1,4 +1,5 @@
 """Built-in Gymnasium environments (imported as ``rlagent.envs``)."""
+
 from __future__ import annotations
 
 import gymnasium

@@ -17,15 +17,16 @@ When pid 1 exits the kernel kills every process left in the pid namespace, so no
 starts outlives the call. With ``isolation == "none"`` stage 0 sets the rlimits and runs the
 code itself.
 """
+
 import marshal
 import os
 import resource
 import signal
 import sys
 
-EXIT_EXCEPTION = 1   # uncaught exception (Python's own convention)
-EXIT_MEMORY = 3      # MemoryError
-EXIT_SETUP = 125     # the sandbox could not be set up; stderr starts with SETUP_PREFIX
+EXIT_EXCEPTION = 1  # uncaught exception (Python's own convention)
+EXIT_MEMORY = 3  # MemoryError
+EXIT_SETUP = 125  # the sandbox could not be set up; stderr starts with SETUP_PREFIX
 SETUP_PREFIX = "rlagent-sandbox: setup failed: "
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
@@ -37,9 +38,15 @@ PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 2
 # SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, SECBIT_KEEP_CAPS, SECBIT_NO_CAP_AMBIENT_RAISE, each
 # with its _LOCKED bit: execve never grants capabilities again, even to uid 0 in the namespace.
 SECUREBITS_LOCKED_DOWN = 0xFF
-_MOUNT_OPTION_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
-                       "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME,
-                       "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME}
+_MOUNT_OPTION_FLAGS = {
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME,
+    "relatime": MS_RELATIME,
+    "strictatime": MS_STRICTATIME,
+}
 
 # Loaded only in namespace mode: importing ctypes costs ~6 ms, and every call pays start-up.
 ctypes = None
@@ -57,9 +64,11 @@ def _check(result: int, what: str) -> None:
 
 
 def _mount(source, target, fstype, flags, data=None) -> None:
-    enc = (lambda s: None if s is None else s.encode())
-    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
-           f"mount {fstype or ''} {target}")
+    enc = lambda s: None if s is None else s.encode()
+    _check(
+        _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+        f"mount {fstype or ''} {target}",
+    )
 
 
 def _write(path: str, text: str) -> None:
@@ -74,8 +83,12 @@ def _enter_namespaces() -> None:
 
     _libc = ctypes.CDLL(None, use_errno=True)
     uid, gid = os.geteuid(), os.getegid()
-    _check(_libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
-                         | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    _check(
+        _libc.unshare(
+            CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+        ),
+        "unshare",
+    )
     # Map only ourselves: uid 0 inside is our own uid outside, nobody else's files are ours.
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"0 {uid} 1")
@@ -123,8 +136,7 @@ def _setup_mounts(cfg: dict) -> None:
             _mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
             os.close(fd)
     os.makedirs(workdir, exist_ok=True)
-    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={cfg['disk_mb']}m,mode=700")
+    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['disk_mb']}m,mode=700")
     seen = set()
     for point, options in reversed(_mountinfo()):  # topmost mount at each path first
         if point in seen or point == workdir:
@@ -146,7 +158,7 @@ def _drop_privileges() -> None:
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             break  # past the last capability this kernel knows
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
-    data = (ctypes.c_uint32 * 6)()                 # effective/permitted/inheritable = 0
+    data = (ctypes.c_uint32 * 6)()  # effective/permitted/inheritable = 0
     _check(_libc.capset(header, data), "capset")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
@@ -184,10 +196,12 @@ def _pid1(cfg: dict, code: str) -> int:
 # --- worker -------------------------------------------------------------------------------
 def _set_limits(cfg: dict) -> None:
     mib = 1024 * 1024
-    limits = [(resource.RLIMIT_CPU, cfg["cpu_s"], cfg["cpu_s"] + 1),  # SIGXCPU, then SIGKILL
-              (resource.RLIMIT_AS, cfg["memory_mb"] * mib, cfg["memory_mb"] * mib),
-              (resource.RLIMIT_FSIZE, cfg["disk_mb"] * mib, cfg["disk_mb"] * mib),
-              (resource.RLIMIT_CORE, 0, 0)]
+    limits = [
+        (resource.RLIMIT_CPU, cfg["cpu_s"], cfg["cpu_s"] + 1),  # SIGXCPU, then SIGKILL
+        (resource.RLIMIT_AS, cfg["memory_mb"] * mib, cfg["memory_mb"] * mib),
+        (resource.RLIMIT_FSIZE, cfg["disk_mb"] * mib, cfg["disk_mb"] * mib),
+        (resource.RLIMIT_CORE, 0, 0),
+    ]
     if cfg["nproc_rlimit"]:
         limits.append((resource.RLIMIT_NPROC, cfg["max_processes"], cfg["max_processes"]))
     for which, soft, hard in limits:

@@ -5,6 +5,7 @@ Each turn the model either calls the tool, ``<calc>37 * 14</calc>`` (the env ans
 is 1.0 for a correct final answer; ``info`` reports the facts (success, tool calls, tool
 errors) that reward plugins score.
 """
+
 from __future__ import annotations
 
 import ast
@@ -48,9 +49,15 @@ def _power(a: int | float, b: int | float) -> int | float:
     return a**b
 
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.Div: _divide, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-           ast.Pow: _power}
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: _divide,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: _power,
+}
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 
 
@@ -109,8 +116,13 @@ def format_number(value: int | float) -> str:
 
 # --- task generation ----------------------------------------------------------------------
 # difficulty -> (number of literals, largest literal, largest factor next to * or /, operators)
-_LEVELS = {1: (2, 10, 10, "+-"), 2: (3, 20, 12, "+-*"), 3: (4, 50, 12, "+-*/"),
-           4: (5, 100, 20, "+-*/"), 5: (6, 1000, 30, "+-*/")}
+_LEVELS = {
+    1: (2, 10, 10, "+-"),
+    2: (3, 20, 12, "+-*"),
+    3: (4, 50, 12, "+-*/"),
+    4: (5, 100, 20, "+-*/"),
+    5: (6, 1000, 30, "+-*/"),
+}
 
 
 def _draw_ops(rng: random.Random, n: int, allowed: str) -> list[str]:
@@ -151,9 +163,14 @@ def generate_task(rng: random.Random, difficulty: int, **env_kwargs: Any) -> dic
     answer = safe_eval(expression)
     assert isinstance(answer, int), expression  # guaranteed by _draw_literals
     digest = hashlib.sha1(expression.encode()).hexdigest()[:10]
-    return {"id": f"calc-d{difficulty}-{digest}", "env": ENV_ID,
-            "prompt": f"What is {expression}?", "answer": answer,
-            "difficulty": difficulty, "expression": expression}
+    return {
+        "id": f"calc-d{difficulty}-{digest}",
+        "env": ENV_ID,
+        "prompt": f"What is {expression}?",
+        "answer": answer,
+        "difficulty": difficulty,
+        "expression": expression,
+    }
 
 
 # --- the environment ----------------------------------------------------------------------
@@ -191,8 +208,7 @@ class CalculatorEnv(gymnasium.Env[str, str]):
             task = generate_task(rng, difficulty)
         target = as_number(task.get("answer"))
         if target is None or "prompt" not in task:
-            raise ValueError(f"{ENV_ID} needs a task with a prompt and a numeric answer, "
-                             f"got {task!r:.200}")
+            raise ValueError(f"{ENV_ID} needs a task with a prompt and a numeric answer, got {task!r:.200}")
         self._task, self._target = task, target
         self._turn, self._tool_calls, self._done = 0, 0, False
         observation = f"{INSTRUCTIONS}\nQuestion: {task['prompt']}"
@@ -218,8 +234,7 @@ class CalculatorEnv(gymnasium.Env[str, str]):
 
     def _judge(self, answer: str) -> tuple[float, dict[str, Any]]:
         parsed = parse_number(answer)
-        success = parsed is not None and math.isclose(
-            parsed, self._target, rel_tol=1e-6, abs_tol=1e-9)
+        success = parsed is not None and math.isclose(parsed, self._target, rel_tol=1e-6, abs_tol=1e-9)
         info = {"invalid_action": False, "success": success, "parsed_answer": parsed}
         return (1.0 if success else 0.0), info
 

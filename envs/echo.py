@@ -5,6 +5,7 @@ alphabet and nothing else, so a randomly initialised model with a word-level tok
 knows only those words can learn it within a few hundred steps; a trainer that cannot is
 broken. Reward is dense (1/num_turns per correct turn), which makes learning fast to show.
 """
+
 from __future__ import annotations
 
 import random
@@ -27,8 +28,13 @@ def _alphabet(letters: str | Sequence[str]) -> list[str]:
     return words
 
 
-def generate_task(rng: random.Random, difficulty: int, num_turns: int | None = None,
-                  letters: str | Sequence[str] = DEFAULT_LETTERS, **_env_kwargs: Any) -> dict[str, Any]:
+def generate_task(
+    rng: random.Random,
+    difficulty: int,
+    num_turns: int | None = None,
+    letters: str | Sequence[str] = DEFAULT_LETTERS,
+    **_env_kwargs: Any,
+) -> dict[str, Any]:
     """A task showing letters drawn uniformly from ``letters``, one per turn: ``difficulty``
     turns, or ``num_turns`` when the env fixes it (then that is the task's difficulty). The
     sampler passes the env's constructor kwargs; the ones that do not shape tasks are ignored."""
@@ -38,8 +44,14 @@ def generate_task(rng: random.Random, difficulty: int, num_turns: int | None = N
     alphabet = _alphabet(letters)
     seq = [rng.choice(alphabet) for _ in range(turns)]
     # The id is the content: identical sequences are the same task for curriculum stats.
-    return {"id": "echo-" + "-".join(seq), "env": ENV_ID, "prompt": seq[0],
-            "answer": " ".join(seq), "difficulty": turns, "letters_seq": seq}
+    return {
+        "id": "echo-" + "-".join(seq),
+        "env": ENV_ID,
+        "prompt": seq[0],
+        "answer": " ".join(seq),
+        "difficulty": turns,
+        "letters_seq": seq,
+    }
 
 
 class EchoEnv(gymnasium.Env[str, str]):
@@ -55,8 +67,9 @@ class EchoEnv(gymnasium.Env[str, str]):
     difficulties = DIFFICULTIES
     generate_task = staticmethod(generate_task)
 
-    def __init__(self, num_turns: int = 2, letters: str | Sequence[str] = DEFAULT_LETTERS,
-                 max_text_length: int = 8192):
+    def __init__(
+        self, num_turns: int = 2, letters: str | Sequence[str] = DEFAULT_LETTERS, max_text_length: int = 8192
+    ):
         if num_turns < 1:
             raise ValueError(f"num_turns must be >= 1, got {num_turns}")
         self.num_turns = num_turns

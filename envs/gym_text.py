@@ -21,6 +21,7 @@ An id the current process has not registered yet can be given as ``"package.modu
 ``gymnasium.make`` imports the module (which registers the id) first. This is what a Ray
 rollout worker needs, since it imports only ``rlagent.envs``.
 """
+
 from __future__ import annotations
 
 import random
@@ -78,29 +79,41 @@ def to_text(obs: Any, key: str | None = None, fmt: str | None = None) -> str:
             try:
                 return fmt.format_map(obs)
             except (KeyError, IndexError, ValueError) as err:
-                raise ValueError(f"observation_format {fmt!r} does not fit an observation with keys "
-                                 f"{sorted(map(str, obs))}: {err!r}") from err
+                raise ValueError(
+                    f"observation_format {fmt!r} does not fit an observation with keys "
+                    f"{sorted(map(str, obs))}: {err!r}"
+                ) from err
         if key is not None:
             if key not in obs:
-                raise KeyError(f"observation_key {key!r} is not in the observation "
-                               f"(keys: {sorted(map(str, obs))})")
+                raise KeyError(
+                    f"observation_key {key!r} is not in the observation (keys: {sorted(map(str, obs))})"
+                )
             return to_text(obs[key])
         texts = [k for k, v in obs.items() if isinstance(v, str)]
         if len(texts) == 1:
             return obs[texts[0]]
-        raise TypeError(f"the observation is a mapping with {len(texts)} text values "
-                        f"(keys: {sorted(map(str, obs))}); set observation_key or observation_format")
-    raise TypeError(f"the observation is a {type(obs).__name__}, not text; set "
-                    f"observation_key/observation_format for a mapping, or wrap the env")
+        raise TypeError(
+            f"the observation is a mapping with {len(texts)} text values "
+            f"(keys: {sorted(map(str, obs))}); set observation_key or observation_format"
+        )
+    raise TypeError(
+        f"the observation is a {type(obs).__name__}, not text; set "
+        f"observation_key/observation_format for a mapping, or wrap the env"
+    )
 
 
-def generate_task(rng: random.Random, difficulty: int, env_id: str = "", **_env_kwargs: Any
-                  ) -> dict[str, Any]:
+def generate_task(
+    rng: random.Random, difficulty: int, env_id: str = "", **_env_kwargs: Any
+) -> dict[str, Any]:
     """A seeded task for an env that has no task generator: the env draws the episode from
     its reset seed, so the seed is the task. (The sampler passes the env kwargs.)"""
     seed = rng.randrange(2**31)
-    return {"id": f"{env_id}/seed-{seed}", "prompt": f"{env_id} reset with seed {seed}",
-            "seed": seed, "difficulty": difficulty}
+    return {
+        "id": f"{env_id}/seed-{seed}",
+        "prompt": f"{env_id} reset with seed {seed}",
+        "seed": seed,
+        "difficulty": difficulty,
+    }
 
 
 class GymTextEnv(gymnasium.Env[str, str]):
@@ -127,9 +140,15 @@ class GymTextEnv(gymnasium.Env[str, str]):
     metadata = {"render_modes": []}
     generate_task = staticmethod(generate_task)
 
-    def __init__(self, env_id: str, env_kwargs: Mapping[str, Any] | None = None,
-                 observation_key: str | None = None, observation_format: str | None = None,
-                 options: OptionsMode = "fields", max_text_length: int = 65536):
+    def __init__(
+        self,
+        env_id: str,
+        env_kwargs: Mapping[str, Any] | None = None,
+        observation_key: str | None = None,
+        observation_format: str | None = None,
+        options: OptionsMode = "fields",
+        max_text_length: int = 65536,
+    ):
         if not isinstance(env_id, str) or not env_id:
             raise ValueError(f"env_id: expected a registered Gymnasium id, got {env_id!r}")
         if env_id.rpartition(":")[2] == ENV_ID:
@@ -143,9 +162,10 @@ class GymTextEnv(gymnasium.Env[str, str]):
             # every reply that an inner spaces.Text charset does not admit.
             self.inner = gymnasium.make(env_id, disable_env_checker=True, **dict(env_kwargs or {}))
         except gymnasium.error.Error as err:
-            raise ValueError(f"env_id {env_id!r}: {err} (an id registered by a package this "
-                             f"process has not imported can be named 'package.module:{env_id}')"
-                             ) from err
+            raise ValueError(
+                f"env_id {env_id!r}: {err} (an id registered by a package this "
+                f"process has not imported can be named 'package.module:{env_id}')"
+            ) from err
         self.observation_space = AnyText(max_length=max_text_length)
         self.action_space = AnyText(max_length=max_text_length)
 
@@ -181,7 +201,7 @@ class GymTextEnv(gymnasium.Env[str, str]):
         if len(text) > self.observation_space.max_length:
             # Longer than the space admits: cut, and say so, rather than break the contract.
             keep = self.observation_space.max_length - len(_CUT)
-            text = text[:max(keep, 0)] + _CUT[:self.observation_space.max_length]
+            text = text[: max(keep, 0)] + _CUT[: self.observation_space.max_length]
         return text
 
 

@@ -31,6 +31,7 @@ What is enforced (see docs/envs.md, rlagent/Tool-v0, for how it was checked):
   (like ``"namespaces"``) is an error at construction, so running model code without
   isolation is a choice written in the config, never a silent downgrade.
 """
+
 from __future__ import annotations
 
 import functools
@@ -52,8 +53,17 @@ from typing import Literal
 from rlagent.envs import _sandbox_child as child
 
 CHILD_SCRIPT = str(Path(child.__file__).resolve())
-ERROR_KINDS = ("exception", "memory", "exit", "timeout", "cpu_time", "killed", "crash",
-               "output_limit", "sandbox")
+ERROR_KINDS = (
+    "exception",
+    "memory",
+    "exit",
+    "timeout",
+    "cpu_time",
+    "killed",
+    "crash",
+    "output_limit",
+    "sandbox",
+)
 # Hidden behind empty read-only tmpfs in namespace mode (common homes of unix sockets);
 # the caller's home directory too (credentials: ~/.netrc, ~/.ray/auth_token, ~/.ssh).
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/run", "/dev/shm")
@@ -65,7 +75,8 @@ _NO_NAMESPACES = (
     "/ user.max_user_namespaces=0; check with `unshare -rn true`), so model-written code would "
     "run without isolation, with network access and the caller's files. Either run where user "
     "namespaces work, or accept running it unisolated by saying so: "
-    "env.kwargs.sandbox_isolation: none in the run config (Sandbox(isolation='none'))")
+    "env.kwargs.sandbox_isolation: none in the run config (Sandbox(isolation='none'))"
+)
 
 
 @dataclass(frozen=True)
@@ -87,8 +98,7 @@ class SandboxLimits:
     """Largest file (RLIMIT_FSIZE) and, in namespace mode, size of the working directory."""
 
     def __post_init__(self):
-        for name in ("wall_s", "cpu_s", "memory_mb", "max_processes", "max_output_bytes",
-                     "disk_mb"):
+        for name in ("wall_s", "cpu_s", "memory_mb", "max_processes", "max_output_bytes", "disk_mb"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"SandboxLimits.{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -98,8 +108,8 @@ class SandboxResult:
     ok: bool
     stdout: str
     stderr: str
-    error: str | None        # None when ok, else one of ERROR_KINDS
-    exit_code: int | None    # the process's status (128 + signal when killed); None if not run
+    error: str | None  # None when ok, else one of ERROR_KINDS
+    exit_code: int | None  # the process's status (128 + signal when killed); None if not run
     wall_s: float
 
 
@@ -124,9 +134,9 @@ def _pids_cgroup_parent() -> str | None:
     candidates = []
     for line in lines:
         hierarchy, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):                        # cgroup v1
+        if "pids" in controllers.split(","):  # cgroup v1
             candidates.append(f"/sys/fs/cgroup/pids{path}")
-        elif hierarchy == "0" and controllers == "":                # cgroup v2
+        elif hierarchy == "0" and controllers == "":  # cgroup v2
             candidates.append(f"/sys/fs/cgroup{path.rstrip('/')}")
     for parent in candidates:
         probe = os.path.join(parent, f"rlagent-probe-{os.getpid()}")
@@ -172,17 +182,19 @@ class Sandbox:
 
     _calls = itertools.count()
 
-    def __init__(self, limits: SandboxLimits | None = None, isolation: Isolation = "auto",
-                 python: str | None = None):
+    def __init__(
+        self, limits: SandboxLimits | None = None, isolation: Isolation = "auto", python: str | None = None
+    ):
         self.limits = limits or SandboxLimits()
         self.python = python or sys.executable
         if isolation not in ("auto", "namespaces", "none"):
-            raise ValueError(f"isolation must be 'auto', 'namespaces' or 'none', "
-                             f"got {isolation!r}")
+            raise ValueError(f"isolation must be 'auto', 'namespaces' or 'none', got {isolation!r}")
         if isolation != "none":
             if not namespaces_available(self.python):
-                raise RuntimeError(f"sandbox isolation {isolation!r} (Tool-v0: "
-                                   f"env.kwargs.sandbox_isolation): {_NO_NAMESPACES}")
+                raise RuntimeError(
+                    f"sandbox isolation {isolation!r} (Tool-v0: "
+                    f"env.kwargs.sandbox_isolation): {_NO_NAMESPACES}"
+                )
             isolation = "namespaces"
         self.isolation = isolation
         self._cgroup_parent = _pids_cgroup_parent()
@@ -216,8 +228,7 @@ class Sandbox:
         try:
             status, out, err, error = self._spawn_and_collect(code, workdir, cgroup, start)
         except OSError as exc:  # e.g. the interpreter is missing, out of pids or fds
-            status, out, err, error = None, b"", f"cannot start the sandbox: {exc}".encode(), \
-                "sandbox"
+            status, out, err, error = None, b"", f"cannot start the sandbox: {exc}".encode(), "sandbox"
         finally:
             if cgroup:
                 _remove_cgroup(cgroup)
@@ -225,8 +236,14 @@ class Sandbox:
         stdout, stderr = (b.decode("utf-8", errors="replace") for b in (out, err))
         if error is None:
             error = _classify(status, stderr)
-        return SandboxResult(ok=error is None, stdout=stdout, stderr=stderr, error=error,
-                             exit_code=status, wall_s=time.monotonic() - start)
+        return SandboxResult(
+            ok=error is None,
+            stdout=stdout,
+            stderr=stderr,
+            error=error,
+            exit_code=status,
+            wall_s=time.monotonic() - start,
+        )
 
     def _make_cgroup(self) -> str | None:
         if not self._cgroup_parent:
@@ -242,24 +259,47 @@ class Sandbox:
 
     def _child_config(self, workdir: str, cgroup: str | None) -> dict:
         lim = self.limits
-        keep = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, self.python,
-                                              os.path.realpath(self.python))}
-        return {"isolation": self.isolation, "workdir": workdir,
-                "cpu_s": lim.cpu_s, "memory_mb": lim.memory_mb, "disk_mb": lim.disk_mb,
-                "max_processes": lim.max_processes, "nproc_rlimit": self._nproc_rlimit,
-                "cgroup_procs": os.path.join(cgroup, "cgroup.procs") if cgroup else "",
-                "hide": [*HIDDEN_DIRS, *_home_dirs()], "keep_visible": sorted(keep),
-                "site_dirs": self._site_dirs}
+        keep = {
+            os.path.realpath(p)
+            for p in (sys.prefix, sys.base_prefix, self.python, os.path.realpath(self.python))
+        }
+        return {
+            "isolation": self.isolation,
+            "workdir": workdir,
+            "cpu_s": lim.cpu_s,
+            "memory_mb": lim.memory_mb,
+            "disk_mb": lim.disk_mb,
+            "max_processes": lim.max_processes,
+            "nproc_rlimit": self._nproc_rlimit,
+            "cgroup_procs": os.path.join(cgroup, "cgroup.procs") if cgroup else "",
+            "hide": [*HIDDEN_DIRS, *_home_dirs()],
+            "keep_visible": sorted(keep),
+            "site_dirs": self._site_dirs,
+        }
 
     def _spawn_and_collect(self, code: str, workdir: str, cgroup: str | None, start: float):
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-               "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg",
-               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": workdir,
+            "TMPDIR": workdir,
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "MPLBACKEND": "Agg",
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
         cmd = [self.python, *self._python_flags, CHILD_SCRIPT]
         payload = marshal.dumps((self._child_config(workdir, cgroup), code))
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=workdir, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+        )
         try:
             try:
                 proc.stdin.write(payload)
@@ -303,7 +343,7 @@ class Sandbox:
                     open_fds.discard(fd)
                 bufs[fd] += chunk
             if len(bufs[out_fd]) + len(bufs[err_fd]) > cap:
-                del bufs[err_fd][max(cap - len(bufs[out_fd]), 0):]
+                del bufs[err_fd][max(cap - len(bufs[out_fd]), 0) :]
                 del bufs[out_fd][cap:]
                 error = "output_limit"
                 break
@@ -332,7 +372,7 @@ def _classify(status: int | None, stderr: str) -> str | None:
     if status == 128 + signal.SIGXCPU:
         return "cpu_time"
     if status == 128 + signal.SIGKILL:
-        return "killed"   # RLIMIT_CPU's hard limit, or the kernel's OOM killer
+        return "killed"  # RLIMIT_CPU's hard limit, or the kernel's OOM killer
     if status is not None and status > 128:
-        return "crash"    # e.g. SIGSEGV from a C extension
+        return "crash"  # e.g. SIGSEGV from a C extension
     return "exit"

@@ -5,6 +5,7 @@ model's reply such as ``"Use <calc>2 + 3</calc>."`` or an observation with a new
 "not in the space" and ``check_env`` warns on every step. LLM envs need a space that admits
 whatever a tokenizer can decode: any ``str`` up to a length bound.
 """
+
 from __future__ import annotations
 
 import string
@@ -15,8 +16,7 @@ from gymnasium.spaces import Space
 
 # What ``sample`` draws from: printable ASCII plus a few non-ASCII characters, so that code
 # exercised with random samples meets spaces, newlines, tag brackets and multi-byte text.
-_SAMPLE_CHARS = (string.ascii_letters + string.digits + string.punctuation
-                 + " \n" + "éßü中文→")
+_SAMPLE_CHARS = string.ascii_letters + string.digits + string.punctuation + " \n" + "éßü中文→"
 
 
 class AnyText(Space[str]):

@@ -33,6 +33,7 @@ maximum score). The episode terminates when the game is won or lost, and is trun
 TextWorld's own step API is the old ``(state, score, done)`` one: this env adapts it to
 Gymnasium's ``(obs, reward, terminated, truncated, info)``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,13 +54,33 @@ from rlagent.envs.text import AnyText
 _LOAD_LOCK = threading.Lock()
 
 ENV_ID = "rlagent/TextWorld-v0"
-INSTRUCTIONS = ("You are playing a text adventure game. Reply with one command per turn, "
-                "for example <command>open door</command> or just: open door")
+INSTRUCTIONS = (
+    "You are playing a text adventure game. Reply with one command per turn, "
+    "for example <command>open door</command> or just: open door"
+)
 MAX_COMMAND_CHARS = 200
 # Interpreter commands that end, restart or rewind the game rather than act in it.
-META_VERBS = frozenset({"quit", "q", "restart", "restore", "save", "undo", "oops", "script",
-                        "unscript", "transcript", "noscript", "superbrief", "verbose", "brief",
-                        "notify", "pronouns", "version"})
+META_VERBS = frozenset(
+    {
+        "quit",
+        "q",
+        "restart",
+        "restore",
+        "save",
+        "undo",
+        "oops",
+        "script",
+        "unscript",
+        "transcript",
+        "noscript",
+        "superbrief",
+        "verbose",
+        "brief",
+        "notify",
+        "pronouns",
+        "version",
+    }
+)
 GAME_SUFFIXES = tuple(f".z{i}" for i in range(1, 9))
 # Package data (pyproject.toml): played when nothing names a game, see the module docstring.
 DEFAULT_GAME = Path(__file__).resolve().parent / "textworld_games" / "custom_small.z8"
@@ -128,45 +149,58 @@ def resolve_game(game: str | Path, games_dir: str | Path | None = None) -> Path:
     if not path.is_absolute() and games_dir is not None:
         path = Path(games_dir) / path
     if path.suffix == ".ulx":
-        raise ValueError(f"{path}: Glulx (.ulx) games need TextWorld < 1.7; "
-                         f"make a Z-machine game (tw-make --format z8)")
+        raise ValueError(
+            f"{path}: Glulx (.ulx) games need TextWorld < 1.7; make a Z-machine game (tw-make --format z8)"
+        )
     if path.suffix not in GAME_SUFFIXES:
         raise ValueError(f"{path}: not a Z-machine game (expected one of {', '.join(GAME_SUFFIXES)})")
     if not path.is_file():
-        raise FileNotFoundError(f"TextWorld game not found: {path}" +
-                                ("" if games_dir is None else f" (games_dir={games_dir})"))
+        raise FileNotFoundError(
+            f"TextWorld game not found: {path}" + ("" if games_dir is None else f" (games_dir={games_dir})")
+        )
     if not _sidecar(path).is_file():
-        raise FileNotFoundError(f"{path}: the game's sidecar {_sidecar(path).name} is missing; "
-                                f"tw-make writes it next to the game and it holds the score "
-                                f"and win facts")
+        raise FileNotFoundError(
+            f"{path}: the game's sidecar {_sidecar(path).name} is missing; "
+            f"tw-make writes it next to the game and it holds the score "
+            f"and win facts"
+        )
     return path
 
 
 def list_games(games_dir: str | Path) -> list[Path]:
     """Z-machine games with a sidecar in ``games_dir``, sorted by name."""
-    return sorted(p for p in Path(games_dir).iterdir()
-                  if p.suffix in GAME_SUFFIXES and _sidecar(p).is_file())
+    return sorted(p for p in Path(games_dir).iterdir() if p.suffix in GAME_SUFFIXES and _sidecar(p).is_file())
 
 
-def generate_task(rng: random.Random, difficulty: int, games_dir: str | None = None,
-                  game: str | None = None, **_env_kwargs: Any) -> dict[str, Any]:
+def generate_task(
+    rng: random.Random,
+    difficulty: int,
+    games_dir: str | None = None,
+    game: str | None = None,
+    **_env_kwargs: Any,
+) -> dict[str, Any]:
     """A task for one of the games in ``games_dir`` (or for ``game``), drawn uniformly; with
     neither, a task for ``DEFAULT_GAME``."""
     if game is None and games_dir is None:
         # No "game" field: the task must not pin this process's install path, which another
         # worker (e.g. a Ray working-dir copy) does not share; reset plays its own default.
         path = resolve_game(DEFAULT_GAME)
-        return {"id": f"textworld/{path.stem}", "prompt": _objective(str(path)),
-                "difficulty": difficulty}
+        return {"id": f"textworld/{path.stem}", "prompt": _objective(str(path)), "difficulty": difficulty}
     # A given game as is: reset resolves it against games_dir again.
     names = [str(game)] if game is not None else [p.name for p in list_games(games_dir)]
     if not names:
-        raise ValueError(f"{ENV_ID}: no games in games_dir={games_dir} (expected *.z8 files "
-                         f"with their .json sidecars, made by tw-make)")
+        raise ValueError(
+            f"{ENV_ID}: no games in games_dir={games_dir} (expected *.z8 files "
+            f"with their .json sidecars, made by tw-make)"
+        )
     name = rng.choice(names)
     path = resolve_game(name, games_dir)
-    return {"id": f"textworld/{path.stem}", "prompt": _objective(str(path)), "game": name,
-            "difficulty": difficulty}
+    return {
+        "id": f"textworld/{path.stem}",
+        "prompt": _objective(str(path)),
+        "game": name,
+        "difficulty": difficulty,
+    }
 
 
 class TextWorldEnv(gymnasium.Env[str, str]):
@@ -188,9 +222,16 @@ class TextWorldEnv(gymnasium.Env[str, str]):
     metadata = {"render_modes": []}
     generate_task = staticmethod(generate_task)
 
-    def __init__(self, game: str | None = None, games_dir: str | None = None, max_steps: int = 50,
-                 instructions: str | None = INSTRUCTIONS, show_admissible: bool = False,
-                 normalize_reward: bool = False, max_text_length: int = 65536):
+    def __init__(
+        self,
+        game: str | None = None,
+        games_dir: str | None = None,
+        max_steps: int = 50,
+        instructions: str | None = INSTRUCTIONS,
+        show_admissible: bool = False,
+        normalize_reward: bool = False,
+        max_text_length: int = 65536,
+    ):
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         self.game, self.games_dir, self.max_steps = game, games_dir, max_steps
@@ -198,9 +239,9 @@ class TextWorldEnv(gymnasium.Env[str, str]):
         self.normalize_reward = normalize_reward
         self.observation_space = AnyText(max_length=max_text_length)
         self.action_space = AnyText(max_length=max_text_length)
-        self._tw: Any = None          # the textworld environment of the loaded game
+        self._tw: Any = None  # the textworld environment of the loaded game
         self._loaded: Path | None = None
-        self._state: Any = None       # textworld GameState after the last move
+        self._state: Any = None  # textworld GameState after the last move
         self._turn = 0
         self._done = True
 
@@ -256,25 +297,35 @@ class TextWorldEnv(gymnasium.Env[str, str]):
         if self.games_dir is None:
             return DEFAULT_GAME
         # A games_dir means "play these games": silently playing another would hide the mistake.
-        raise ValueError(f"{ENV_ID}: no game to play: give the task a 'game' field "
-                         f"(reset(options={{'task': {{'game': ...}}}})) or the env a game kwarg "
-                         f"(env.kwargs.game, one of the games in games_dir={self.games_dir})")
+        raise ValueError(
+            f"{ENV_ID}: no game to play: give the task a 'game' field "
+            f"(reset(options={{'task': {{'game': ...}}}})) or the env a game kwarg "
+            f"(env.kwargs.game, one of the games in games_dir={self.games_dir})"
+        )
 
     def _load(self, path: Path) -> None:
         try:  # imported here: it takes ~1.5 s and only this env needs it
             import textworld
             from jericho.jericho import UnsupportedGameWarning
         except ImportError as err:
-            raise ImportError(f"{ENV_ID} needs textworld==1.7.0 (pip install textworld==1.7.0): "
-                              f"{err}") from err
+            raise ImportError(
+                f"{ENV_ID} needs textworld==1.7.0 (pip install textworld==1.7.0): {err}"
+            ) from err
 
         # Jericho knows scores only of the classic games it ships tables for; here the score
         # and win facts come from TextWorld's sidecar, so its "not fully supported" is noise.
         # (A process-wide filter: catch_warnings is not thread-safe, and envs load in threads.)
         warnings.filterwarnings("ignore", category=UnsupportedGameWarning)
         self.close()
-        infos = textworld.EnvInfos(feedback=True, score=True, max_score=True, won=True, lost=True,
-                                   moves=True, admissible_commands=True)
+        infos = textworld.EnvInfos(
+            feedback=True,
+            score=True,
+            max_score=True,
+            won=True,
+            lost=True,
+            moves=True,
+            admissible_commands=True,
+        )
         self._tw = textworld.start(str(path), request_infos=infos)
         self._loaded = path
 
@@ -282,8 +333,7 @@ class TextWorldEnv(gymnasium.Env[str, str]):
     def _refusal(command: str) -> str | None:
         """Why a command is not sent to the game (None: it is sent)."""
         if not command:
-            return ("no command; reply with one game command, for example "
-                    "<command>look</command>")
+            return "no command; reply with one game command, for example <command>look</command>"
         if len(command) > MAX_COMMAND_CHARS:
             return f"the command is longer than {MAX_COMMAND_CHARS} characters"
         verb = command.split()[0].lower()
@@ -294,11 +344,18 @@ class TextWorldEnv(gymnasium.Env[str, str]):
     def _observation(self, text: str) -> str:
         if self.show_admissible and not self._done:
             text += "\n\nAdmissible commands: " + ", ".join(self._state["admissible_commands"])
-        return text[:self.observation_space.max_length]
+        return text[: self.observation_space.max_length]
 
     def _info(self, command: str | None, invalid: bool) -> dict[str, Any]:
         s = self._state
-        return {"score": s["score"], "max_score": s["max_score"], "won": bool(s["won"]),
-                "lost": bool(s["lost"]), "moves": s["moves"],
-                "admissible_commands": list(s["admissible_commands"] or []),
-                "command": command, "invalid_action": invalid, "turn": self._turn}
+        return {
+            "score": s["score"],
+            "max_score": s["max_score"],
+            "won": bool(s["won"]),
+            "lost": bool(s["lost"]),
+            "moves": s["moves"],
+            "admissible_commands": list(s["admissible_commands"] or []),
+            "command": command,
+            "invalid_action": invalid,
+            "turn": self._turn,
+        }

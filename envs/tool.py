@@ -10,6 +10,7 @@ tool errors and their kind, invalid actions, success, the task's own score).
 Tasks come from reasoning-gym generators at difficulty 1..5, or from a JSONL file (see
 ``rlagent.envs.tool_tasks``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,17 +38,20 @@ from rlagent.envs.tool_tasks import (
 )
 from rlagent.tags import first_tag_content
 
-INSTRUCTIONS = ("Solve the task. To run Python, reply with <python>code</python> (print what you "
-                "need to see); to do arithmetic, <calc>expression</calc>. Results come back in "
-                "<output>...</output>. Give your final answer as <answer>...</answer>.")
-INVALID_ACTION = ("invalid action: reply with <python>code</python>, <calc>expression</calc> "
-                  "or <answer>...</answer>")
+INSTRUCTIONS = (
+    "Solve the task. To run Python, reply with <python>code</python> (print what you "
+    "need to see); to do arithmetic, <calc>expression</calc>. Results come back in "
+    "<output>...</output>. Give your final answer as <answer>...</answer>."
+)
+INVALID_ACTION = (
+    "invalid action: reply with <python>code</python>, <calc>expression</calc> or <answer>...</answer>"
+)
 TOOLS = ("python", "calc")
 _FENCE = re.compile(r"^\s*```[a-zA-Z0-9]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
 class _Tag(NamedTuple):
-    start: int    # where the opening tag begins
+    start: int  # where the opening tag begins
     content: str
 
 
@@ -92,12 +96,21 @@ class ToolEnv(gymnasium.Env[str, str]):
     generate_task = staticmethod(generate_task)
     similar_task = staticmethod(similar_task)
 
-    def __init__(self, max_turns: int = 6, datasets: str | Sequence[str] = DEFAULT_DATASETS,
-                 tasks_file: str | None = None, max_observation_chars: int = 2000,
-                 max_code_chars: int = 20_000, sandbox_wall_s: float = 5.0,
-                 sandbox_cpu_s: int = 5, sandbox_memory_mb: int = 512,
-                 sandbox_max_processes: int = 16, sandbox_isolation: Isolation = "auto",
-                 max_text_length: int = 32_768, **_ignored: Any):
+    def __init__(
+        self,
+        max_turns: int = 6,
+        datasets: str | Sequence[str] = DEFAULT_DATASETS,
+        tasks_file: str | None = None,
+        max_observation_chars: int = 2000,
+        max_code_chars: int = 20_000,
+        sandbox_wall_s: float = 5.0,
+        sandbox_cpu_s: int = 5,
+        sandbox_memory_mb: int = 512,
+        sandbox_max_processes: int = 16,
+        sandbox_isolation: Isolation = "auto",
+        max_text_length: int = 32_768,
+        **_ignored: Any,
+    ):
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         self.max_turns = max_turns
@@ -105,10 +118,16 @@ class ToolEnv(gymnasium.Env[str, str]):
         self.tasks_file = tasks_file
         self.max_observation_chars = max_observation_chars
         self.max_code_chars = max_code_chars
-        self.sandbox = Sandbox(SandboxLimits(
-            wall_s=sandbox_wall_s, cpu_s=sandbox_cpu_s, memory_mb=sandbox_memory_mb,
-            max_processes=sandbox_max_processes,
-            max_output_bytes=max(4 * max_observation_chars, 4096)), isolation=sandbox_isolation)
+        self.sandbox = Sandbox(
+            SandboxLimits(
+                wall_s=sandbox_wall_s,
+                cpu_s=sandbox_cpu_s,
+                memory_mb=sandbox_memory_mb,
+                max_processes=sandbox_max_processes,
+                max_output_bytes=max(4 * max_observation_chars, 4096),
+            ),
+            isolation=sandbox_isolation,
+        )
         if self.sandbox.isolation == "none":
             warn_unisolated()
         self.observation_space = AnyText(max_length=max_text_length)
@@ -134,8 +153,13 @@ class ToolEnv(gymnasium.Env[str, str]):
         self._turn = self._tool_calls = self._tool_errors = 0
         self._done = False
         observation = f"{INSTRUCTIONS}\nTask: {task['prompt']}"
-        return observation, {"task_id": task.get("id"), "turn": 0, "tool_calls": 0,
-                             "tool_errors": 0, "sandbox_isolation": self.sandbox.isolation}
+        return observation, {
+            "task_id": task.get("id"),
+            "turn": 0,
+            "tool_calls": 0,
+            "tool_errors": 0,
+            "sandbox_isolation": self.sandbox.isolation,
+        }
 
     def step(self, action: str):
         if self._task is None or self._done:
@@ -146,16 +170,26 @@ class ToolEnv(gymnasium.Env[str, str]):
         if answer is not None:
             # The final observation is never shown to the model: the episode is over.
             score = score_answer(self._task, answer.content)
-            info = {"invalid_action": False, "tool": None, "tool_error": None,
-                    "success": score >= 1.0, "score": score, "answer": answer.content.strip()}
+            info = {
+                "invalid_action": False,
+                "tool": None,
+                "tool_error": None,
+                "success": score >= 1.0,
+                "score": score,
+                "answer": answer.content.strip(),
+            }
             observation, reward, terminated = "", (1.0 if score >= 1.0 else 0.0), True
         else:
             observation, info = self._act(text)
             reward, terminated = 0.0, False
         truncated = not terminated and self._turn >= self.max_turns
         self._done = terminated or truncated
-        info.update(turn=self._turn, tool_calls=self._tool_calls, tool_errors=self._tool_errors,
-                    sandbox_isolation=self.sandbox.isolation)
+        info.update(
+            turn=self._turn,
+            tool_calls=self._tool_calls,
+            tool_errors=self._tool_errors,
+            sandbox_isolation=self.sandbox.isolation,
+        )
         return observation, reward, terminated, truncated, info
 
     def _act(self, text: str) -> tuple[str, dict[str, Any]]:
@@ -199,9 +233,11 @@ class ToolEnv(gymnasium.Env[str, str]):
 def warn_unisolated() -> None:
     """One stderr line per process (a worker builds many envs) saying the code runs unisolated;
     ``cache_clear()`` re-arms it."""
-    print(f"[rlagent] {ENV_ID}: env.kwargs.sandbox_isolation is none: model-written code runs "
-          f"without isolation (it can use the network and the files this user can)",
-          file=sys.stderr)
+    print(
+        f"[rlagent] {ENV_ID}: env.kwargs.sandbox_isolation is none: model-written code runs "
+        f"without isolation (it can use the network and the files this user can)",
+        file=sys.stderr,
+    )
 
 
 def _describe(result: SandboxResult, limits: SandboxLimits) -> str:

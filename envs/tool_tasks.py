@@ -5,6 +5,7 @@ process, without regenerating it: reasoning-gym tasks keep the dataset name, its
 the generated entry (question, answer, metadata), and are scored with that dataset's own
 ``score_answer``; JSONL tasks keep their ``answer`` and an optional ``scoring`` mode.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,20 +26,37 @@ SCORING_MODES = ("auto", "exact", "normalized", "numeric")
 # more terms, more digits, more operators, more or larger numbers.
 _ARITH_OPS = {1: ["+", "-"], 2: ["+", "-", "*"], 3: ["+", "-", "*", "/"]}
 LEVELS: dict[str, dict[int, dict[str, Any]]] = {
-    "chain_sum": {d: {"min_terms": d + 1, "max_terms": d + 1, "min_digits": d, "max_digits": d,
-                      "allow_negation": d >= 4} for d in range(1, 6)},
+    "chain_sum": {
+        d: {
+            "min_terms": d + 1,
+            "max_terms": d + 1,
+            "min_digits": d,
+            "max_digits": d,
+            "allow_negation": d >= 4,
+        }
+        for d in range(1, 6)
+    },
     "basic_arithmetic": {
-        d: {"min_terms": d + 1, "max_terms": d + 1, "min_digits": min(d, 4),
-            "max_digits": min(d, 4), "operators": _ARITH_OPS[min(d, 3)],
-            "allow_parentheses": d >= 3, "allow_negation": d >= 4} for d in range(1, 6)},
-    "gcd": {d: {"min_numbers": n, "max_numbers": n, "min_value": 1, "max_value": hi}
-            for d, (n, hi) in enumerate([(2, 100), (2, 1000), (3, 10_000), (3, 10**5),
-                                         (4, 10**6)], 1)},
-    "lcm": {d: {"min_numbers": n, "max_numbers": n, "min_value": 1, "max_value": hi}
-            for d, (n, hi) in enumerate([(2, 20), (2, 100), (3, 100), (3, 1000),
-                                         (4, 1000)], 1)},
-    "prime_factorization": {d: {"min_value": 2, "max_value": 10 ** (d + 1)}
-                            for d in range(1, 6)},
+        d: {
+            "min_terms": d + 1,
+            "max_terms": d + 1,
+            "min_digits": min(d, 4),
+            "max_digits": min(d, 4),
+            "operators": _ARITH_OPS[min(d, 3)],
+            "allow_parentheses": d >= 3,
+            "allow_negation": d >= 4,
+        }
+        for d in range(1, 6)
+    },
+    "gcd": {
+        d: {"min_numbers": n, "max_numbers": n, "min_value": 1, "max_value": hi}
+        for d, (n, hi) in enumerate([(2, 100), (2, 1000), (3, 10_000), (3, 10**5), (4, 10**6)], 1)
+    },
+    "lcm": {
+        d: {"min_numbers": n, "max_numbers": n, "min_value": 1, "max_value": hi}
+        for d, (n, hi) in enumerate([(2, 20), (2, 100), (3, 100), (3, 1000), (4, 1000)], 1)
+    },
+    "prime_factorization": {d: {"min_value": 2, "max_value": 10 ** (d + 1)} for d in range(1, 6)},
 }
 DIFFICULTIES = (1, 2, 3, 4, 5)
 
@@ -62,8 +80,7 @@ def check_datasets(datasets: str | Sequence[str]) -> list[str]:
     names = _names(datasets)
     unknown = [n for n in names if n not in _registry()]
     if unknown:
-        raise ValueError(f"unknown reasoning-gym dataset(s) {unknown}; "
-                         f"available: {sorted(_registry())}")
+        raise ValueError(f"unknown reasoning-gym dataset(s) {unknown}; available: {sorted(_registry())}")
     return names
 
 
@@ -89,9 +106,16 @@ def reasoning_gym_task(rng: random.Random, difficulty: int, name: str) -> dict[s
             break
     # A JSON round trip now, so scoring here and in another process sees the same entry.
     entry = json.loads(json.dumps(entry, default=str))
-    return {"id": f"rg-{name}-d{difficulty}-{seed}", "env": ENV_ID,
-            "prompt": entry["question"], "answer": entry["answer"], "difficulty": difficulty,
-            "dataset": name, "dataset_config": config, "entry": entry}
+    return {
+        "id": f"rg-{name}-d{difficulty}-{seed}",
+        "env": ENV_ID,
+        "prompt": entry["question"],
+        "answer": entry["answer"],
+        "difficulty": difficulty,
+        "dataset": name,
+        "dataset_config": config,
+        "entry": entry,
+    }
 
 
 def _reference_is_exact(entry: dict[str, Any]) -> bool:
@@ -135,9 +159,13 @@ def load_jsonl_tasks(path: str | os.PathLike) -> list[dict[str, Any]]:
     return [dict(t) for t in _jsonl_tasks(path, os.path.getmtime(path))]
 
 
-def generate_task(rng: random.Random, difficulty: int,
-                  datasets: str | Sequence[str] = DEFAULT_DATASETS,
-                  tasks_file: str | None = None, **_env_kwargs: Any) -> dict[str, Any]:
+def generate_task(
+    rng: random.Random,
+    difficulty: int,
+    datasets: str | Sequence[str] = DEFAULT_DATASETS,
+    tasks_file: str | None = None,
+    **_env_kwargs: Any,
+) -> dict[str, Any]:
     """A task at ``difficulty``: drawn from ``tasks_file`` (JSONL) when given, else generated
     by a reasoning-gym dataset drawn uniformly from ``datasets``. The sampler passes all the
     env's kwargs; the ones that do not shape tasks are ignored."""
@@ -145,14 +173,17 @@ def generate_task(rng: random.Random, difficulty: int,
         pool = [t for t in load_jsonl_tasks(tasks_file) if t["difficulty"] == difficulty]
         if not pool:
             levels = sorted({t["difficulty"] for t in load_jsonl_tasks(tasks_file)})
-            raise ValueError(f"{tasks_file} has no task of difficulty {difficulty} "
-                             f"(it has {levels}; restrict data.difficulties to those)")
+            raise ValueError(
+                f"{tasks_file} has no task of difficulty {difficulty} "
+                f"(it has {levels}; restrict data.difficulties to those)"
+            )
         return dict(rng.choice(pool))
     return reasoning_gym_task(rng, difficulty, rng.choice(_names(datasets)))
 
 
-def similar_task(rng: random.Random, task: dict[str, Any], difficulty: int,
-                 **env_kwargs: Any) -> dict[str, Any]:
+def similar_task(
+    rng: random.Random, task: dict[str, Any], difficulty: int, **env_kwargs: Any
+) -> dict[str, Any]:
     """A new task with the skill of ``task`` at ``difficulty`` (self-evolving curricula): a
     fresh entry of the same reasoning-gym dataset; other tasks come from ``generate_task``."""
     if task.get("dataset"):
@@ -196,8 +227,7 @@ def score_answer(task: dict[str, Any], answer: str) -> float:
     """
     answer = answer.strip()
     if "dataset" in task:
-        dataset = _dataset(task["dataset"], json.dumps(task.get("dataset_config", {}),
-                                                        sort_keys=True))
+        dataset = _dataset(task["dataset"], json.dumps(task.get("dataset_config", {}), sort_keys=True))
         return float(dataset.score_answer(answer, task["entry"]))
     reference = task["answer"]
     mode = task.get("scoring", "auto")
@@ -205,8 +235,7 @@ def score_answer(task: dict[str, Any], answer: str) -> float:
         mode = "numeric" if as_number(reference) is not None else "normalized"
     if mode == "numeric":
         target, got = as_number(reference), parse_number(answer)
-        ok = target is not None and got is not None and math.isclose(
-            got, target, rel_tol=1e-6, abs_tol=1e-9)
+        ok = target is not None and got is not None and math.isclose(got, target, rel_tol=1e-6, abs_tol=1e-9)
     elif mode == "normalized":
         ok = _normalize(answer) == _normalize(str(reference))
     else:

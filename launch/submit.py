@@ -25,6 +25,7 @@ the job's logs until it ends.
 Exit status: 0 submitted (or, with ``--follow``, succeeded); 1 the job failed or was stopped;
 2 a usage, config or connection error (nothing was submitted).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,22 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 # Left out of the job's copy of the repository (gitignore syntax, relative to the repository).
 # Ray also honours .gitignore; these stay excluded when the copy has none.
-EXCLUDES = [".git", ".venv", "venv", "runs/", "wandb/", "build/", "dist/", "*.egg-info",
-            "__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis",
-            "tests/fixtures/textworld/*.z8"]
+EXCLUDES = [
+    ".git",
+    ".venv",
+    "venv",
+    "runs/",
+    "wandb/",
+    "build/",
+    "dist/",
+    "*.egg-info",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "tests/fixtures/textworld/*.z8",
+]
 PASS_THROUGH = ("WANDB_API_KEY", "WANDB_MODE")
 # `ray job stop` sends SIGTERM to the driver, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S
 # (Ray's default: 3 s). The driver saves a checkpoint when it is stopped, which takes longer.
@@ -54,24 +68,48 @@ class SubmitError(RuntimeError):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="launch/submit.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", nargs="?", help="config file inside the repository, e.g. "
-                   "launch/configs/gpu-1node-8.yaml")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.path=/models/x; "
-                   "resume=RUN_DIR continues a stopped run")
-    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS,
-                   help=f"Ray dashboard address (default: $RAY_ADDRESS or {DEFAULT_ADDRESS})")
-    p.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]",
-                   help="pass an environment variable to the job (repeatable)")
-    p.add_argument("--follow", action="store_true",
-                   help="print the job's logs until it ends; exit 0 only if it succeeded")
+    p = argparse.ArgumentParser(
+        prog="launch/submit.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "config", nargs="?", help="config file inside the repository, e.g. launch/configs/gpu-1node-8.yaml"
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotted overrides, e.g. model.path=/models/x; resume=RUN_DIR continues a stopped run",
+    )
+    p.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS,
+        help=f"Ray dashboard address (default: $RAY_ADDRESS or {DEFAULT_ADDRESS})",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="pass an environment variable to the job (repeatable)",
+    )
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="print the job's logs until it ends; exit 0 only if it succeeded",
+    )
     p.add_argument("--no-wait", action="store_true", help="return right after the submission")
     p.add_argument("--job-id", help="submission id (default: <run.name>-<date>-<time>)")
-    p.add_argument("--entrypoint", help="run this command instead of `rlagent train CONFIG ...` "
-                   "(e.g. 'rlagent envs' to check the cluster's install)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the entrypoint and runtime env (variable names only) and stop")
+    p.add_argument(
+        "--entrypoint",
+        help="run this command instead of `rlagent train CONFIG ...` "
+        "(e.g. 'rlagent envs' to check the cluster's install)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the entrypoint and runtime env (variable names only) and stop",
+    )
     args = p.parse_intermixed_args(argv)
     if args.follow and args.no_wait:
         p.error("--follow and --no-wait exclude each other")
@@ -88,8 +126,10 @@ def config_in_repo(config: str) -> str:
     try:
         return path.relative_to(REPO).as_posix()
     except ValueError:
-        raise SubmitError(f"{config}: the config must lie inside the repository ({REPO}): only "
-                          "the repository ships with the job") from None
+        raise SubmitError(
+            f"{config}: the config must lie inside the repository ({REPO}): only "
+            "the repository ships with the job"
+        ) from None
 
 
 def job_env(specs: list[str], environ: dict[str, str]) -> dict[str, str]:
@@ -117,10 +157,14 @@ def run_dir_note(cfg) -> str:
     """Where the run directory will be: on the node that runs the job's driver (the head)."""
     base = f"{cfg.run.output_dir.rstrip('/')}/{cfg.run.name}"
     if Path(cfg.run.output_dir).is_absolute():
-        return (f"{base} on the head node, where the driver runs ({base}-N if that exists: the "
-                "log's '[rlagent] run directory:' line says)")
-    return (f"{base} inside the job's copy of the repository on the head node, which Ray deletes "
-            "later: give run.output_dir=/an/absolute/shared/path")
+        return (
+            f"{base} on the head node, where the driver runs ({base}-N if that exists: the "
+            "log's '[rlagent] run directory:' line says)"
+        )
+    return (
+        f"{base} inside the job's copy of the repository on the head node, which Ray deletes "
+        "later: give run.output_dir=/an/absolute/shared/path"
+    )
 
 
 def connect(address: str):
@@ -129,17 +173,20 @@ def connect(address: str):
     try:
         return JobSubmissionClient(address)
     except Exception as err:  # ConnectionError, or an auth/version error from the server
-        raise SubmitError(f"cannot reach the Ray cluster at {address}: {err}\n"
-                          "  Is the head running (`ray start --head`)? Pass its dashboard address "
-                          "with --address http://HEAD:8265 or RAY_ADDRESS.") from err
+        raise SubmitError(
+            f"cannot reach the Ray cluster at {address}: {err}\n"
+            "  Is the head running (`ray start --head`)? Pass its dashboard address "
+            "with --address http://HEAD:8265 or RAY_ADDRESS."
+        ) from err
 
 
 def submit(client, entrypoint: str, renv: dict, job_id: str, metadata: dict[str, str]) -> str:
     deadline = time.monotonic() + 60
     while True:
         try:
-            return client.submit_job(entrypoint=entrypoint, runtime_env=renv,
-                                     submission_id=job_id, metadata=metadata)
+            return client.submit_job(
+                entrypoint=entrypoint, runtime_env=renv, submission_id=job_id, metadata=metadata
+            )
         except RuntimeError as err:
             # A head that just started answers before its job agent is up.
             if "No available agent" not in str(err) or time.monotonic() > deadline:
@@ -161,6 +208,7 @@ def wait_started(client, job_id: str, timeout_s: float):
 
 def follow(client, job_id: str):
     """Print the job's logs until it ends; its final status."""
+
     async def tail() -> None:
         async for chunk in client.tail_job_logs(job_id):
             print(chunk, end="", flush=True)
@@ -189,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         name = cfg.run.name if cfg else "rlagent"
         job_id = args.job_id or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if args.dry_run:
-            print(f"entrypoint:  {entrypoint}\nworking_dir: {REPO}\nexcludes:    {EXCLUDES}\n"
-                  f"env_vars:    {sorted(env_vars)}\naddress:     {args.address}")
+            print(
+                f"entrypoint:  {entrypoint}\nworking_dir: {REPO}\nexcludes:    {EXCLUDES}\n"
+                f"env_vars:    {sorted(env_vars)}\naddress:     {args.address}"
+            )
             return 0
         client = connect(args.address)
         job_id = submit(client, entrypoint, renv, job_id, {"rlagent_config": config or ""})
@@ -202,12 +252,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     addr = shlex.quote(args.address)
-    print(f"job id:      {job_id}\n"
-          f"entrypoint:  {entrypoint}\n"
-          f"env vars:    {', '.join(sorted(env_vars)) or '(none)'}\n"
-          f"follow logs: ray job logs --follow {job_id} --address {addr}\n"
-          f"status:      ray job status {job_id} --address {addr}\n"
-          f"stop:        ray job stop {job_id} --address {addr}", flush=True)
+    print(
+        f"job id:      {job_id}\n"
+        f"entrypoint:  {entrypoint}\n"
+        f"env vars:    {', '.join(sorted(env_vars)) or '(none)'}\n"
+        f"follow logs: ray job logs --follow {job_id} --address {addr}\n"
+        f"status:      ray job status {job_id} --address {addr}\n"
+        f"stop:        ray job stop {job_id} --address {addr}",
+        flush=True,
+    )
     if cfg is not None:
         print(f"run dir:     {run_dir_note(cfg)}", flush=True)
     if args.no_wait:
@@ -216,14 +269,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             status = follow(client, job_id)
         except KeyboardInterrupt:
-            print(f"\nstopped following; the job goes on (stop it: ray job stop {job_id} "
-                  f"--address {addr})", file=sys.stderr)
+            print(
+                f"\nstopped following; the job goes on (stop it: ray job stop {job_id} --address {addr})",
+                file=sys.stderr,
+            )
             return 130
     else:
         status = wait_started(client, job_id, START_TIMEOUT_S)
     info = client.get_job_info(job_id)
-    print(f"job {job_id}: {status.value}" + (f" ({info.message})" if info.message else ""),
-          flush=True)
+    print(f"job {job_id}: {status.value}" + (f" ({info.message})" if info.message else ""), flush=True)
     return 1 if status.value in ("FAILED", "STOPPED") else 0
 
 

@@ -4,6 +4,7 @@ A reward is configured from YAML (``rewards.components[i].kwargs``), so a typo t
 fail when the plugin is built, naming the plugin, the bad key and the keys it accepts --
 not silently fall back to a default for the whole run.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -19,10 +20,11 @@ def reject_unknown(owner: type, kwargs: dict[str, Any]) -> None:
     if not kwargs:
         return
     params = inspect.signature(owner.__init__).parameters.values()
-    known = [p.name for p in params
-             if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
-    raise TypeError(f"{owner.__name__} got unknown option(s) {sorted(kwargs)}; "
-                    f"its options are: {', '.join(known) or 'none'}")
+    known = [p.name for p in params if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    raise TypeError(
+        f"{owner.__name__} got unknown option(s) {sorted(kwargs)}; "
+        f"its options are: {', '.join(known) or 'none'}"
+    )
 
 
 def number(owner: type, name: str, value: Any, low: float | None = None) -> float:
@@ -37,8 +39,7 @@ def number(owner: type, name: str, value: Any, low: float | None = None) -> floa
 def tag(owner: type, name: str, value: Any) -> str:
     """``value`` as an XML-ish tag name (``answer``, ``tool_call``), or ValueError."""
     if not isinstance(value, str) or not _TAG_NAME.fullmatch(value):
-        raise ValueError(f"{owner.__name__}: {name} must be a tag name such as 'answer', "
-                         f"got {value!r}")
+        raise ValueError(f"{owner.__name__}: {name} must be a tag name such as 'answer', got {value!r}")
     return value
 
 

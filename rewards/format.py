@@ -5,6 +5,7 @@ rest, so a reply with two tool calls, a dangling tag or chatter after the final 
 "works" but teaches habits that break parsers. This reward makes the protocol itself a
 learnable signal, kept separate from correctness so it can be weighted (or logged at 0).
 """
+
 from __future__ import annotations
 
 import re
@@ -55,8 +56,7 @@ class FormatReward:
     def _counts(self, text: str) -> tuple[int, int, int, int]:
         """(answer opens, answer closes, tool opens, tool closes) in ``text``."""
         a, t = self.answer_tag, self.tool_tag
-        return (text.count(f"<{a}>"), text.count(f"</{a}>"),
-                text.count(f"<{t}>"), text.count(f"</{t}>"))
+        return (text.count(f"<{a}>"), text.count(f"</{a}>"), text.count(f"<{t}>"), text.count(f"</{t}>"))
 
     def turn_is_well_formed(self, action: str) -> bool:
         counts = self._counts(action)
@@ -98,8 +98,13 @@ class TagsReward:
 
     kind = "format"
 
-    def __init__(self, tags: Sequence[str] = ("think", "answer"), per_turn: bool = False,
-                 allow_text_after: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        tags: Sequence[str] = ("think", "answer"),
+        per_turn: bool = False,
+        allow_text_after: bool = False,
+        **kwargs: Any,
+    ):
         _checks.reject_unknown(type(self), kwargs)
         if isinstance(tags, str) or not isinstance(tags, Sequence) or not tags:
             raise ValueError(f"TagsReward: tags must be a non-empty list of tag names, got {tags!r}")

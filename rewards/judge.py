@@ -19,6 +19,7 @@ Traceback (most recent call last):
 ...
 ValueError: JudgeReward template: unknown field {reponse}; the fields are {question}, {answer}, {response}
 """
+
 from __future__ import annotations
 
 import atexit
@@ -82,8 +83,9 @@ class JudgeOptions:
         if not self.yes_words or not self.no_words:
             raise ValueError("JudgeReward yes_words and no_words must each name at least one word")
         if set(self.yes_words) & set(self.no_words):
-            raise ValueError(f"JudgeReward: {sorted(set(self.yes_words) & set(self.no_words))} "
-                             "is both a yes and a no word")
+            raise ValueError(
+                f"JudgeReward: {sorted(set(self.yes_words) & set(self.no_words))} is both a yes and a no word"
+            )
         for name in ("max_model_len", "threads", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"JudgeReward {name} must be >= 1, got {getattr(self, name)!r}")
@@ -100,8 +102,10 @@ def template_fields(template: str) -> set[str]:
         raise ValueError(f"JudgeReward template does not parse as str.format: {err}") from None
     for name in sorted(used):
         if name not in TEMPLATE_FIELDS:
-            raise ValueError(f"JudgeReward template: unknown field {{{name}}}; the fields are "
-                             + ", ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS))
+            raise ValueError(
+                f"JudgeReward template: unknown field {{{name}}}; the fields are "
+                + ", ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS)
+            )
     if "response" not in used:
         raise ValueError("JudgeReward template must contain {response}: it is what is judged")
     return used
@@ -125,6 +129,7 @@ def verdict_probability(yes_logprobs: list[float], no_logprobs: list[float]) -> 
     >>> round(verdict_probability([math.log(0.3)], [math.log(0.1)]), 6)
     0.75
     """
+
     def logsumexp(xs: list[float]) -> float:
         top = max(xs)
         return top + math.log(sum(math.exp(x - top) for x in xs)) if top > -math.inf else top
@@ -158,8 +163,8 @@ class JudgeReward:
         self._thread: threading.Thread | None = None
         self._start_error: BaseException | None = None
         self._closed = False
-        self.engine_calls = 0       # batches sent to the engine so far
-        self.prompts_judged = 0     # prompts in them (prompts_judged / engine_calls: mean batch)
+        self.engine_calls = 0  # batches sent to the engine so far
+        self.prompts_judged = 0  # prompts in them (prompts_judged / engine_calls: mean batch)
 
     # --- scoring ------------------------------------------------------------------------
     def render(self, episode: EpisodeView) -> str | None:
@@ -169,8 +174,10 @@ class JudgeReward:
         if self._uses_answer and episode.task.answer is None:
             return None  # the template compares against a reference the task does not have
         return self.options.template.format(
-            question=episode.task.prompt, answer=episode.task.answer,
-            response=render_response(episode, self.options.response))
+            question=episode.task.prompt,
+            answer=episode.task.answer,
+            response=render_response(episode, self.options.response),
+        )
 
     def score(self, episode: EpisodeView) -> float | None:
         text = self.render(episode)
@@ -195,8 +202,9 @@ class JudgeReward:
     def _start(self) -> None:
         """Start the engine and the batching thread once (called under the lock)."""
         if self._start_error is not None:
-            raise RuntimeError(f"the judge's engine failed to start: {self._start_error}") \
-                from self._start_error
+            raise RuntimeError(
+                f"the judge's engine failed to start: {self._start_error}"
+            ) from self._start_error
         if self._thread is not None:
             return
         try:
@@ -204,8 +212,10 @@ class JudgeReward:
             self._engine, self._tokenizer = self._build_engine()
             yes, no = self._token_ids(self.options.yes_words), self._token_ids(self.options.no_words)
             if len(set(yes + no)) < len(yes + no):
-                raise ValueError(f"JudgeReward verdict words {self.options.yes_words} / "
-                                 f"{self.options.no_words} share a token ({yes} / {no})")
+                raise ValueError(
+                    f"JudgeReward verdict words {self.options.yes_words} / "
+                    f"{self.options.no_words} share a token ({yes} / {no})"
+                )
             self._verdict_ids = (yes, no)
         except BaseException as err:
             self._start_error = err
@@ -223,16 +233,19 @@ class JudgeReward:
         o = self.options
         want = engine_env(o.threads, o.kv_cache_gib, first_core=o.first_core)
         if "vllm" in sys.modules:
-            wrong = sorted(k for k, v in want.items()
-                           if k.startswith("VLLM_") and k != "VLLM_LOGGING_LEVEL"
-                           and os.environ.get(k) != v)
+            wrong = sorted(
+                k
+                for k, v in want.items()
+                if k.startswith("VLLM_") and k != "VLLM_LOGGING_LEVEL" and os.environ.get(k) != v
+            )
             if wrong:
                 raise RuntimeError(
                     f"JudgeReward: vLLM was already imported in this process (pid {os.getpid()}) "
                     f"with other settings than the judge's engine needs ({', '.join(wrong)}); "
                     "vLLM reads them at import. Score in a process that has not imported vLLM "
                     "(the reward service actor), or set before importing it: "
-                    + " ".join(f"{k}={want[k]}" for k in wrong))
+                    + " ".join(f"{k}={want[k]}" for k in wrong)
+                )
         os.environ.update(want)
 
     def _build_engine(self) -> tuple[Any, Any]:
@@ -244,8 +257,9 @@ class JudgeReward:
         o = self.options
         path = resolve_model(o.model)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        engine = VLLMEngine(path, seed=0, max_model_len=o.max_model_len, dtype=o.dtype,
-                            max_num_seqs=o.max_batch)
+        engine = VLLMEngine(
+            path, seed=0, max_model_len=o.max_model_len, dtype=o.dtype, max_num_seqs=o.max_batch
+        )
         return engine, tokenizer
 
     def _token_ids(self, words: tuple[str, ...]) -> list[int]:
@@ -253,8 +267,10 @@ class JudgeReward:
         for word in words:
             tokens = self._tokenizer.encode(word, add_special_tokens=False)
             if len(tokens) != 1:
-                raise ValueError(f"JudgeReward verdict word {word!r} is {len(tokens)} tokens for "
-                                 f"{self.options.model}; use words that are one token each")
+                raise ValueError(
+                    f"JudgeReward verdict word {word!r} is {len(tokens)} tokens for "
+                    f"{self.options.model}; use words that are one token each"
+                )
             ids.append(tokens[0])
         return ids
 
@@ -297,19 +313,22 @@ class JudgeReward:
             self.engine_calls += 1
             self.prompts_judged += len(prompts)
             for future, row in zip(ready, rows):
-                future.set_result(verdict_probability(row[:len(yes_ids)], row[len(yes_ids):]))
+                future.set_result(verdict_probability(row[: len(yes_ids)], row[len(yes_ids) :]))
         except Exception as err:  # the engine failed: each caller of this batch sees why
             for future in ready:
                 if not future.done():
                     future.set_exception(err)
 
     def _prompt_ids(self, text: str) -> list[int]:
-        chat = self._tokenizer.apply_chat_template([{"role": "user", "content": text}],
-                                                   add_generation_prompt=True, tokenize=True)
+        chat = self._tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+        )
         ids = list(chat["input_ids"])
         if len(ids) >= self.options.max_model_len:
-            raise ValueError(f"the judge prompt is {len(ids)} tokens; the judge's max_model_len "
-                             f"is {self.options.max_model_len}")
+            raise ValueError(
+                f"the judge prompt is {len(ids)} tokens; the judge's max_model_len "
+                f"is {self.options.max_model_len}"
+            )
         return ids
 
     def close(self) -> None:

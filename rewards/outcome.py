@@ -3,6 +3,7 @@
 ``rlagent.tags.parse_number`` is also what ``rlagent/Calculator-v0`` uses for its ``success``
 flag, so the env's fact and this reward agree on what counts as a numeric answer.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,9 @@ class NumericMatchReward:
 
     kind = "outcome"
 
-    def __init__(self, answer_tag: str = "answer", rel_tol: float = 1e-6, abs_tol: float = 1e-9,
-                 **kwargs: Any):
+    def __init__(
+        self, answer_tag: str = "answer", rel_tol: float = 1e-6, abs_tol: float = 1e-9, **kwargs: Any
+    ):
         _checks.reject_unknown(type(self), kwargs)
         self.answer_tag = _checks.tag(type(self), "answer_tag", answer_tag)
         self.rel_tol = _checks.number(type(self), "rel_tol", rel_tol, low=0.0)

@@ -8,6 +8,7 @@ later turns' scores); otherwise the episode's reward counts its mean.
 far, one entry per search), so what one turn did is what its info added to the previous
 turn's lists (``new_entries``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -55,9 +56,14 @@ class ValidToolCallReward:
 
     kind = "process"
 
-    def __init__(self, valid: float = 1.0, error: float = 0.0, no_call: float = 0.0,
-                 tool_tags: Sequence[str] = ("tool_call", "calc", "python", "search"),
-                 **kwargs: Any):
+    def __init__(
+        self,
+        valid: float = 1.0,
+        error: float = 0.0,
+        no_call: float = 0.0,
+        tool_tags: Sequence[str] = ("tool_call", "calc", "python", "search"),
+        **kwargs: Any,
+    ):
         _checks.reject_unknown(type(self), kwargs)
         self.valid = _checks.number(type(self), "valid", valid)
         self.error = _checks.number(type(self), "error", error)
@@ -136,8 +142,12 @@ class GoldEvidenceReward:
         found: set[str] = set()
         scores = []
         for searches in new_entries(episode.infos, "retrieved_ids"):
-            ids = {str(i) for ids in searches if isinstance(ids, Sequence) and not isinstance(ids, str)
-                   for i in ids}
+            ids = {
+                str(i)
+                for ids in searches
+                if isinstance(ids, Sequence) and not isinstance(ids, str)
+                for i in ids
+            }
             scores.append(self.hit if (ids & gold) - found else 0.0)
             found |= ids
         return scores

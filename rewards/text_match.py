@@ -5,6 +5,7 @@ Both compare the content of the episode's last ``<answer>`` tag with every gold 
 the SQuAD / Search-R1 rule, and the same one ``rlagent/Search-v0`` uses for its ``success``
 flag, so ``exact_match`` and the env agree on what a right answer is.
 """
+
 from __future__ import annotations
 
 import re

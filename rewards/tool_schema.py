@@ -14,6 +14,7 @@ True
 >>> call_problem('{"name": "search", "arguments": {"query": 3}}', table)
 'arguments.query: expected string, got int'
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ from typing import Any
 TYPES: dict[str, Any] = {
     "string": lambda v: isinstance(v, str),
     # JSON has one number type: 2.0 is an integer too (as in JSON Schema draft 6 and later).
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+    ),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
     "array": lambda v: isinstance(v, (list, tuple)),
@@ -51,8 +53,7 @@ def check_schema(schema: Any, where: str) -> None:
         raise ValueError(f"{where}.required must be a list of names, got {required!r:.80}")
     if "items" in schema:
         check_schema(schema["items"], f"{where}.items")
-    if "enum" in schema and (isinstance(schema["enum"], str)
-                             or not isinstance(schema["enum"], Sequence)):
+    if "enum" in schema and (isinstance(schema["enum"], str) or not isinstance(schema["enum"], Sequence)):
         raise ValueError(f"{where}.enum must be a list")
 
 

@@ -4,6 +4,7 @@ The public types are importable from here: ``Config`` (and ``load_config``), ``T
 ``Episode``, ``EpisodeView`` (what a reward plugin scores); ``train`` runs a config. They load
 on first use, so ``import rlagent`` stays cheap (Ray workers import it for every actor).
 """
+
 from __future__ import annotations
 
 import importlib.abc
@@ -32,19 +33,25 @@ class _SiblingFinder(importlib.abc.MetaPathFinder):
         if not init.is_file():
             return None
         return importlib.util.spec_from_file_location(
-            fullname, init, submodule_search_locations=[str(init.parent)])
+            fullname, init, submodule_search_locations=[str(init.parent)]
+        )
 
 
 if not (Path(__file__).parent / "envs").is_dir() and not any(
-        isinstance(f, _SiblingFinder) for f in sys.meta_path):
+    isinstance(f, _SiblingFinder) for f in sys.meta_path
+):
     # First in line: an editable install's own finder would otherwise answer for
     # rlagent.envs with the source tree, even when rlagent itself came from a copy.
     sys.meta_path.insert(0, _SiblingFinder())
 
 
 _EXPORTS = {
-    "Config": "rlagent.config", "load_config": "rlagent.config", "Task": "rlagent.records",
-    "Episode": "rlagent.records", "EpisodeView": "rlagent.episode_view", "train": "rlagent.trainer",
+    "Config": "rlagent.config",
+    "load_config": "rlagent.config",
+    "Task": "rlagent.records",
+    "Episode": "rlagent.records",
+    "EpisodeView": "rlagent.episode_view",
+    "train": "rlagent.trainer",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -5,6 +5,7 @@ generated (the only ones trained on); observation and padding positions are 0. E
 estimator is registered by name in ``ESTIMATORS`` (the config's ``algo.name``).
 ``docs/algorithms.md`` gives the formula behind each function.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,13 @@ import torch
 
 
 # --------------------------------------------------------------------- outcome advantages
-def grpo_advantages(rewards: torch.Tensor, groups: torch.Tensor, valid: torch.Tensor,
-                    normalize_std: bool = True, eps: float = 1e-6) -> torch.Tensor:
+def grpo_advantages(
+    rewards: torch.Tensor,
+    groups: torch.Tensor,
+    valid: torch.Tensor,
+    normalize_std: bool = True,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """Group-relative advantages: ``(r - mean_group) / (std_group + eps)``.
 
     rewards [B], groups [B] (episodes of one task share an id), valid [B] bool (False:
@@ -72,8 +78,9 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tens
 
 
 # --------------------------------------------------------------------- token-level returns
-def token_rewards(mask: torch.Tensor, outcome: torch.Tensor,
-                  kl: torch.Tensor | None = None, kl_coef: float = 0.0) -> torch.Tensor:
+def token_rewards(
+    mask: torch.Tensor, outcome: torch.Tensor, kl: torch.Tensor | None = None, kl_coef: float = 0.0
+) -> torch.Tensor:
     """Per-token rewards [B, T]: ``-kl_coef * kl`` on every policy token, plus the episode's
     outcome reward on its last policy token. A row without policy tokens gets nothing."""
     m = mask.float()
@@ -95,8 +102,9 @@ def _compact(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return rows, cols, step
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
-        lam: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over each row's policy tokens, in order.
 
     Observation and padding positions are skipped, not steps: the token after a policy
@@ -135,11 +143,11 @@ def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float =
 class AdvantageInputs:
     """What an estimator may use. Token tensors are [B, T]; episode tensors [B]."""
 
-    rewards: torch.Tensor            # [B] scalar reward per episode (0 where not valid)
-    groups: torch.Tensor             # [B]
-    valid: torch.Tensor              # [B] bool
-    mask: torch.Tensor               # [B, T]
-    kl: torch.Tensor | None = None   # [B, T] per-token KL to the reference (reward-penalty mode)
+    rewards: torch.Tensor  # [B] scalar reward per episode (0 where not valid)
+    groups: torch.Tensor  # [B]
+    valid: torch.Tensor  # [B] bool
+    mask: torch.Tensor  # [B, T]
+    kl: torch.Tensor | None = None  # [B, T] per-token KL to the reference (reward-penalty mode)
     kl_coef: float = 0.0
     values: torch.Tensor | None = None  # [B, T] critic values (PPO)
     gamma: float = 1.0
@@ -181,8 +189,9 @@ def _ppo(inp: AdvantageInputs) -> Advantages:
     if inp.values is None:
         raise ValueError("ppo needs critic values")
     mask = inp.mask * inp.valid[:, None]
-    adv, ret = gae(token_rewards(mask, inp.rewards, inp.kl, inp.kl_coef), inp.values, mask,
-                   inp.gamma, inp.lam)
+    adv, ret = gae(
+        token_rewards(mask, inp.rewards, inp.kl, inp.kl_coef), inp.values, mask, inp.gamma, inp.lam
+    )
     return whiten(adv, mask), ret
 
 
@@ -198,9 +207,14 @@ ESTIMATORS: dict[str, Estimator] = {
 
 
 # --------------------------------------------------------------------- losses
-def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
-                        clip_low: float, clip_high: float,
-                        dual_clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def clipped_policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token PPO/GRPO surrogate loss and whether each token was clipped.
 
     loss = max(-ratio * A, -clip(ratio, 1 - low, 1 + high) * A); with ``dual_clip`` c > 1,
@@ -240,8 +254,9 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return kl_penalty(logp, ref_logp, "k3")
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+def value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token clipped value loss ``0.5 * max((V - R)^2, (V_old + clip(V - V_old) - R)^2)``
     and whether the clipped term was the larger one."""
     plain = (values - returns) ** 2
@@ -252,8 +267,7 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     return 0.5 * torch.maximum(plain, clipped), (clipped > plain).detach()
 
 
-def truncated_is_weights(train_logp: torch.Tensor, sampling_logp: torch.Tensor,
-                         cap: float) -> torch.Tensor:
+def truncated_is_weights(train_logp: torch.Tensor, sampling_logp: torch.Tensor, cap: float) -> torch.Tensor:
     """Truncated importance weights ``min(pi_train / pi_sampling, cap)`` (no gradient):
     corrects for the engine sampling from slightly different numbers (or stale weights)
     than the learner trains."""
@@ -265,12 +279,12 @@ def truncated_is_weights(train_logp: torch.Tensor, sampling_logp: torch.Tensor,
 class PolicyInputs:
     """One micro-batch's trained tokens, flat [N] (row-major over the mask)."""
 
-    logp: torch.Tensor               # current logprobs (with gradient)
-    old: torch.Tensor                # behaviour policy's logprobs: the ratio's denominator
-    sampling: torch.Tensor           # the engine's sampling logprobs (TIS corrects towards them)
+    logp: torch.Tensor  # current logprobs (with gradient)
+    old: torch.Tensor  # behaviour policy's logprobs: the ratio's denominator
+    sampling: torch.Tensor  # the engine's sampling logprobs (TIS corrects towards them)
     advantages: torch.Tensor
-    weights: torch.Tensor            # aggregation weights (``shaping.loss_weights``): loss = sum(w * l)
-    entropy: torch.Tensor            # per-token entropy (with gradient when a bonus is on)
+    weights: torch.Tensor  # aggregation weights (``shaping.loss_weights``): loss = sum(w * l)
+    entropy: torch.Tensor  # per-token entropy (with gradient when a bonus is on)
     ref: torch.Tensor | None = None  # reference logprobs (KL as a loss term)
 
 
@@ -279,17 +293,24 @@ class PolicyTerms:
     """What ``clip_loss`` adds up: the loss to backpropagate and its parts, summed over the
     tokens (so micro-batches and ranks add up)."""
 
-    loss: torch.Tensor               # scalar, with gradient
-    policy: float                    # the aggregated surrogate term alone
-    kl: float                        # sum of the per-token KL estimates (0: no KL term)
-    entropy: float                   # sum of the per-token entropies
-    clipped: float                   # tokens whose ratio (or dual) clip was active
-    capped: float                    # tokens whose TIS weight hit the cap
+    loss: torch.Tensor  # scalar, with gradient
+    policy: float  # the aggregated surrogate term alone
+    kl: float  # sum of the per-token KL estimates (0: no KL term)
+    entropy: float  # sum of the per-token entropies
+    clipped: float  # tokens whose ratio (or dual) clip was active
+    capped: float  # tokens whose TIS weight hit the cap
 
 
-def clip_loss(inp: PolicyInputs, clip_low: float, clip_high: float, dual_clip: float | None = None,
-              tis_cap: float | None = None, kl_coef: float = 0.0, kl_estimator: str = "k3",
-              entropy_coef: float = 0.0) -> PolicyTerms:
+def clip_loss(
+    inp: PolicyInputs,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None = None,
+    tis_cap: float | None = None,
+    kl_coef: float = 0.0,
+    kl_estimator: str = "k3",
+    entropy_coef: float = 0.0,
+) -> PolicyTerms:
     """The PPO/GRPO clipped surrogate with its optional terms, per token t:
 
     l_t = w_TIS * clip_surrogate(ratio_t, A_t) + kl_coef * KL_t - entropy_coef * H_t,
@@ -308,8 +329,14 @@ def clip_loss(inp: PolicyInputs, clip_low: float, clip_high: float, dual_clip: f
         kl_tok = kl_penalty(inp.logp, inp.ref, kl_estimator)
         loss = loss + (kl_coef * kl_tok * inp.weights).sum()
         kl = kl_tok.detach().sum()
-    return PolicyTerms(loss, float(policy.detach()), float(kl), float(inp.entropy.detach().sum()),
-                       float(clipped.sum()), capped)
+    return PolicyTerms(
+        loss,
+        float(policy.detach()),
+        float(kl),
+        float(inp.entropy.detach().sum()),
+        float(clipped.sum()),
+        capped,
+    )
 
 
 PolicyLoss = Callable[..., PolicyTerms]

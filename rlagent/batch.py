@@ -3,6 +3,7 @@
 Runs in the driver. The advantages are computed in the learner (``rlagent.learner.tensors``):
 the estimators may need the reference's logprobs and the critic's values, which live there.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,19 +19,19 @@ from rlagent.shaping import informative_groups, overlong_penalty, turn_advantage
 @dataclass
 class BatchStats:
     episodes: int
-    invalid: int                 # episodes without a usable reward (a weighted plugin failed)
+    invalid: int  # episodes without a usable reward (a weighted plugin failed)
     zero_variance_groups: float  # share of groups whose rewards were all equal (no signal)
-    overlong_penalty: float      # mean overlong penalty per valid episode
+    overlong_penalty: float  # mean overlong penalty per valid episode
 
 
 @dataclass
 class Shaped:
     """What the estimator learns from, per episode (the one place it is computed)."""
 
-    rewards: list[float | None]     # [B] scalar reward after the process split and the
+    rewards: list[float | None]  # [B] scalar reward after the process split and the
     #   overlong penalty; None where the episode has no usable reward
-    turns: list[list[float]]        # [B][turns] weighted process scores (turn-level credit)
-    penalty: list[float]            # [B] overlong penalty added to each valid reward
+    turns: list[list[float]]  # [B][turns] weighted process scores (turn-level credit)
+    penalty: list[float]  # [B] overlong penalty added to each valid reward
 
 
 def shaped_rewards(episodes: list[Episode], cfg: Config) -> Shaped:
@@ -38,11 +39,11 @@ def shaped_rewards(episodes: list[Episode], cfg: Config) -> Shaped:
     scores leave the scalar (they become turn advantages), then DAPO's overlong penalty."""
     algo = cfg.algo
     turn_level = algo.turn_level_coef > 0
-    split = [split_process(e, cfg.rewards.components) if turn_level else (e.reward, [])
-             for e in episodes]
+    split = [split_process(e, cfg.rewards.components) if turn_level else (e.reward, []) for e in episodes]
     max_len = algo.overlong_max_tokens or cfg.rollout.max_new_tokens * cfg.rollout.max_turns
-    penalty = overlong_penalty(torch.tensor([e.num_generated for e in episodes]), max_len,
-                               algo.overlong_buffer, algo.overlong_factor).tolist()
+    penalty = overlong_penalty(
+        torch.tensor([e.num_generated for e in episodes]), max_len, algo.overlong_buffer, algo.overlong_factor
+    ).tolist()
     rewards = [None if r is None else r + p for (r, _), p in zip(split, penalty)]
     return Shaped(rewards, [t for _, t in split], penalty)
 
@@ -98,9 +99,12 @@ def build_batch(episodes: list[Episode], cfg: Config, pad_id: int) -> tuple[Trai
     informative = groups_with_signal(episodes, shaped, turn_level)
     n_groups = len(set(with_reward))
     stats = BatchStats(
-        episodes=len(episodes), invalid=valid.count(False),
+        episodes=len(episodes),
+        invalid=valid.count(False),
         zero_variance_groups=(n_groups - len(informative)) / max(n_groups, 1),
-        overlong_penalty=sum(p for p, ok in zip(shaped.penalty, valid) if ok) / max(sum(valid), 1))
-    batch = TrainBatch(ids, masks, old, lengths, pad_id, rewards=rewards, valid=valid,
-                       groups=groups, extra_advantages=extra)
+        overlong_penalty=sum(p for p, ok in zip(shaped.penalty, valid) if ok) / max(sum(valid), 1),
+    )
+    batch = TrainBatch(
+        ids, masks, old, lengths, pad_id, rewards=rewards, valid=valid, groups=groups, extra_advantages=extra
+    )
     return batch, stats

@@ -7,6 +7,7 @@ state, the driver's RNG, the W&B run id). It is written under a temporary name a
 and ``checkpoints/latest`` names it only afterwards: a crash mid-write leaves the previous
 checkpoint in charge.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,8 @@ def latest(run_dir: Path) -> Path:
     if not pointer.is_file():
         raise FileNotFoundError(
             f"resume: {run_dir} has no checkpoint (checkpoints/latest is missing); checkpoints "
-            f"are written every run.save_every steps and when a run is stopped")
+            f"are written every run.save_every steps and when a run is stopped"
+        )
     path = pointer.parent / pointer.read_text().strip()
     if not (path / STATE).is_file():
         raise FileNotFoundError(f"resume: {path} is incomplete ({STATE} is missing)")
@@ -80,7 +82,8 @@ def find_model(path: Path) -> Path:
     raise FileNotFoundError(
         f"{path}: no model there (expected a Hugging Face model directory with config.json "
         f"and weights, a checkpoint directory with model/, or a run directory with "
-        f"checkpoints/final or checkpoints/latest)")
+        f"checkpoints/final or checkpoints/latest)"
+    )
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """``rlagent`` command line: train, tasks, eval, envs, rewards, view."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,10 @@ def _tasks(args: argparse.Namespace) -> int:
     tasks = heldout_tasks(cfg, args.n, args.seed, args.difficulties)
     path = write_tasks(tasks, args.out)
     levels = sorted({t.difficulty for t in tasks})
-    print(f"{path}: {len(tasks)} {cfg.env.id} tasks, seed {args.seed}, difficulties {levels} "
-          f"(held out: never give this file to training)")
+    print(
+        f"{path}: {len(tasks)} {cfg.env.id} tasks, seed {args.seed}, difficulties {levels} "
+        f"(held out: never give this file to training)"
+    )
     return 0
 
 
@@ -99,30 +102,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. algo.group_size=8")
     p.set_defaults(fn=_train)
-    t = sub.add_parser("tasks", help="write a held-out task set for evaluation: rlagent tasks CONFIG "
-                       "--n 200 --out heldout.jsonl")
+    t = sub.add_parser(
+        "tasks",
+        help="write a held-out task set for evaluation: rlagent tasks CONFIG --n 200 --out heldout.jsonl",
+    )
     t.add_argument("config")
     t.add_argument("overrides", nargs="*", help="dotted overrides (env.kwargs shape the tasks)")
     t.add_argument("--n", type=int, default=100, help="number of tasks (default 100)")
-    t.add_argument("--seed", type=int, default=1_000_000,
-                   help="generator seed; must differ from run.seed (default 1000000)")
-    t.add_argument("--difficulties", type=int, nargs="+",
-                   help="levels, taken in turn (default: data.difficulties, else all the env offers)")
+    t.add_argument(
+        "--seed",
+        type=int,
+        default=1_000_000,
+        help="generator seed; must differ from run.seed (default 1000000)",
+    )
+    t.add_argument(
+        "--difficulties",
+        type=int,
+        nargs="+",
+        help="levels, taken in turn (default: data.difficulties, else all the env offers)",
+    )
     t.add_argument("--out", required=True, help="JSONL file to write")
     t.set_defaults(fn=_tasks)
-    e = sub.add_parser("eval", help="evaluate a checkpoint on held-out tasks: rlagent eval CONFIG "
-                       "checkpoint=RUN_DIR tasks=FILE [samples=K temperature=T out=DIR key=value ...]")
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on held-out tasks: rlagent eval CONFIG "
+        "checkpoint=RUN_DIR tasks=FILE [samples=K temperature=T out=DIR key=value ...]",
+    )
     e.add_argument("config")
-    e.add_argument("overrides", nargs="*", help="checkpoint=, tasks=, samples=, temperature=, out= "
-                   "(short for eval.*) and dotted config overrides")
+    e.add_argument(
+        "overrides",
+        nargs="*",
+        help="checkpoint=, tasks=, samples=, temperature=, out= "
+        "(short for eval.*) and dotted config overrides",
+    )
     e.set_defaults(fn=_eval)
     sub.add_parser("envs", help="list the registered rlagent environments").set_defaults(fn=_envs)
     r = sub.add_parser("rewards", help="list the installed reward plugins, or score saved episodes")
     r.set_defaults(fn=_rewards)
     rsub = r.add_subparsers(dest="rewards_command")
     rsub.add_parser("list", help="list the installed reward plugins").set_defaults(fn=_rewards)
-    s = rsub.add_parser("score", help="score saved episodes with one plugin: "
-                        "rlagent rewards score NAME runs/<run>/rollouts/step_00001.jsonl")
+    s = rsub.add_parser(
+        "score",
+        help="score saved episodes with one plugin: "
+        "rlagent rewards score NAME runs/<run>/rollouts/step_00001.jsonl",
+    )
     s.add_argument("name", help="plugin name (as listed by `rlagent rewards`)")
     s.add_argument("rollouts", nargs="+", help="rollout JSONL files")
     s.add_argument("--kwargs", default="{}", help='plugin kwargs as YAML/JSON, e.g. \'{tol: 0.01}\'')

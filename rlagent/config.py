@@ -6,6 +6,7 @@ that names the key (``ConfigError: algo.group_size: must be >= 2 for GRPO, got 1
 The stages' sections live in ``rlagent.stage_config``; the YAML-to-dataclass machinery in
 ``rlagent.typed_config``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,18 +17,28 @@ from typing import Any, Literal
 
 import yaml
 
-from rlagent.stage_config import (
-    AlgoConfig,
-    LearnerConfig,
-    RewardConfig,
-    RewardSpec,
-    RolloutConfig,
-)
+from rlagent.stage_config import AlgoConfig, LearnerConfig, RewardConfig, RewardSpec, RolloutConfig
 from rlagent.typed_config import ConfigError, build, parse_yaml, set_dotted
 
-__all__ = ["AlgoConfig", "Config", "ConfigError", "CurriculumConfig", "DataConfig", "EnvConfig",
-           "EvalConfig", "LearnerConfig", "ModelConfig", "RayConfig", "RewardConfig", "RewardSpec",
-           "RolloutConfig", "RunConfig", "TrackingConfig", "load_config", "save_config"]
+__all__ = [
+    "AlgoConfig",
+    "Config",
+    "ConfigError",
+    "CurriculumConfig",
+    "DataConfig",
+    "EnvConfig",
+    "EvalConfig",
+    "LearnerConfig",
+    "ModelConfig",
+    "RayConfig",
+    "RewardConfig",
+    "RewardSpec",
+    "RolloutConfig",
+    "RunConfig",
+    "TrackingConfig",
+    "load_config",
+    "save_config",
+]
 
 
 @dataclass
@@ -134,11 +145,15 @@ class CurriculumConfig:
         shares = ("review_share", "explore_share", "replay_share", "evolve_share")
         return [
             *((0 <= getattr(self, k) <= 1, f"curriculum.{k}: must be in [0, 1]") for k in shares),
-            (self.replay_share + self.evolve_share <= 1,
-             "curriculum.replay_share: replay_share + evolve_share must be at most 1"),
-            (0 <= self.target_low < self.target_high <= 1,
-             f"curriculum.target_low: need 0 <= target_low < target_high <= 1, got "
-             f"{self.target_low} and {self.target_high}"),
+            (
+                self.replay_share + self.evolve_share <= 1,
+                "curriculum.replay_share: replay_share + evolve_share must be at most 1",
+            ),
+            (
+                0 <= self.target_low < self.target_high <= 1,
+                f"curriculum.target_low: need 0 <= target_low < target_high <= 1, got "
+                f"{self.target_low} and {self.target_high}",
+            ),
             (self.min_episodes >= 1, "curriculum.min_episodes: must be >= 1"),
             (self.window >= self.min_episodes, "curriculum.window: must be >= curriculum.min_episodes"),
             (0 < self.lp_slow < self.lp_fast <= 1, "curriculum.lp_slow: need 0 < lp_slow < lp_fast <= 1"),
@@ -184,9 +199,14 @@ class RayConfig:
         from rlagent.remote import TIMEOUTS  # imports Ray: only when there is something to check
 
         unknown = sorted(set(self.timeouts) - set(TIMEOUTS))
-        return [(not unknown, f"ray.timeouts.{unknown[0] if unknown else ''}: unknown timeout "
-                              f"(known: {', '.join(TIMEOUTS)})"),
-                *((v > 0, f"ray.timeouts.{k}: must be > 0") for k, v in self.timeouts.items())]
+        return [
+            (
+                not unknown,
+                f"ray.timeouts.{unknown[0] if unknown else ''}: unknown timeout "
+                f"(known: {', '.join(TIMEOUTS)})",
+            ),
+            *((v > 0, f"ray.timeouts.{k}: must be > 0") for k, v in self.timeouts.items()),
+        ]
 
 
 @dataclass
@@ -211,8 +231,10 @@ class EvalConfig:
     def check(self) -> list[tuple[bool, str]]:
         return [
             (self.samples >= 1, "eval.samples: must be >= 1"),
-            (self.temperature is None or self.temperature >= 0,
-             "eval.temperature: must be >= 0 (0: greedy), or null for rollout.temperature"),
+            (
+                self.temperature is None or self.temperature >= 0,
+                "eval.temperature: must be >= 0 (0: greedy), or null for rollout.temperature",
+            ),
         ]
 
 
@@ -240,15 +262,30 @@ class Config:
 
     def check(self) -> list[tuple[bool, str]]:
         """Every section's checks, then those across sections."""
-        sections = (self.run, self.curriculum, self.rollout, self.algo, self.learner,
-                    self.rewards, self.tracking, self.ray, self.eval)
-        return [*(c for s in sections for c in s.check()),
-                (1 <= self.algo.mini_batches <= self.episodes_per_step,
-                 f"algo.mini_batches: must be in [1, {self.episodes_per_step}] (episodes per step)"),
-                (self.algo.turn_level_coef == 0 or self.rewards.combine == "weighted_sum",
-                 "algo.turn_level_coef: needs rewards.combine: weighted_sum (with group_normalized "
-                 "the episode's total is a sum of z-scores, from which the raw per-turn process "
-                 "scores cannot be taken out)")]
+        sections = (
+            self.run,
+            self.curriculum,
+            self.rollout,
+            self.algo,
+            self.learner,
+            self.rewards,
+            self.tracking,
+            self.ray,
+            self.eval,
+        )
+        return [
+            *(c for s in sections for c in s.check()),
+            (
+                1 <= self.algo.mini_batches <= self.episodes_per_step,
+                f"algo.mini_batches: must be in [1, {self.episodes_per_step}] (episodes per step)",
+            ),
+            (
+                self.algo.turn_level_coef == 0 or self.rewards.combine == "weighted_sum",
+                "algo.turn_level_coef: needs rewards.combine: weighted_sum (with group_normalized "
+                "the episode's total is a sum of z-scores, from which the raw per-turn process "
+                "scores cannot be taken out)",
+            ),
+        ]
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:

@@ -5,6 +5,7 @@
 that say so. ``StepClock``: a step's phases, for the progress line and the ``timing/*``
 metrics.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,11 @@ class RunControl:
 
     def _out_of_time(self) -> bool:
         budget = self.run.max_minutes
-        return budget is not None and self.started is not None and \
-            time.perf_counter() - self.started >= 60 * budget
+        return (
+            budget is not None
+            and self.started is not None
+            and time.perf_counter() - self.started >= 60 * budget
+        )
 
     def is_last(self, step: int) -> bool:
         """No step follows this one (as far as is known now): nothing to prefetch."""
@@ -57,12 +61,14 @@ class RunControl:
         """End after this step? Says why when it is early."""
         if self.stop.requested:
             self.stopped = True
-            print(f"{PREFIX} stopped after step {step}; continue with: rlagent train CONFIG "
-                  f"resume={self.run_dir}", flush=True)
+            print(
+                f"{PREFIX} stopped after step {step}; continue with: rlagent train CONFIG "
+                f"resume={self.run_dir}",
+                flush=True,
+            )
             return True
         if self._out_of_time():
-            print(f"{PREFIX} run.max_minutes={self.run.max_minutes:g} reached after step {step}",
-                  flush=True)
+            print(f"{PREFIX} run.max_minutes={self.run.max_minutes:g} reached after step {step}", flush=True)
             return True
         return False
 
@@ -97,9 +103,11 @@ class StepClock:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     def metrics(self) -> dict[str, float]:
-        return {"timing/rollout_wait_s": self.seconds.get("rollout", 0.0),
-                "timing/train_s": self.seconds.get("train", 0.0),
-                "timing/step_s": time.perf_counter() - self.step_start}
+        return {
+            "timing/rollout_wait_s": self.seconds.get("rollout", 0.0),
+            "timing/train_s": self.seconds.get("train", 0.0),
+            "timing/step_s": time.perf_counter() - self.step_start,
+        }
 
     def done(self, summary: str) -> None:
         self.progress.step_done(summary)

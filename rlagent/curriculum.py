@@ -14,6 +14,7 @@ checkpoint stores, so a resumed run draws the same next tasks. ``curriculum.name
 Any of them can also replay recently failed tasks (``replay_share``) and, self-evolving,
 make new tasks like the ones the policy failed (``evolve_share``; the env's generator).
 """
+
 from __future__ import annotations
 
 import random
@@ -44,8 +45,10 @@ class Sampler:
         self.origin: Counter[str] = Counter()
         self.evolve_errors = 0
         if self.cc.evolve_share > 0 and not self.source.can_generate:
-            raise ConfigError(f"curriculum.evolve_share: {cfg.env.id} has no task generator "
-                              f"(generate_task or similar_task) to make new tasks with")
+            raise ConfigError(
+                f"curriculum.evolve_share: {cfg.env.id} has no task generator "
+                f"(generate_task or similar_task) to make new tasks with"
+            )
 
     # ---- sampling
     def sample(self, n: int) -> list[Task]:
@@ -76,8 +79,7 @@ class Sampler:
             child = self.source.similar(self.rng, parent, level)
         except Exception as err:  # noqa: BLE001 - a generator's failure is counted, not fatal
             self.evolve_errors += 1
-            print(f"[rlagent] curriculum: no task like {parent.id} at level {level}: {err}",
-                  flush=True)
+            print(f"[rlagent] curriculum: no task like {parent.id} at level {level}: {err}", flush=True)
             return None
         return child
 
@@ -91,7 +93,8 @@ class Sampler:
             raise ConfigError(
                 f"data.difficulties: asked {self.source.env_id} for a task at level {level} and "
                 f"got difficulty {task.difficulty} (do its env.kwargs fix the difficulty?); "
-                f"list only the levels it makes, e.g. data.difficulties=[{task.difficulty}]")
+                f"list only the levels it makes, e.g. data.difficulties=[{task.difficulty}]"
+            )
         return task
 
     # ---- learning from outcomes
@@ -142,17 +145,24 @@ class Sampler:
 
     # ---- checkpoint
     def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "rng": rng_to_json(self.rng.getstate()),
-                "replay": [t.to_dict() for t in self.replay],
-                "failed": [t.to_dict() for t in self.failed],
-                "drawn": dict(self.drawn), "origin": dict(self.origin),
-                "evolve_errors": self.evolve_errors, **self._state()}
+        return {
+            "name": self.name,
+            "rng": rng_to_json(self.rng.getstate()),
+            "replay": [t.to_dict() for t in self.replay],
+            "failed": [t.to_dict() for t in self.failed],
+            "drawn": dict(self.drawn),
+            "origin": dict(self.origin),
+            "evolve_errors": self.evolve_errors,
+            **self._state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("name", "uniform") != self.name:  # older checkpoints: uniform
-            raise ConfigError(f"curriculum.name: the checkpoint's sampler is "
-                              f"{state.get('name', 'uniform')!r}, "
-                              f"the config asks for {self.name!r}")
+            raise ConfigError(
+                f"curriculum.name: the checkpoint's sampler is "
+                f"{state.get('name', 'uniform')!r}, "
+                f"the config asks for {self.name!r}"
+            )
         self.rng.setstate(rng_from_json(state["rng"]))
         self.replay = deque((Task.from_dict(d) for d in state.get("replay", [])), maxlen=self.cc.replay_size)
         self.failed = deque((Task.from_dict(d) for d in state.get("failed", [])), maxlen=self.cc.evolve_pool)
@@ -203,7 +213,7 @@ class LadderSampler(Sampler):
         levels, out = self.source.levels, []
         for _ in range(n):
             review = self.index > 0 and self.rng.random() < self.cc.review_share
-            level = self.rng.choice(levels[:self.index]) if review else levels[self.index]
+            level = self.rng.choice(levels[: self.index]) if review else levels[self.index]
             out.append(self._at(level))
         return out
 
@@ -232,8 +242,10 @@ class LadderSampler(Sampler):
 
     def _load(self, state: dict[str, Any]) -> None:
         if not 0 <= state["index"] < len(self.source.levels):
-            raise ConfigError(f"data.difficulties: the checkpoint's ladder is at level index "
-                              f"{state['index']}, but the levels are now {self.source.levels}")
+            raise ConfigError(
+                f"data.difficulties: the checkpoint's ladder is at level index "
+                f"{state['index']}, but the levels are now {self.source.levels}"
+            )
         self.index = state["index"]
         self.recent = deque(state["recent"], maxlen=self.cc.window)
 
@@ -253,7 +265,7 @@ class LearningProgressSampler(Sampler):
         super().__init__(cfg, source)
         src = self.source
         self.by_task = src.dataset is not None
-        self.arms: list[Any] = ([t.id for t in src.dataset] if self.by_task else list(src.levels))
+        self.arms: list[Any] = [t.id for t in src.dataset] if self.by_task else list(src.levels)
         self.tasks = {t.id: t for t in src.dataset} if self.by_task else {}
         self.stats: dict[Any, list[float]] = {}  # arm -> [fast, slow]
 
@@ -294,7 +306,8 @@ class LearningProgressSampler(Sampler):
 
 
 SAMPLERS: dict[str, type[Sampler]] = {
-    s.name: s for s in (UniformSampler, LadderSampler, LearningProgressSampler)}
+    s.name: s for s in (UniformSampler, LadderSampler, LearningProgressSampler)
+}
 
 
 def make_sampler(cfg: Config) -> Sampler:

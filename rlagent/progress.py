@@ -9,6 +9,7 @@ time and its ETA.
 
     [rlagent] step 3/100  rollout 24/64 episodes  1m12s  (run 14m03s, ETA 7h41m)
 """
+
 from __future__ import annotations
 
 import sys
@@ -63,21 +64,27 @@ class Progress:
     ``step_done(summary)``; a daemon thread (``ticker=True``) re-prints a long phase.
     """
 
-    def __init__(self, steps: int, interval_s: float = 30.0, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic, tty: bool | None = None,
-                 ticker: bool = True):
+    def __init__(
+        self,
+        steps: int,
+        interval_s: float = 30.0,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        tty: bool | None = None,
+        ticker: bool = True,
+    ):
         self.steps, self.interval_s, self.clock = steps, interval_s, clock
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
         self.run_start = clock()
         self.first_step_start: float | None = None
-        self.done, self.done_s = 0, 0.0          # finished steps and their wall time
+        self.done, self.done_s = 0, 0.0  # finished steps and their wall time
         self.step, self.step_start = 0, 0.0
-        self.name: str | None = None             # phase under way (None: between steps)
+        self.name: str | None = None  # phase under way (None: between steps)
         self.phase_start = 0.0
         self.count: tuple[int, int] | None = None  # episodes finished, total
-        self.last_line = clock()                 # when a line was last printed
-        self.drawn = 0                           # width of the TTY line on screen
+        self.last_line = clock()  # when a line was last printed
+        self.drawn = 0  # width of the TTY line on screen
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -113,8 +120,11 @@ class Progress:
             self.done_s = now - (self.first_step_start if self.first_step_start is not None else now)
             self.name = None
             eta = eta_s(self.steps, self.done, self.done_s)
-            self._emit(f"{summary}  (run {duration(now - self.run_start)}, ETA {duration(eta or 0)})",
-                       now, final=True)
+            self._emit(
+                f"{summary}  (run {duration(now - self.run_start)}, ETA {duration(eta or 0)})",
+                now,
+                final=True,
+            )
 
     def close(self) -> None:
         self._stop.set()
@@ -131,9 +141,11 @@ class Progress:
         """The line for the phase under way."""
         count = f" {self.count[0]}/{self.count[1]} episodes" if self.count else ""
         eta = eta_s(self.steps, self.done, self.done_s, now - self.step_start)
-        return (f"{PREFIX} step {self.step}/{self.steps}  {self.name}{count}  "
-                f"{duration(now - self.phase_start)}  (run {duration(now - self.run_start)}, "
-                f"ETA {'?' if eta is None else duration(eta)})")
+        return (
+            f"{PREFIX} step {self.step}/{self.steps}  {self.name}{count}  "
+            f"{duration(now - self.phase_start)}  (run {duration(now - self.run_start)}, "
+            f"ETA {'?' if eta is None else duration(eta)})"
+        )
 
     def tick(self) -> None:
         """Print the phase's status if it is due (at most one line per ``interval_s`` on a

@@ -3,6 +3,7 @@
 Shapes are noted as comments: T = tokens in one episode, B = episodes in a batch.
 Everything here pickles (Ray) and serialises to JSON (rollout files).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,11 +38,15 @@ class Task:
         try:
             difficulty = int(d.get("difficulty", 0))
         except (TypeError, ValueError) as err:
-            raise ValueError(f"task {d['id']!r}: difficulty must be an integer, got "
-                             f"{d.get('difficulty')!r:.50}") from err
+            raise ValueError(
+                f"task {d['id']!r}: difficulty must be an integer, got {d.get('difficulty')!r:.50}"
+            ) from err
         return cls(
-            id=str(d["id"]), env=str(d.get("env", "")), prompt=str(d["prompt"]),
-            answer=d.get("answer"), difficulty=difficulty,
+            id=str(d["id"]),
+            env=str(d.get("env", "")),
+            prompt=str(d["prompt"]),
+            answer=d.get("answer"),
+            difficulty=difficulty,
             fields={k: v for k, v in d.items() if k not in known},
         )
 
@@ -50,13 +55,13 @@ class Task:
 class Turn:
     """One assistant turn and the env's answer to it."""
 
-    action: str                    # the assistant's whole reply, as decoded text
-    observation: str | None        # the env's next observation (None once the episode ended)
+    action: str  # the assistant's whole reply, as decoded text
+    observation: str | None  # the env's next observation (None once the episode ended)
     env_reward: float
-    info: dict[str, Any]           # env facts for rewards (never scores)
-    span: tuple[int, int]          # [start, end) of this turn's generated tokens in Episode.token_ids
-    finish_reason: str             # "stop" (end of turn) or "length" (hit max_new_tokens)
-    policy_version: int = 0        # weights version that generated this turn's tokens
+    info: dict[str, Any]  # env facts for rewards (never scores)
+    span: tuple[int, int]  # [start, end) of this turn's generated tokens in Episode.token_ids
+    finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
+    policy_version: int = 0  # weights version that generated this turn's tokens
 
 
 @dataclass
@@ -69,19 +74,19 @@ class Episode:
     """
 
     task: Task
-    group: int                     # index of the task in the step; the G samples of a task share it
-    messages: list[dict[str, str]] # the chat as text (system, user, assistant, user, ...)
-    token_ids: list[int]           # [T]
-    loss_mask: list[int]           # [T] 1 on tokens the policy generated, 0 on prompt/observations
-    logprobs: list[float]          # [T] sampling logprob of each generated token, 0.0 elsewhere
-    prompt_len: int                # tokens before the first generated one
+    group: int  # index of the task in the step; the G samples of a task share it
+    messages: list[dict[str, str]]  # the chat as text (system, user, assistant, user, ...)
+    token_ids: list[int]  # [T]
+    loss_mask: list[int]  # [T] 1 on tokens the policy generated, 0 on prompt/observations
+    logprobs: list[float]  # [T] sampling logprob of each generated token, 0.0 elsewhere
+    prompt_len: int  # tokens before the first generated one
     turns: list[Turn]
-    termination: str               # "terminated" | "truncated" | "max_turns" | "max_tokens" | "env_error"
-    policy_version: int            # oldest weights version among its tokens (its first turn's)
-    rewards: dict[str, Any] = field(default_factory=dict)   # plugin name -> score (None: n/a)
+    termination: str  # "terminated" | "truncated" | "max_turns" | "max_tokens" | "env_error"
+    policy_version: int  # oldest weights version among its tokens (its first turn's)
+    rewards: dict[str, Any] = field(default_factory=dict)  # plugin name -> score (None: n/a)
     reward_errors: dict[str, str] = field(default_factory=dict)  # plugin name -> error text
     reward_latency: dict[str, float] = field(default_factory=dict)  # plugin name -> seconds
-    reward: float | None = None    # weighted total; None when a weighted component failed
+    reward: float | None = None  # weighted total; None when a weighted component failed
 
     @property
     def num_generated(self) -> int:
@@ -97,7 +102,7 @@ class Episode:
         tokens. With in-flight weight updates the turns of one episode can differ."""
         out = [-1] * len(self.token_ids)
         for t in self.turns:
-            out[t.span[0]:t.span[1]] = [t.policy_version] * (t.span[1] - t.span[0])
+            out[t.span[0] : t.span[1]] = [t.policy_version] * (t.span[1] - t.span[0])
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,10 +116,10 @@ class Scores:
     """What the reward service returns for one episode: small, no tokens (the service sees
     the episode's ``EpisodeView``; the tokens stay with the rollout worker)."""
 
-    components: dict[str, Any]     # plugin name -> score: float, per-turn floats, or None (n/a)
-    errors: dict[str, str]         # plugin name -> error text (raised, timed out, not a score)
-    latency: dict[str, float]      # plugin name -> seconds the call took
-    total: float | None            # weighted total; None when a weighted component failed
+    components: dict[str, Any]  # plugin name -> score: float, per-turn floats, or None (n/a)
+    errors: dict[str, str]  # plugin name -> error text (raised, timed out, not a score)
+    latency: dict[str, float]  # plugin name -> seconds the call took
+    total: float | None  # weighted total; None when a weighted component failed
 
 
 @dataclass
@@ -126,15 +131,15 @@ class TrainBatch:
     critic values).
     """
 
-    input_ids: list[list[int]]     # [B][T_max] right-padded with pad_id
-    loss_mask: list[list[int]]     # [B][T_max] 1 on generated tokens (all 0 when not valid)
+    input_ids: list[list[int]]  # [B][T_max] right-padded with pad_id
+    loss_mask: list[list[int]]  # [B][T_max] 1 on generated tokens (all 0 when not valid)
     old_logprobs: list[list[float]]  # [B][T_max] sampling logprobs (behaviour policy)
-    lengths: list[int]             # [B] real tokens per row (the pad id may also be a real token)
+    lengths: list[int]  # [B] real tokens per row (the pad id may also be a real token)
     pad_id: int
     rewards: list[float] = field(default_factory=list)  # [B] scalar reward for the estimator
-    valid: list[bool] = field(default_factory=list)     # [B] False: no usable reward
-    groups: list[int] = field(default_factory=list)     # [B] task index (group) in the step
-    extra_advantages: list[list[float]] | None = None   # [B][T_max] added to the estimator's
+    valid: list[bool] = field(default_factory=list)  # [B] False: no usable reward
+    groups: list[int] = field(default_factory=list)  # [B] task index (group) in the step
+    extra_advantages: list[list[float]] | None = None  # [B][T_max] added to the estimator's
     #   (turn-level credit from process rewards)
     advantages: list[float] | None = None  # [B] given advantages: replace the estimator
 

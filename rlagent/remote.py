@@ -8,6 +8,7 @@ dead learner rank must not leave the driver waiting on the others.
 
 Only Ray and the standard library are imported here, so every layer may use it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,15 +41,15 @@ class Deadline:
 # The waits that no component's own setting bounds: the engine start, a learner update, a
 # checkpoint... Each can be raised in the run config (``ray.timeouts: {learner_step: 7200}``).
 TIMEOUTS: dict[str, float] = {
-    "engine_start": 600.0,     # a rollout worker's vLLM engine starts (model load, warm-up)
-    "learner_start": 600.0,    # learner ranks start, meet and build their DeepSpeed engines
-    "learner_step": 3600.0,    # one learner update (train_step)
-    "learner_query": 600.0,    # learner logprobs, its training state
-    "checkpoint": 1800.0,      # writing or loading a checkpoint
-    "rewards_start": 120.0,    # the reward service loads its plugins
-    "worker_restart": 600.0,   # Ray restarts a dead rollout worker
-    "housekeeping": 60.0,      # memory polls, shutdowns
-    "tracking": 600.0,         # a call to the W&B actor
+    "engine_start": 600.0,  # a rollout worker's vLLM engine starts (model load, warm-up)
+    "learner_start": 600.0,  # learner ranks start, meet and build their DeepSpeed engines
+    "learner_step": 3600.0,  # one learner update (train_step)
+    "learner_query": 600.0,  # learner logprobs, its training state
+    "checkpoint": 1800.0,  # writing or loading a checkpoint
+    "rewards_start": 120.0,  # the reward service loads its plugins
+    "worker_restart": 600.0,  # Ray restarts a dead rollout worker
+    "housekeeping": 60.0,  # memory polls, shutdowns
+    "tracking": 600.0,  # a call to the W&B actor
 }
 _overrides: dict[str, float] = {}
 
@@ -161,8 +162,13 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         # "local": always a fresh local cluster, never a stale one left by `ray start`. No
         # dashboard, and no metrics exporter (plain HTTP on every interface, no token); Ray's
         # other ports require its token (docs/reliability.md).
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 log_to_driver=True, _system_config={"enable_metrics_collection": False})
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=True,
+            _system_config={"enable_metrics_collection": False},
+        )
     try:
         yield
     finally:

@@ -16,6 +16,7 @@ sync reaches an engine between two of its batches, so a batch is at most
 learner never waits for a batch to finish, and an episode's later turns can come from newer
 weights than its first (each turn records its version; staleness counts the oldest).
 """
+
 from __future__ import annotations
 
 import queue
@@ -34,9 +35,9 @@ from rlagent.scoring.combine import group_normalized
 class Collected(NamedTuple):
     """One step's rollouts."""
 
-    episodes: list[Episode]          # the batch, groups renumbered 0..n-1
-    rounds: int                      # sampling rounds it took (dynamic sampling: >= 1)
-    groups: list[list[Episode]]      # every group rolled out, dropped ones too (the curriculum's)
+    episodes: list[Episode]  # the batch, groups renumbered 0..n-1
+    rounds: int  # sampling rounds it took (dynamic sampling: >= 1)
+    groups: list[list[Episode]]  # every group rolled out, dropped ones too (the curriculum's)
 
 
 class Rollouts:
@@ -152,8 +153,9 @@ class LockedSampler:
             return dict(self.sampler.state_dict())
 
 
-def staleness(episodes: list[Episode], learner_version: int,
-              max_staleness: int) -> tuple[list[Episode], dict[str, Any]]:
+def staleness(
+    episodes: list[Episode], learner_version: int, max_staleness: int
+) -> tuple[list[Episode], dict[str, Any]]:
     """Drop every group holding an episode more than ``max_staleness`` versions behind the
     learner (a group's advantages are relative to each other, so groups go whole); return
     the kept episodes and the staleness metrics."""
@@ -162,10 +164,13 @@ def staleness(episodes: list[Episode], learner_version: int,
     kept = [e for e in episodes if e.group not in stale]
     values = [lag[id(e)] for e in kept] or [0]
     mixed = sum(len({t.policy_version for t in e.turns}) > 1 for e in kept)
-    return kept, {"staleness/mean": sum(values) / len(values), "staleness/max": float(max(values)),
-                  "staleness/dropped_groups": float(len(stale)),
-                  "staleness/mixed_version_episodes": float(mixed),
-                  "train/policy_version": float(learner_version)}
+    return kept, {
+        "staleness/mean": sum(values) / len(values),
+        "staleness/max": float(max(values)),
+        "staleness/dropped_groups": float(len(stale)),
+        "staleness/mixed_version_episodes": float(mixed),
+        "train/policy_version": float(learner_version),
+    }
 
 
 # ---------------------------------------------------------------- one step's episodes
@@ -221,6 +226,4 @@ def check_episodes(episodes: list[Episode]) -> None:
     """A step where every episode failed in the env is a broken setup, not bad luck."""
     if episodes and all(e.termination in ("env_error", "env_timeout") for e in episodes):
         error = next((t.info.get("error") for e in episodes for t in e.turns if t.info.get("error")), "?")
-        raise RuntimeError(f"every episode of the step failed in the env ({episodes[0].task.env}): "
-                           f"{error}")
-
+        raise RuntimeError(f"every episode of the step failed in the env ({episodes[0].task.env}): {error}")

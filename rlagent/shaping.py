@@ -3,13 +3,15 @@ loss aggregation across micro-batches and ranks, DAPO's soft overlong penalty an
 dynamic-sampling test for a group's signal, and turn-level credit from per-turn (process)
 rewards. ``docs/algorithms.md`` gives the formulas.
 """
+
 from __future__ import annotations
 
 import torch
 
 
-def turn_advantages(turn_rewards: list[list[float]], groups: list[int], valid: list[bool],
-                    eps: float = 1e-6) -> list[list[float]]:
+def turn_advantages(
+    turn_rewards: list[list[float]], groups: list[int], valid: list[bool], eps: float = 1e-6
+) -> list[list[float]]:
     """Turn-level credit from per-turn (process) rewards.
 
     Each turn's return is the sum of its own and later turns' rewards; returns are then

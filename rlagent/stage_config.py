@@ -4,6 +4,7 @@ One dataclass per component, every field documented under it; each section check
 values (``check``: a list of (ok, message), the message starting with the dotted key), and
 ``rlagent.config`` composes them into the run's ``Config``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -79,24 +80,32 @@ class RolloutConfig:
             (self.num_workers >= 1, "rollout.num_workers: must be >= 1"),
             (self.max_new_tokens >= 1, "rollout.max_new_tokens: must be >= 1"),
             (self.max_turns >= 1, "rollout.max_turns: must be >= 1"),
-            (self.max_episode_tokens > self.max_new_tokens,
-             "rollout.max_episode_tokens: must exceed rollout.max_new_tokens"),
+            (
+                self.max_episode_tokens > self.max_new_tokens,
+                "rollout.max_episode_tokens: must exceed rollout.max_new_tokens",
+            ),
             (self.temperature > 0, "rollout.temperature: must be > 0"),
             (0 < self.top_p <= 1, "rollout.top_p: must be in (0, 1]"),
             (all(isinstance(x, str) and x for x in self.stop), "rollout.stop: a list of non-empty strings"),
             (self.step_timeout_s > 0, "rollout.step_timeout_s: must be > 0"),
             (self.timeout_s > 0, "rollout.timeout_s: must be > 0"),
             (self.max_retries >= 0, "rollout.max_retries: must be >= 0"),
-            (not self.inflight_updates or self.mode == "async",
-             "rollout.inflight_updates: needs rollout.mode: async"),
+            (
+                not self.inflight_updates or self.mode == "async",
+                "rollout.inflight_updates: needs rollout.mode: async",
+            ),
             (tp >= 1, "rollout.tensor_parallel_size: must be >= 1"),
-            (tp == 1 or self.num_gpus == tp,
-             f"rollout.tensor_parallel_size: {tp} needs rollout.num_gpus = {tp} (the worker holds "
-             f"every GPU of its engine), got {self.num_gpus}"),
+            (
+                tp == 1 or self.num_gpus == tp,
+                f"rollout.tensor_parallel_size: {tp} needs rollout.num_gpus = {tp} (the worker holds "
+                f"every GPU of its engine), got {self.num_gpus}",
+            ),
             (self.async_buffer >= 1, "rollout.async_buffer: must be >= 1"),
-            (self.max_staleness >= self.min_staleness,
-             f"rollout.max_staleness: must be >= {self.min_staleness} with rollout.mode={self.mode} "
-             f"(one_step_off: episodes are one version behind; async: up to rollout.async_buffer + 1)"),
+            (
+                self.max_staleness >= self.min_staleness,
+                f"rollout.max_staleness: must be >= {self.min_staleness} with rollout.mode={self.mode} "
+                f"(one_step_off: episodes are one version behind; async: up to rollout.async_buffer + 1)",
+            ),
         ]
 
 
@@ -172,28 +181,36 @@ class AlgoConfig:
 
     def check(self) -> list[tuple[bool, str]]:
         return [
-            (self.group_size >= 2 or self.name in ("reinforce_pp", "ppo"),
-             f"algo.group_size: must be >= 2 for {self.name} (advantages are relative to the "
-             f"group), got {self.group_size}"),
+            (
+                self.group_size >= 2 or self.name in ("reinforce_pp", "ppo"),
+                f"algo.group_size: must be >= 2 for {self.name} (advantages are relative to the "
+                f"group), got {self.group_size}",
+            ),
             (self.tasks_per_step >= 1, "algo.tasks_per_step: must be >= 1"),
             (0 <= self.clip_low < 1, "algo.clip_low: must be in [0, 1)"),
             (self.clip_high >= 0, "algo.clip_high: must be >= 0"),
             (self.kl_coef >= 0, "algo.kl_coef: must be >= 0"),
-            (self.dual_clip is None or self.dual_clip > 1,
-             f"algo.dual_clip: must be > 1 (or null), got {self.dual_clip}"),
+            (
+                self.dual_clip is None or self.dual_clip > 1,
+                f"algo.dual_clip: must be > 1 (or null), got {self.dual_clip}",
+            ),
             (self.entropy_coef >= 0, "algo.entropy_coef: must be >= 0"),
             (0 < self.gamma <= 1, "algo.gamma: must be in (0, 1]"),
             (0 <= self.lam <= 1, "algo.lam: must be in [0, 1]"),
             (self.value_clip is None or self.value_clip > 0, "algo.value_clip: must be > 0 (or null)"),
             (self.epochs >= 1, "algo.epochs: must be >= 1"),
             (self.tis_cap is None or self.tis_cap >= 1, "algo.tis_cap: must be >= 1 (or null)"),
-            (self.tis_cap is None or self.old_logprobs == "recompute",
-             "algo.tis_cap: needs algo.old_logprobs: recompute (the learner's own logprobs)"),
+            (
+                self.tis_cap is None or self.old_logprobs == "recompute",
+                "algo.tis_cap: needs algo.old_logprobs: recompute (the learner's own logprobs)",
+            ),
             (self.turn_level_coef >= 0, "algo.turn_level_coef: must be >= 0"),
             (self.max_sampling_rounds >= 1, "algo.max_sampling_rounds: must be >= 1"),
             (self.overlong_buffer >= 0, "algo.overlong_buffer: must be >= 0"),
-            (self.overlong_max_tokens is None or self.overlong_max_tokens > self.overlong_buffer,
-             "algo.overlong_max_tokens: must exceed algo.overlong_buffer"),
+            (
+                self.overlong_max_tokens is None or self.overlong_max_tokens > self.overlong_buffer,
+                "algo.overlong_max_tokens: must exceed algo.overlong_buffer",
+            ),
             *self._kl_checks(),
         ]
 
@@ -201,15 +218,19 @@ class AlgoConfig:
         """Only (estimator, mode) pairs whose expected gradient is that of a KL divergence."""
         est, mode, on = self.kl_estimator_used, self.kl_mode, self.kl_coef > 0
         return [
-            (not (on and mode == "loss" and est == "k1"),
-             "algo.kl_estimator: k1 with algo.kl_mode: loss has zero expected gradient (on tokens "
-             "sampled from the policy, E[grad log pi] = 0): it regularises nothing. As a loss use "
-             "k2 (gradient of KL(pi || ref)) or k3 (gradient of KL(ref || pi)); or k1 with "
-             "algo.kl_mode: reward"),
-            (not (on and mode == "reward" and est != "k1"),
-             f"algo.kl_estimator: {est} with algo.kl_mode: reward: as a reward penalty its policy "
-             f"gradient is not that of a KL and can push the policy away from the reference; in "
-             f"reward mode use k1 (gradient of KL(pi || ref)), or algo.kl_mode: loss"),
+            (
+                not (on and mode == "loss" and est == "k1"),
+                "algo.kl_estimator: k1 with algo.kl_mode: loss has zero expected gradient (on tokens "
+                "sampled from the policy, E[grad log pi] = 0): it regularises nothing. As a loss use "
+                "k2 (gradient of KL(pi || ref)) or k3 (gradient of KL(ref || pi)); or k1 with "
+                "algo.kl_mode: reward",
+            ),
+            (
+                not (on and mode == "reward" and est != "k1"),
+                f"algo.kl_estimator: {est} with algo.kl_mode: reward: as a reward penalty its policy "
+                f"gradient is not that of a KL and can push the policy away from the reference; in "
+                f"reward mode use k1 (gradient of KL(pi || ref)), or algo.kl_mode: loss",
+            ),
         ]
 
 
@@ -262,8 +283,9 @@ class LearnerConfig:
     """LoRA scaling numerator (scale = alpha / rank)."""
     lora_dropout: float = 0.0
     """LoRA dropout."""
-    lora_targets: list[str] = field(default_factory=lambda: [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    lora_targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     """Module names that get adapters."""
     weight_sync: Literal["auto", "object_store", "collective"] = "auto"
     """How new weights reach the engines after each update: ``object_store`` (learner rank 0
@@ -292,9 +314,12 @@ class LearnerConfig:
             (0 <= self.min_lr_ratio <= 1, "learner.min_lr_ratio: must be in [0, 1]"),
             (self.critic_lr > 0, "learner.critic_lr: must be > 0"),
             (self.lora_rank >= 0, "learner.lora_rank: must be >= 0"),
-            (not self.offload_optimizer or self.zero_stage in (1, 2) or
-             (self.zero_stage == "auto" and self.num_ranks > 1),
-             "learner.offload_optimizer: needs learner.zero_stage 1 or 2 (or auto on several ranks)"),
+            (
+                not self.offload_optimizer
+                or self.zero_stage in (1, 2)
+                or (self.zero_stage == "auto" and self.num_ranks > 1),
+                "learner.offload_optimizer: needs learner.zero_stage 1 or 2 (or auto on several ranks)",
+            ),
             (self.micro_batch_size >= 1, "learner.micro_batch_size: must be >= 1"),
             (self.num_ranks >= 1, "learner.num_ranks: must be >= 1"),
             (self.threads >= 1, "learner.threads: must be >= 1"),
@@ -337,8 +362,10 @@ class RewardConfig:
         return [
             (len(self.components) >= 1, "rewards.components: at least one reward plugin"),
             (len(set(names)) == len(names), f"rewards.components: each plugin at most once, got {names}"),
-            (any(c.weight != 0 for c in self.components),
-             "rewards.components: at least one plugin needs a non-zero weight"),
+            (
+                any(c.weight != 0 for c in self.components),
+                "rewards.components: at least one plugin needs a non-zero weight",
+            ),
             (self.timeout_s > 0, "rewards.timeout_s: must be > 0"),
             (self.num_actors >= 1, "rewards.num_actors: must be >= 1"),
         ]

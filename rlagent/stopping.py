@@ -1,5 +1,6 @@
 """Stop requests: ``ray job stop`` (SIGTERM) or Ctrl-C (SIGINT) end the run after the current
 step, with a checkpoint; a second Ctrl-C stops at once."""
+
 from __future__ import annotations
 
 import signal
@@ -18,8 +19,10 @@ class GracefulStop:
             raise KeyboardInterrupt  # asked twice: do not wait for the step
         self.requested = True
         name = signal.Signals(signum).name
-        print(f"[rlagent] {name}: stopping after this step with a checkpoint "
-              f"(Ctrl-C again to stop at once)", flush=True)
+        print(
+            f"[rlagent] {name}: stopping after this step with a checkpoint (Ctrl-C again to stop at once)",
+            flush=True,
+        )
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():  # handlers live there only

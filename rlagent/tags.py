@@ -8,6 +8,7 @@ from every opening: quadratic, tens of seconds for one turn. A policy writes suc
 sooner or later, and a reward call that slow only ends in the service's timeout. These
 helpers give the same pairs as that regex, with ``str.find``.
 """
+
 from __future__ import annotations
 
 import math

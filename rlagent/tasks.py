@@ -1,4 +1,5 @@
 """Where tasks come from (a JSONL file or the env's generator) and which ones a step gets."""
+
 from __future__ import annotations
 
 import importlib
@@ -26,8 +27,9 @@ def env_class(env_id: str) -> type:
         try:
             importlib.import_module(module)
         except ImportError as err:
-            raise ConfigError(f"env.id: cannot import {module!r}, which should register "
-                              f"{name!r}: {err}") from err
+            raise ConfigError(
+                f"env.id: cannot import {module!r}, which should register {name!r}: {err}"
+            ) from err
     try:
         spec = gymnasium.spec(name if sep else env_id)
     except gymnasium.error.Error as err:
@@ -60,8 +62,9 @@ def load_tasks(path: str | Path, env_id: str) -> list[Task]:
     return tasks
 
 
-def task_generator(env_id: str, difficulties: list[int] | None = None,
-                   key: str = "data.difficulties") -> tuple[Callable[..., dict[str, Any]] | None, list[int]]:
+def task_generator(
+    env_id: str, difficulties: list[int] | None = None, key: str = "data.difficulties"
+) -> tuple[Callable[..., dict[str, Any]] | None, list[int]]:
     """The env's ``generate_task`` (None when it has none) and the difficulty levels to draw
     from: all it offers when ``difficulties`` is None; a level it does not offer is an error
     naming ``key``."""
@@ -84,13 +87,16 @@ def heldout_tasks(cfg: Config, n: int, seed: int, difficulties: list[int] | None
     from ``run.seed``, whose stream the training sampler draws (a small task space may still
     repeat training tasks: the seed fixes the set, it cannot make it disjoint)."""
     if seed == cfg.run.seed:
-        raise ConfigError(f"--seed {seed}: the same as run.seed, which draws the training "
-                          f"tasks; pick a seed no training run uses")
-    generate, levels = task_generator(cfg.env.id, difficulties or cfg.data.difficulties,
-                                      key="--difficulties")
+        raise ConfigError(
+            f"--seed {seed}: the same as run.seed, which draws the training "
+            f"tasks; pick a seed no training run uses"
+        )
+    generate, levels = task_generator(cfg.env.id, difficulties or cfg.data.difficulties, key="--difficulties")
     if generate is None:
-        raise ConfigError(f"env.id: {cfg.env.id} has no task generator (generate_task) to draw "
-                          f"held-out tasks from; set aside lines of its JSONL task file instead")
+        raise ConfigError(
+            f"env.id: {cfg.env.id} has no task generator (generate_task) to draw "
+            f"held-out tasks from; set aside lines of its JSONL task file instead"
+        )
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -132,8 +138,9 @@ class TaskSource:
             self.dataset = load_tasks(cfg.data.path, cfg.env.id)
             offered = sorted({t.difficulty for t in self.dataset})
         elif self.generate is None:
-            raise ConfigError(f"data.path: {cfg.env.id} has no task generator (generate_task); "
-                              f"give a JSONL task file")
+            raise ConfigError(
+                f"data.path: {cfg.env.id} has no task generator (generate_task); give a JSONL task file"
+            )
         else:
             offered = list(getattr(cls, "difficulties", (0,)))
         self.levels: list[int] = list(cfg.data.difficulties or offered)

@@ -14,6 +14,7 @@ Both append one line per injected fault (``raise``, ``hang``, ``exit``, ``garbag
 the file named by ``log``, from whichever process they run in, so a test can compare what
 the run counted with what was injected.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -60,9 +61,18 @@ class FaultyEcho(EchoEnv):
 
     difficulties = (2,)  # generated tasks have two turns, as the tests' max_turns expects
 
-    def __init__(self, raise_rate: float = 0.0, hang_rate: float = 0.0, hang_s: float = 5.0,
-                 delay_s: float = 0.0, exit_process: bool = False, child: bool = False,
-                 log: str | None = None, seed: int = 0, **echo_kwargs):
+    def __init__(
+        self,
+        raise_rate: float = 0.0,
+        hang_rate: float = 0.0,
+        hang_s: float = 5.0,
+        delay_s: float = 0.0,
+        exit_process: bool = False,
+        child: bool = False,
+        log: str | None = None,
+        seed: int = 0,
+        **echo_kwargs,
+    ):
         super().__init__(**echo_kwargs)
         self.raise_rate, self.hang_rate, self.hang_s = raise_rate, hang_rate, hang_s
         self.delay_s, self.exit_process, self.log = delay_s, exit_process, log
@@ -110,8 +120,15 @@ class FlakyReward:
 
     kind = "outcome"
 
-    def __init__(self, raise_rate: float = 0.0, hang_rate: float = 0.0, garbage_rate: float = 0.0,
-                 hang_s: float = 2.0, log: str | None = None, seed: int = 0):
+    def __init__(
+        self,
+        raise_rate: float = 0.0,
+        hang_rate: float = 0.0,
+        garbage_rate: float = 0.0,
+        hang_s: float = 2.0,
+        log: str | None = None,
+        seed: int = 0,
+    ):
         self.rates = (raise_rate, hang_rate, garbage_rate)
         self.hang_s, self.log = hang_s, log
         self.rng = random.Random(f"{seed}-{os.getpid()}")
@@ -139,8 +156,10 @@ if ENV_ID not in gymnasium.registry:
 SPECIAL = ["<unk>", "<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
 WORDS = ["a", "b", "c", "d", "e", "f", "g", "h", "yes", "no"]
 # Each message is "<|role|> content </s>": the end-of-turn token is the eos the engine stops on.
-CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} </s> {% endfor %}"
-                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
 def make_tiny_model(path: Path, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
@@ -152,14 +171,28 @@ def make_tiny_model(path: Path, seed: int = 0, hidden: int = 64, layers: int = 2
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-        eos_token="</s>", additional_special_tokens=SPECIAL[4:])
+        tokenizer_object=core,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        additional_special_tokens=SPECIAL[4:],
+    )
     tok.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
-        num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-        head_dim=hidden // 2, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"], pad_token_id=vocab["<pad>"])
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=hidden // 2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=vocab["<s>"],
+        eos_token_id=vocab["</s>"],
+        pad_token_id=vocab["<pad>"],
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).float()
     model.save_pretrained(path)

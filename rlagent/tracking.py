@@ -6,6 +6,7 @@ W&B also gets, per step, three histograms (``reward/hist``: total reward per epi
 ``staleness/hist``: versions each episode's policy lagged the learner) and a table of
 sampled transcripts (``rollouts/transcripts``, see :func:`transcript_rows`).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,11 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= last_step]
+    keep = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line)["step"] <= last_step
+    ]
     path.write_text("".join(line + "\n" for line in keep))
 
 
@@ -50,7 +54,8 @@ def wandb_mode(setting: str) -> str:
         return setting
     netrc = Path.home() / ".netrc"
     logged_in = bool(os.environ.get("WANDB_API_KEY")) or (
-        netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
+        netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    )
     return "online" if logged_in else "offline"
 
 
@@ -68,20 +73,26 @@ class WandbLogger:
         self.table_episodes = cfg.tracking.table_episodes
         self.components = [c.name for c in cfg.rewards.components]
         # A resumed run continues the same W&B run (same id), so the curves continue.
-        self.run = wandb.init(project=cfg.tracking.wandb_project, name=Path(run_dir).name,
-                              config=cfg.to_dict(), dir=run_dir, mode=mode, id=resume_id,
-                              resume="allow" if resume_id else None,
-                              settings=wandb.Settings(silent=True, console="off"))
+        self.run = wandb.init(
+            project=cfg.tracking.wandb_project,
+            name=Path(run_dir).name,
+            config=cfg.to_dict(),
+            dir=run_dir,
+            mode=mode,
+            id=resume_id,
+            resume="allow" if resume_id else None,
+            settings=wandb.Settings(silent=True, console="off"),
+        )
 
     def run_id(self) -> str:
         return self.run.id
 
     def log(self, step: int, scalars: dict[str, float], episodes: list[Episode]) -> None:
-        self.run.log(scalars | self.media(step, episodes, scalars.get("train/policy_version")),
-                     step=step)
+        self.run.log(scalars | self.media(step, episodes, scalars.get("train/policy_version")), step=step)
 
-    def media(self, step: int, episodes: list[Episode],
-              learner_version: float | None = None) -> dict[str, Any]:
+    def media(
+        self, step: int, episodes: list[Episode], learner_version: float | None = None
+    ) -> dict[str, Any]:
         """This step's histograms and transcript table (W&B only; not scalars)."""
         import wandb
 
@@ -91,10 +102,12 @@ class WandbLogger:
             out["reward/hist"] = wandb.Histogram(rewards, num_bins=HIST_BINS)
         if episodes:
             out["episode/generated_tokens_hist"] = wandb.Histogram(
-                [e.num_generated for e in episodes], num_bins=HIST_BINS)
+                [e.num_generated for e in episodes], num_bins=HIST_BINS
+            )
         if episodes and learner_version is not None:  # policy versions each episode lagged
             out["staleness/hist"] = wandb.Histogram(
-                [learner_version - e.policy_version for e in episodes], num_bins=HIST_BINS)
+                [learner_version - e.policy_version for e in episodes], num_bins=HIST_BINS
+            )
         if self.table_episodes and episodes:
             columns, rows = transcript_rows(step, episodes, self.components, self.table_episodes)
             # Component cells are numbers, or text for errors and per-turn scores.
@@ -131,8 +144,10 @@ class Tracker:
 
             return wait(getattr(self.wandb, method).remote(*args), deadline("tracking"), f"W&B ({method})")
         except Exception as err:  # noqa: BLE001 - whatever broke inside W&B
-            print(f"[rlagent] W&B stopped working ({type(err).__name__}: {err}); "
-                  f"metrics.jsonl goes on", flush=True)
+            print(
+                f"[rlagent] W&B stopped working ({type(err).__name__}: {err}); metrics.jsonl goes on",
+                flush=True,
+            )
             self.wandb = None
             return None
 
@@ -168,13 +183,15 @@ def _start_logger(cfg: Config, run_dir: Path, mode: str, resume_id: str | None) 
     here = ray.get_runtime_context().get_node_id()
     env = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
     actor = ray.remote(WandbLogger).options(
-        num_cpus=0, runtime_env={"env_vars": env},
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False))
+        num_cpus=0,
+        runtime_env={"env_vars": env},
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
+    )
     return actor.remote(cfg, str(run_dir), mode, resume_id)
 
 
-HIST_BINS = 32                        # bins of each per-step W&B histogram
-TABLE_KEY = "rollouts/transcripts"    # the W&B key of the transcript table
+HIST_BINS = 32  # bins of each per-step W&B histogram
+TABLE_KEY = "rollouts/transcripts"  # the W&B key of the transcript table
 
 
 def choose_episodes(episodes: list[Episode], k: int) -> list[Episode]:
@@ -227,17 +244,36 @@ def component_cell(episode: Episode, name: str) -> float | str | None:
     return value
 
 
-def transcript_rows(step: int, episodes: list[Episode], components: list[str],
-                    k: int) -> tuple[list[str], list[list[Any]]]:
+def transcript_rows(
+    step: int, episodes: list[Episode], components: list[str], k: int
+) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows of the transcript table: one row per episode of
     :func:`choose_episodes`, one column per reward component (``reward/<name>``)."""
-    columns = ["step", "task", "prompt", "transcript", "reward",
-               *(f"reward/{c}" for c in components), "termination", "policy_version"]
+    columns = [
+        "step",
+        "task",
+        "prompt",
+        "transcript",
+        "reward",
+        *(f"reward/{c}" for c in components),
+        "termination",
+        "policy_version",
+    ]
     rows = []
     for e in choose_episodes(episodes, k):
         prompt = next((m["content"] for m in e.messages if m["role"] == "user"), e.task.prompt)
-        rows.append([step, e.task.id, prompt, transcript(e), e.reward,
-                     *(component_cell(e, c) for c in components), e.termination, e.policy_version])
+        rows.append(
+            [
+                step,
+                e.task.id,
+                prompt,
+                transcript(e),
+                e.reward,
+                *(component_cell(e, c) for c in components),
+                e.termination,
+                e.policy_version,
+            ]
+        )
     return columns, rows
 
 

@@ -4,6 +4,7 @@
 waits for whom (``rollout.mode``) is the schedule's business (``rlagent.schedule``), when to
 checkpoint and stop is ``RunControl``'s, phase timing ``StepClock``'s.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,14 +42,22 @@ def train(cfg: Config) -> Path:
     print(f"{PREFIX} run directory: {run_dir}", flush=True)
     remote.configure(cfg.ray.timeouts)
     # Placement first: every actor's resources are reserved, or a clear error says what is missing.
-    with remote.ray_session(cfg.ray.address, cfg.ray.num_cpus), RunControl(cfg.run, run_dir) as control, \
-            Placement(cfg) as placement:
+    with (
+        remote.ray_session(cfg.ray.address, cfg.ray.num_cpus),
+        RunControl(cfg.run, run_dir) as control,
+        Placement(cfg) as placement,
+    ):
         pool = RolloutPool(cfg, model_path, start_reward_service(cfg.rewards, placement), placement)
         learner = LearnerGroup(cfg, model_path, placement)
         clock = StepClock(Progress(cfg.run.steps))
         rollouts = Rollouts.for_run(cfg, sampler, pool, clock.progress.episodes)
-        sync = WeightSync(learner, pool, cfg.learner.sync_timeout_s + rollouts.sync_queue_s,
-                          cfg.learner.sync_check_tol, cfg.learner.sync_transport)
+        sync = WeightSync(
+            learner,
+            pool,
+            cfg.learner.sync_timeout_s + rollouts.sync_queue_s,
+            cfg.learner.sync_check_tol,
+            cfg.learner.sync_transport,
+        )
         print(f"{PREFIX} weight sync: {sync.transport}", flush=True)
         state = restore(resume, run_dir, learner, sampler, sync, pool.pad_id) if resume else {}
         tracker = Tracker(cfg, run_dir, resume_id=state.get("wandb_id"))
@@ -58,16 +67,16 @@ def train(cfg: Config) -> Path:
             for step in range(first, cfg.run.steps + 1):
                 clock.start(step)
                 with clock.phase("rollout"):
-                    got = rollouts.next()                  # sample -> roll out -> score
-                metrics = rollouts.sampler.update(got.groups)   # the curriculum learns
-                sampler_state = rollouts.sampler.state_dict()   # before the next tasks are drawn
-                rollouts.prefetch(last=control.is_last(step))   # one step off: the next step's
+                    got = rollouts.next()  # sample -> roll out -> score
+                metrics = rollouts.sampler.update(got.groups)  # the curriculum learns
+                sampler_state = rollouts.sampler.state_dict()  # before the next tasks are drawn
+                rollouts.prefetch(last=control.is_last(step))  # one step off: the next step's
                 episodes, lag = staleness(got.episodes, sync.version, cfg.rollout.max_staleness)
                 with clock.phase("train"):
                     batch, stats = build_batch(episodes, cfg, pool.pad_id)
                     metrics |= learner.train_step(batch)
                 with clock.phase("sync"):
-                    clock.add("rollout", rollouts.settle())   # the prefetched episodes finish first
+                    clock.add("rollout", rollouts.settle())  # the prefetched episodes finish first
                     metrics |= sync(episodes)
                 metrics |= lag | step_metrics(cfg, episodes, stats, got.rounds, rollouts, pool, clock)
                 tracker.log(step, metrics, episodes)
@@ -77,8 +86,10 @@ def train(cfg: Config) -> Path:
                 if control.should_end(step):
                     break
             if not control.stopped:
-                print(f"{PREFIX} final checkpoint: {learner.save(str(run_dir / 'checkpoints' / 'final'))}",
-                      flush=True)
+                print(
+                    f"{PREFIX} final checkpoint: {learner.save(str(run_dir / 'checkpoints' / 'final'))}",
+                    flush=True,
+                )
         except (ray.exceptions.RayActorError, RolloutWorkerDied) as err:
             raise run_died(err, learner.ranks, run_dir, step) from err
         finally:
@@ -90,15 +101,23 @@ def train(cfg: Config) -> Path:
     return run_dir
 
 
-def save(run_dir: Path, step: int, learner: LearnerGroup, sync: WeightSync,
-         sampler_state: dict[str, Any], tracker: Tracker, keep: int) -> None:
+def save(
+    run_dir: Path,
+    step: int,
+    learner: LearnerGroup,
+    sync: WeightSync,
+    sampler_state: dict[str, Any],
+    tracker: Tracker,
+    keep: int,
+) -> None:
     state = {"policy_version": sync.version, "sampler": sampler_state, "wandb_id": tracker.run_id}
     path = checkpoint.save(run_dir, step, learner, state, keep)
     print(f"{PREFIX} checkpoint: {path}", flush=True)
 
 
-def restore(path: Path, run_dir: Path, learner: LearnerGroup, sampler: Any, sync: WeightSync,
-            pad_id: int) -> dict[str, Any]:
+def restore(
+    path: Path, run_dir: Path, learner: LearnerGroup, sampler: Any, sync: WeightSync, pad_id: int
+) -> dict[str, Any]:
     """Load a checkpoint into the learner and sampler and push its weights to the engines;
     returns the checkpoint's trainer state (step, W&B run id, ...)."""
     state = checkpoint.load_state(path)
@@ -107,13 +126,19 @@ def restore(path: Path, run_dir: Path, learner: LearnerGroup, sampler: Any, sync
     sync.version = state["policy_version"] - 1  # the sync below brings it back
     sync.push([pad_id] * 8, 1)  # any sequence serves the numerical check
     truncate_metrics(run_dir, state["step"])
-    print(f"{PREFIX} resumed from {path} (step {state['step']}, policy version "
-          f"{sync.version})", flush=True)
+    print(f"{PREFIX} resumed from {path} (step {state['step']}, policy version {sync.version})", flush=True)
     return state
 
 
-def step_metrics(cfg: Config, episodes: list[Episode], stats: BatchStats, rounds: int,
-                 rollouts: Rollouts, pool: RolloutPool, clock: StepClock) -> dict[str, float]:
+def step_metrics(
+    cfg: Config,
+    episodes: list[Episode],
+    stats: BatchStats,
+    rounds: int,
+    rollouts: Rollouts,
+    pool: RolloutPool,
+    clock: StepClock,
+) -> dict[str, float]:
     """Everything a step logs beside the learner's and the sync's metrics. ``timing/rollout_s``
     is how long collecting the episodes took (one step off: while the previous step trained;
     the step itself waited ``timing/rollout_wait_s``)."""
@@ -134,6 +159,8 @@ def step_metrics(cfg: Config, episodes: list[Episode], stats: BatchStats, rounds
 
 
 def progress_line(step: int, steps: int, m: dict[str, float]) -> str:
-    return (f"{PREFIX} step {step}/{steps}  reward {m['reward/mean']:.3f}  "
-            f"loss {m['loss/policy']:+.4f}  rollout {m['timing/rollout_s']:.1f}s  "
-            f"train {m['timing/train_s']:.1f}s  sync {m['timing/sync_s']:.1f}s")
+    return (
+        f"{PREFIX} step {step}/{steps}  reward {m['reward/mean']:.3f}  "
+        f"loss {m['loss/policy']:+.4f}  rollout {m['timing/rollout_s']:.1f}s  "
+        f"train {m['timing/train_s']:.1f}s  sync {m['timing/sync_s']:.1f}s"
+    )

@@ -4,6 +4,7 @@ Generic (it knows no rlagent section): ``build(cls, raw)`` turns nested mappings
 dataclass ``cls``, raising ``ConfigError`` with the dotted key of the first bad value, and
 the closest known key when one is misspelt.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,8 +46,9 @@ def build(cls: type, raw: Any, where: str) -> Any:
     if unknown:
         close = difflib.get_close_matches(str(unknown[0]), sorted(names), n=1)
         hint = f"did you mean {_join(where, close[0])}? " if close else ""
-        raise ConfigError(f"{_join(where, str(unknown[0]))}: unknown key ({hint}allowed: "
-                          f"{', '.join(sorted(names))})")
+        raise ConfigError(
+            f"{_join(where, str(unknown[0]))}: unknown key ({hint}allowed: {', '.join(sorted(names))})"
+        )
     return cls(**{k: _coerce(hints[k], v, _join(where, k)) for k, v in raw.items()})
 
 
@@ -81,8 +83,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:  # noqa: C901 - one branch pe
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         kt, vt = args or (Any, Any)
-        return {_coerce(kt, k, f"{key} (key {k!r})"): _coerce(vt, v, f"{key}.{k}")
-                for k, v in value.items()}
+        return {_coerce(kt, k, f"{key} (key {k!r})"): _coerce(vt, v, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -93,7 +94,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:  # noqa: C901 - one branch pe
             return float(value)
         except ValueError:
             pass
-    if tp in (int, float, str, bool) and (not isinstance(value, tp) or
-                                           (tp is int and isinstance(value, bool))):
+    if tp in (int, float, str, bool) and (
+        not isinstance(value, tp) or (tp is int and isinstance(value, bool))
+    ):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
     return value

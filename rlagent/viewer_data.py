@@ -1,6 +1,7 @@
 """What ``rlagent view`` reads from a run directory: its metrics, rollout files and config, and
 the tokenizer that turns the episodes' token ids back into text (``rlagent.viewer`` renders).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,8 @@ class StepRollouts:
 
     step: int
     episodes: list[dict[str, Any]]  # the first ``max_episodes`` parseable lines
-    total: int                      # non-empty lines in the file
-    bad_lines: int                  # lines that were not a JSON object
+    total: int  # non-empty lines in the file
+    bad_lines: int  # lines that were not a JSON object
 
 
 def read_metrics(run_dir: Path) -> dict[int, dict[str, Any]]:

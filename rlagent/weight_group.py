@@ -10,6 +10,7 @@ The group is not built on torch.distributed's default group: in the learner rank
 is DeepSpeed's. It has its own ``TCPStore`` (served by learner rank 0; rank 0 is the sender,
 ranks 1..N the engine workers), the way vLLM builds its stateless groups.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
@@ -32,7 +33,7 @@ class TensorMeta:
 
     name: str
     shape: tuple[int, ...]
-    dtype: str                  # torch dtype name, e.g. "float32"
+    dtype: str  # torch dtype name, e.g. "float32"
     same_as: str | None = None  # a tensor sent earlier that this one is a view of (tied weights)
 
     def wire(self) -> list:
@@ -51,8 +52,7 @@ def describe(weights: Mapping[str, torch.Tensor]) -> list[TensorMeta]:
     metas = []
     for name, t in weights.items():
         key = (t.device, t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
-        metas.append(TensorMeta(name, tuple(t.shape), str(t.dtype).removeprefix("torch."),
-                                seen.get(key)))
+        metas.append(TensorMeta(name, tuple(t.shape), str(t.dtype).removeprefix("torch."), seen.get(key)))
         seen.setdefault(key, name)
     return metas
 
@@ -63,8 +63,8 @@ class GroupAddress:
 
     host: str
     port: int
-    world_size: int         # learner rank 0 + every vLLM worker of every engine
-    backend: str            # "gloo" (CPU tensors) | "nccl" (CUDA tensors)
+    world_size: int  # learner rank 0 + every vLLM worker of every engine
+    backend: str  # "gloo" (CPU tensors) | "nccl" (CUDA tensors)
     timeout_s: float
 
     def __str__(self) -> str:
@@ -75,11 +75,13 @@ def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
-def open_store(host: str, world_size: int, timeout_s: float,
-               device: torch.device) -> tuple[dist.TCPStore, GroupAddress]:
+def open_store(
+    host: str, world_size: int, timeout_s: float, device: torch.device
+) -> tuple[dist.TCPStore, GroupAddress]:
     """Rank 0: serve the group's rendezvous store on a free port (returns at once)."""
-    store = dist.TCPStore(host, 0, world_size, is_master=True, wait_for_workers=False,
-                          timeout=timedelta(seconds=timeout_s))
+    store = dist.TCPStore(
+        host, 0, world_size, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=timeout_s)
+    )
     return store, GroupAddress(host, store.port, world_size, backend_for(device), timeout_s)
 
 
@@ -91,17 +93,21 @@ class WeightGroup:
     per-call timeout: the driver's wait bounds it).
     """
 
-    def __init__(self, address: GroupAddress, rank: int, device: torch.device,
-                 store: dist.Store | None = None):
+    def __init__(
+        self, address: GroupAddress, rank: int, device: torch.device, store: dist.Store | None = None
+    ):
         if backend_for(device) != address.backend:
-            raise WeightTransportError(f"rank {rank} of the weight-update {address} has its "
-                                       f"weights on {device}, which {address.backend} cannot carry")
+            raise WeightTransportError(
+                f"rank {rank} of the weight-update {address} has its "
+                f"weights on {device}, which {address.backend} cannot carry"
+            )
         self.address, self.rank, self.device = address, rank, device
         self.timeout = timedelta(seconds=address.timeout_s)
         try:
             if store is None:
-                store = dist.TCPStore(address.host, address.port, address.world_size,
-                                      is_master=False, timeout=self.timeout)
+                store = dist.TCPStore(
+                    address.host, address.port, address.world_size, is_master=False, timeout=self.timeout
+                )
             self._comm = self._connect(dist.PrefixStore("rlagent-weights", store))
         except WeightTransportError:
             raise
@@ -109,7 +115,8 @@ class WeightGroup:
             raise WeightTransportError(
                 f"rank {rank} could not form the weight-update {address} within "
                 f"{address.timeout_s:.0f} s (learner.sync_timeout_s): did every engine "
-                f"join? ({err})") from err
+                f"join? ({err})"
+            ) from err
         self._store = store  # rank 0 serves it: keep it alive as long as the group
 
     def _connect(self, store: dist.Store) -> Any:
@@ -119,8 +126,7 @@ class WeightGroup:
         from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
         from vllm.distributed.utils import StatelessProcessGroup
 
-        comm = PyNcclCommunicator(StatelessProcessGroup(self.rank, a.world_size, store),
-                                  device=self.device)
+        comm = PyNcclCommunicator(StatelessProcessGroup(self.rank, a.world_size, store), device=self.device)
         if comm.disabled:  # no NCCL library: its broadcast would silently do nothing
             raise WeightTransportError(f"NCCL is not available on rank {self.rank} ({self.device})")
         return comm
@@ -144,8 +150,9 @@ class WeightGroup:
             try:
                 self._broadcast(tensor)
             except RuntimeError as err:
-                raise WeightTransportError(f"rank 0 of the weight-update {self.address}: "
-                                           f"broadcasting {meta.name} failed ({err})") from err
+                raise WeightTransportError(
+                    f"rank 0 of the weight-update {self.address}: broadcasting {meta.name} failed ({err})"
+                ) from err
             sent += tensor.numel() * tensor.element_size()
         self._synchronize()
         return sent
@@ -163,9 +170,11 @@ class WeightGroup:
             try:
                 self._broadcast(tensor)
             except RuntimeError as err:
-                raise WeightTransportError(f"rank {self.rank} of the weight-update "
-                                           f"{self.address}: receiving {meta.name} failed "
-                                           f"({err})") from err
+                raise WeightTransportError(
+                    f"rank {self.rank} of the weight-update "
+                    f"{self.address}: receiving {meta.name} failed "
+                    f"({err})"
+                ) from err
             if meta.name in targets:
                 kept[meta.name] = tensor
             yield meta.name, tensor

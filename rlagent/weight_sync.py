@@ -13,6 +13,7 @@ both sides: the engines must reproduce the learner's logprobs (a greedy-output c
 would miss a stale layer). It talks to ``LearnerGroup`` and ``RolloutPool`` only through
 their methods, each of which starts named Ray calls that are waited on here.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -50,11 +51,18 @@ class ObjectStoreTransport:
 
     def push(self, version: int) -> None:
         weights, gathering = self.learner.gather_weights()  # every rank takes part in gathering
-        _wait(gathering | self.pool.load_weights(weights, version), self.timeout_s,
-              f"the engines to load weights version {version}")
-        self.pool.set_reload(lambda pool, i, timeout_s: _wait(
-            pool.load_weights(weights, version, only=i), timeout_s,
-            f"a restarted rollout worker to load weights version {version}"))
+        _wait(
+            gathering | self.pool.load_weights(weights, version),
+            self.timeout_s,
+            f"the engines to load weights version {version}",
+        )
+        self.pool.set_reload(
+            lambda pool, i, timeout_s: _wait(
+                pool.load_weights(weights, version, only=i),
+                timeout_s,
+                f"a restarted rollout worker to load weights version {version}",
+            )
+        )
 
 
 class CollectiveTransport:
@@ -73,11 +81,19 @@ class CollectiveTransport:
     def setup(self) -> None:
         """Form the group: learner rank 0 opens it, every engine worker joins. Calling it
         again forms a new group (e.g. after a rollout worker was replaced)."""
-        sizes = list(_wait(self.pool.weight_group_members(), self.timeout_s,
-                           "the rollout workers to count their engine workers").values())
+        sizes = list(
+            _wait(
+                self.pool.weight_group_members(),
+                self.timeout_s,
+                "the rollout workers to count their engine workers",
+            ).values()
+        )
         firsts = [1 + n for n in itertools.accumulate([0] + sizes[:-1])]  # rank 0: the sender
-        address = _wait({"learner rank 0": self.learner.open_weight_group(1 + sum(sizes), self.timeout_s)},
-                        self.timeout_s, "learner rank 0 to open the weight-update group")["learner rank 0"]
+        address = _wait(
+            {"learner rank 0": self.learner.open_weight_group(1 + sum(sizes), self.timeout_s)},
+            self.timeout_s,
+            "learner rank 0 to open the weight-update group",
+        )["learner rank 0"]
         self.address = GroupAddress(**address)
         calls = {"learner rank 0": self.learner.join_weight_group()}
         calls |= self.pool.join_weight_group(address, firsts)
@@ -91,8 +107,11 @@ class CollectiveTransport:
             self.setup()
             self.rejoin = False
         # Metadata first (small, through Ray): the receivers allocate before the broadcast.
-        metas = _wait({"learner rank 0": self.learner.weight_metas()}, self.timeout_s,
-                      "learner rank 0 to list its weights")["learner rank 0"]
+        metas = _wait(
+            {"learner rank 0": self.learner.weight_metas()},
+            self.timeout_s,
+            "learner rank 0 to list its weights",
+        )["learner rank 0"]
         calls = {"learner rank 0 (sender)": self.learner.send_weights()}
         calls |= self.pool.receive_weights(metas, version)
         _wait(calls, self.timeout_s, f"weights version {version} to cross the weight-update {self.address}")
@@ -103,13 +122,17 @@ class CollectiveTransport:
         the group when it died); the next push forms the group again. One step off, such a
         worker is labelled with the version before the update it got (docs/reliability.md)."""
         weights, gathering = self.learner.gather_weights()
-        _wait(gathering | pool.load_weights(weights, version, only=i), timeout_s,
-              f"a restarted rollout worker to load weights version {version}")
+        _wait(
+            gathering | pool.load_weights(weights, version, only=i),
+            timeout_s,
+            f"a restarted rollout worker to load weights version {version}",
+        )
         self.rejoin = True
 
 
-def make_transport(name: TransportName, learner: Any, pool: Any,
-                   timeout_s: float) -> ObjectStoreTransport | CollectiveTransport:
+def make_transport(
+    name: TransportName, learner: Any, pool: Any, timeout_s: float
+) -> ObjectStoreTransport | CollectiveTransport:
     transports = {t.name: t for t in (ObjectStoreTransport, CollectiveTransport)}
     if name not in transports:
         raise ValueError(f"weight transport {name!r}: must be one of {', '.join(transports)}")
@@ -124,8 +147,9 @@ class WeightSync:
     """Learner -> engines through a transport, then a numerical check; ``version`` counts
     the pushes (the policy version the engines run)."""
 
-    def __init__(self, learner: Any, pool: Any, timeout_s: float, tol: float,
-                 transport: TransportName = "object_store"):
+    def __init__(
+        self, learner: Any, pool: Any, timeout_s: float, tol: float, transport: TransportName = "object_store"
+    ):
         self.learner, self.pool, self.timeout_s, self.tol = learner, pool, timeout_s, tol
         self.version = 0
         self.transport = make_transport(transport, learner, pool, timeout_s)
@@ -142,15 +166,16 @@ class WeightSync:
         self.transport.push(self.version)
         sync_s = time.perf_counter() - t0
         gap = self.check(probe, start)
-        return {"timing/sync_s": sync_s, "sync/logprob_gap_max": gap,
-                "policy_version": float(self.version)}
+        return {"timing/sync_s": sync_s, "sync/logprob_gap_max": gap, "policy_version": float(self.version)}
 
     def check(self, probe: list[int], start: int) -> float:
         want = self.learner.score([probe], start)[0]
         got = wait_named(self.pool.score([probe], start), self.timeout_s, "the engines' logprobs")
         worst = max([0.0] + [abs(a - b) for scored in got.values() for a, b in zip(want, scored[0])])
         if worst > self.tol:
-            raise WeightSyncError(f"after sync to version {self.version} the engine's logprobs "
-                                  f"differ from the learner's by up to {worst:.2e} "
-                                  f"(tolerance learner.sync_check_tol={self.tol})")
+            raise WeightSyncError(
+                f"after sync to version {self.version} the engine's logprobs "
+                f"differ from the learner's by up to {worst:.2e} "
+                f"(tolerance learner.sync_check_tol={self.tol})"
+            )
         return float(worst)

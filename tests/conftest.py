@@ -19,12 +19,18 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 
 def pytest_addoption(parser):
-    parser.addoption("--run-seed", type=int, default=None,
-                     help="run.seed of the learning tests (default: each test's own), to check "
-                          "that they pass whatever the numeric path")
-    parser.addoption("--flip-policy-loss", action="store_true",
-                     help="negate the policy loss in every Ray worker: each learning test must "
-                          "then fail")
+    parser.addoption(
+        "--run-seed",
+        type=int,
+        default=None,
+        help="run.seed of the learning tests (default: each test's own), to check "
+        "that they pass whatever the numeric path",
+    )
+    parser.addoption(
+        "--flip-policy-loss",
+        action="store_true",
+        help="negate the policy loss in every Ray worker: each learning test must then fail",
+    )
 
 
 @pytest.fixture
@@ -60,8 +66,13 @@ def ray_cluster(request):
     runtime_env = {}
     if request.config.getoption("--flip-policy-loss"):
         runtime_env["worker_process_setup_hook"] = "tests.support.flip_policy_loss.install"
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             _temp_dir=temp, runtime_env=runtime_env or None)
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=temp,
+        runtime_env=runtime_env or None,
+    )
     yield
     ray.shutdown()
     shutil.rmtree(temp, ignore_errors=True)

@@ -6,6 +6,7 @@ Corpus lines are ``{"id", "contents"}`` (Search-R1's wiki dumps: the first line 
 task dicts. ``python -m rlagent.envs.search QA.jsonl TASKS.jsonl`` writes a task file for
 ``data.path``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -79,7 +80,8 @@ def _read_jsonl(path: str | Path):
                 raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
             if not isinstance(obj, dict):  # bad file content: a ValueError like the others
                 raise ValueError(  # noqa: TRY004
-                    f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+                    f"{path}:{n}: expected a JSON object, got {type(obj).__name__}"
+                )
             yield n, obj
 
 
@@ -139,9 +141,15 @@ def qa_to_task(d: dict[str, Any], env_id: str = ENV_ID) -> dict[str, Any]:
     if task_id is None:  # content-addressed: the same question is the same task
         task_id = "qa-" + hashlib.sha1(question.encode()).hexdigest()[:12]
     extra = {k: v for k, v in d.items() if k not in ("question", "golden_answers", "answer")}
-    return {**extra, "id": str(task_id), "env": d.get("env", env_id), "prompt": question,
-            "answer": golds[0], "golden_answers": golds,
-            "difficulty": int(d.get("difficulty", 1))}
+    return {
+        **extra,
+        "id": str(task_id),
+        "env": d.get("env", env_id),
+        "prompt": question,
+        "answer": golds[0],
+        "golden_answers": golds,
+        "difficulty": int(d.get("difficulty", 1)),
+    }
 
 
 def load_qa(path: str | Path, env_id: str = ENV_ID) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ answers ``<information>...</information>`` with the top-k passages), or ends the
 ``<answer>Orthwick</answer>``. The env reward is 1.0 when the answer matches a gold answer after
 ``normalize_answer``; ``info`` reports the facts (queries, retrieved ids, gold evidence found).
 """
+
 from __future__ import annotations
 
 import random
@@ -17,9 +18,11 @@ from rlagent.envs.search.sources import DIFFICULTIES, build_retriever, generate_
 from rlagent.envs.text import AnyText
 from rlagent.tags import first_tag_content
 
-INSTRUCTIONS = ("Answer the question. To search the corpus, write <search>query</search>; the "
-                "results come back inside <information>...</information>. Search as often as "
-                "you need, then reply <answer>answer</answer>.")
+INSTRUCTIONS = (
+    "Answer the question. To search the corpus, write <search>query</search>; the "
+    "results come back inside <information>...</information>. Search as often as "
+    "you need, then reply <answer>answer</answer>."
+)
 INVALID_ACTION = "invalid action: reply with <search>query</search> or <answer>answer</answer>"
 MAX_QUERY_CHARS = 300
 MIN_CHARS_PER_PASSAGE = 40
@@ -50,7 +53,7 @@ def render_results(passages: list[Passage], max_chars: int) -> str:
     for i, p in enumerate(passages, 1):
         line = f"[{i}] (id: {p.id}) {p.title + ': ' if p.title else ''}{' '.join(p.text.split())}"
         if len(line) + 1 > share:
-            line = line[:max(share - 4, 0)] + "..."
+            line = line[: max(share - 4, 0)] + "..."
         lines.append(line + "\n")
     return (head + "".join(lines) + tail)[:max_chars]
 
@@ -76,24 +79,40 @@ class SearchEnv(gymnasium.Env[str, str]):
     difficulties = DIFFICULTIES
     generate_task = staticmethod(generate_task)
 
-    def __init__(self, top_k: int = 3, max_turns: int = 6, max_obs_chars: int = 1500,
-                 world_seed: int = 0, world_size: int = 200, corpus_path: str | None = None,
-                 qa_path: str | None = None, retriever: Any = "bm25",
-                 retriever_kwargs: dict[str, Any] | None = None, max_text_length: int = 8192):
+    def __init__(
+        self,
+        top_k: int = 3,
+        max_turns: int = 6,
+        max_obs_chars: int = 1500,
+        world_seed: int = 0,
+        world_size: int = 200,
+        corpus_path: str | None = None,
+        qa_path: str | None = None,
+        retriever: Any = "bm25",
+        retriever_kwargs: dict[str, Any] | None = None,
+        max_text_length: int = 8192,
+    ):
         self.top_k = _check_int("top_k", top_k, 1)
         self.max_turns = _check_int("max_turns", max_turns, 1)
         least = MIN_CHARS_PER_PASSAGE * top_k + 40
         self.max_obs_chars = _check_int("max_obs_chars", max_obs_chars, least)
         if max_obs_chars > max_text_length:
-            raise ValueError(f"{ENV_ID}: max_obs_chars ({max_obs_chars}) must not exceed "
-                             f"max_text_length ({max_text_length})")
+            raise ValueError(
+                f"{ENV_ID}: max_obs_chars ({max_obs_chars}) must not exceed "
+                f"max_text_length ({max_text_length})"
+            )
         # Paths as str: they key the per-process caches of corpus, index and questions.
         corpus_path = None if corpus_path is None else str(corpus_path)
         qa_path = None if qa_path is None else str(qa_path)
-        self._sources = {"world_seed": _check_int("world_seed", world_seed, 0),
-                         "world_size": world_size, "corpus_path": corpus_path, "qa_path": qa_path}
-        self.retriever = build_retriever(retriever, dict(retriever_kwargs or {}),
-                                         corpus_path, world_seed, world_size)
+        self._sources = {
+            "world_seed": _check_int("world_seed", world_seed, 0),
+            "world_size": world_size,
+            "corpus_path": corpus_path,
+            "qa_path": qa_path,
+        }
+        self.retriever = build_retriever(
+            retriever, dict(retriever_kwargs or {}), corpus_path, world_seed, world_size
+        )
         self.observation_space = AnyText(max_length=max_text_length)
         self.action_space = AnyText(max_length=max_text_length)
         self._task: dict[str, Any] | None = None
@@ -108,8 +127,9 @@ class SearchEnv(gymnasium.Env[str, str]):
             task = generate_task(rng, difficulty, **self._sources)
         self._golds = gold_answers(task) if isinstance(task, dict) else []
         if not self._golds or not isinstance(task.get("prompt"), str):
-            raise ValueError(f"{ENV_ID} needs a task with a 'prompt' and 'golden_answers' (or "
-                             f"'answer'), got {task!r:.200}")
+            raise ValueError(
+                f"{ENV_ID} needs a task with a 'prompt' and 'golden_answers' (or 'answer'), got {task!r:.200}"
+            )
         self._task, self._done, self._turn = task, False, 0
         self._queries: list[str] = []
         self._retrieved: list[list[str]] = []
@@ -143,7 +163,7 @@ class SearchEnv(gymnasium.Env[str, str]):
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
         if not query:
             return "invalid action: the search query is empty", True
-        passages = list(self.retriever.search(query, self.top_k))[:self.top_k]
+        passages = list(self.retriever.search(query, self.top_k))[: self.top_k]
         self._queries.append(query)
         self._retrieved.append([str(p.id) for p in passages])
         return render_results(passages, self.max_obs_chars), False
@@ -151,8 +171,11 @@ class SearchEnv(gymnasium.Env[str, str]):
     def _facts(self) -> dict[str, Any]:
         """What happened so far: queries, retrieved ids per search, share of gold docs seen."""
         seen = {i for ids in self._retrieved for i in ids}
-        gold = (sum(i in seen for i in self._gold_ids) / len(self._gold_ids)
-                if self._gold_ids else None)
-        return {"turn": self._turn, "searches": len(self._queries), "queries": list(self._queries),
-                "retrieved_ids": [list(ids) for ids in self._retrieved], "gold_retrieved": gold}
-
+        gold = sum(i in seen for i in self._gold_ids) / len(self._gold_ids) if self._gold_ids else None
+        return {
+            "turn": self._turn,
+            "searches": len(self._queries),
+            "queries": list(self._queries),
+            "retrieved_ids": [list(ids) for ids in self._retrieved],
+            "gold_retrieved": gold,
+        }

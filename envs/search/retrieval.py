@@ -6,6 +6,7 @@ service plugs in without touching the env. The BM25 index is built once per corp
 on disk under ``$RLAGENT_CACHE`` (default ``~/.cache/rlagent``), keyed by a hash of the corpus
 and the scoring parameters; later runs load it instead of re-indexing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,8 +62,7 @@ def tokenize(text: str, stopwords: frozenset[str] = frozenset()) -> list[str]:
 
 def corpus_key(corpus: list[Passage], **params: Any) -> str:
     """A hash of the passages (in order) and of everything else that shapes the index."""
-    h = hashlib.sha256(json.dumps({"tokenizer": _TOKENIZER_VERSION, **params},
-                                  sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps({"tokenizer": _TOKENIZER_VERSION, **params}, sort_keys=True).encode())
     for p in corpus:
         h.update(f"{p.id}\0{p.title}\0{p.text}\0".encode())
     return h.hexdigest()[:24]
@@ -75,8 +75,14 @@ class BM25Retriever:
     ``cache_dir`` overrides the cache root; ``cache=False`` neither reads nor writes it.
     """
 
-    def __init__(self, corpus: list[Passage], k1: float = 1.5, b: float = 0.75,
-                 cache_dir: str | Path | None = None, cache: bool = True):
+    def __init__(
+        self,
+        corpus: list[Passage],
+        k1: float = 1.5,
+        b: float = 0.75,
+        cache_dir: str | Path | None = None,
+        cache: bool = True,
+    ):
         import bm25s
 
         if not corpus:
@@ -129,16 +135,17 @@ def resolve_retriever_class(spec: str | type) -> type:
     path = RETRIEVERS.get(spec, spec)
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"retriever: unknown retriever {spec!r}; use one of "
-                         f"{sorted(RETRIEVERS)} or an import path 'package.module:Class'")
+        raise ValueError(
+            f"retriever: unknown retriever {spec!r}; use one of "
+            f"{sorted(RETRIEVERS)} or an import path 'package.module:Class'"
+        )
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise ValueError(f"retriever: cannot import {path!r}: {err}") from err
 
 
-def make_retriever(spec: str | type | Retriever, corpus: list[Passage],
-                   **kwargs: Any) -> Retriever:
+def make_retriever(spec: str | type | Retriever, corpus: list[Passage], **kwargs: Any) -> Retriever:
     """A retriever instance: ``spec`` is a name, an import path, a class, or an instance."""
     if isinstance(spec, Retriever) and not isinstance(spec, type):
         return spec
@@ -146,10 +153,13 @@ def make_retriever(spec: str | type | Retriever, corpus: list[Passage],
     try:
         retriever = cls(corpus, **kwargs)
     except TypeError as err:  # most often a retriever_kwargs key the class does not take
-        raise ValueError(f"retriever: {spec!r} could not be built as "
-                         f"{getattr(cls, '__name__', cls)}(corpus, **{kwargs!r}): {err}") from err
+        raise ValueError(
+            f"retriever: {spec!r} could not be built as "
+            f"{getattr(cls, '__name__', cls)}(corpus, **{kwargs!r}): {err}"
+        ) from err
     if not callable(getattr(retriever, "search", None)):  # a bad kwarg value: ValueError
         raise ValueError(  # noqa: TRY004
             f"retriever: {spec!r} built an object without a search(query, k) "
-                         f"method: {type(retriever).__name__}")
+            f"method: {type(retriever).__name__}"
+        )
     return retriever

@@ -7,6 +7,7 @@ knowledge: it must be read from the corpus. A question with ``difficulty`` d fol
 each stated in a different entity's document, e.g. (d = 3) "In which city was the founder of the
 company that made Quorvi X7 born?". The world is a pure function of ``(seed, size)``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,8 +27,10 @@ RELATIONS = {
     "country": {},
 }
 ATTRIBUTES = {
-    "product": ("category", "release_year"), "company": ("industry", "founded_year"),
-    "person": ("occupation", "birth_year"), "university": ("established_year",),
+    "product": ("category", "release_year"),
+    "company": ("industry", "founded_year"),
+    "person": ("occupation", "birth_year"),
+    "university": ("established_year",),
     "city": ("population", "founded_year"),
     "country": ("currency", "language", "independence_year"),
 }
@@ -35,57 +38,141 @@ ATTRIBUTES = {
 # is always innermost (nothing points at a product), the others nest: "the country of the
 # birthplace of the founder of the company that made Quorvi X7".
 PHRASES = {
-    "made_by": "the company that made {x}", "founded_by": "the founder of {x}",
-    "headquartered_in": "the headquarters city of {x}", "born_in": "the birthplace of {x}",
-    "studied_at": "the alma mater of {x}", "located_in": "the home city of {x}",
+    "made_by": "the company that made {x}",
+    "founded_by": "the founder of {x}",
+    "headquartered_in": "the headquarters city of {x}",
+    "born_in": "the birthplace of {x}",
+    "studied_at": "the alma mater of {x}",
+    "located_in": "the home city of {x}",
     "in_country": "the country of {x}",
 }
 # The last fact of a question, relation or attribute: the question itself.
 QUESTIONS = {
-    "made_by": "Which company made {x}?", "founded_by": "Who founded {x}?",
+    "made_by": "Which company made {x}?",
+    "founded_by": "Who founded {x}?",
     "headquartered_in": "In which city is {x} headquartered?",
-    "born_in": "In which city was {x} born?", "studied_at": "Which university did {x} attend?",
-    "located_in": "In which city is {x} located?", "in_country": "In which country is {x}?",
-    "category": "What kind of product is {x}?", "release_year": "In what year was {x} released?",
+    "born_in": "In which city was {x} born?",
+    "studied_at": "Which university did {x} attend?",
+    "located_in": "In which city is {x} located?",
+    "in_country": "In which country is {x}?",
+    "category": "What kind of product is {x}?",
+    "release_year": "In what year was {x} released?",
     "industry": "In which industry does {x} operate?",
-    "founded_year": "In what year was {x} founded?", "occupation": "What is the occupation of {x}?",
+    "founded_year": "In what year was {x} founded?",
+    "occupation": "What is the occupation of {x}?",
     "birth_year": "In what year was {x} born?",
     "established_year": "In what year was {x} established?",
-    "population": "What is the population of {x}?", "currency": "What is the currency of {x}?",
+    "population": "What is the population of {x}?",
+    "currency": "What is the currency of {x}?",
     "language": "What language is spoken in {x}?",
     "independence_year": "In what year did {x} become independent?",
 }
 # Documents state every fact of their entity, one fixed sentence shape per fact.
 TEMPLATES = {
     "product": "{name} is a {category} released in {release_year}. It was made by {made_by}.",
-    "company": ("{name} is a {industry} company founded in {founded_year}. Its founder is "
-                "{founded_by}. The company is headquartered in {headquartered_in}."),
-    "person": ("{name} is a {occupation} born in {birth_year} in the city of {born_in}. "
-               "{name} studied at {studied_at}."),
-    "university": ("{name} is a university located in {located_in}. It was established in "
-                   "{established_year}."),
-    "city": ("{name} is a city in {in_country}, founded in {founded_year}. It has a population "
-             "of {population}."),
-    "country": ("{name} is a country whose currency is the {currency}. Its language is "
-                "{language}, and it became independent in {independence_year}."),
+    "company": (
+        "{name} is a {industry} company founded in {founded_year}. Its founder is "
+        "{founded_by}. The company is headquartered in {headquartered_in}."
+    ),
+    "person": (
+        "{name} is a {occupation} born in {birth_year} in the city of {born_in}. "
+        "{name} studied at {studied_at}."
+    ),
+    "university": (
+        "{name} is a university located in {located_in}. It was established in {established_year}."
+    ),
+    "city": (
+        "{name} is a city in {in_country}, founded in {founded_year}. It has a population of {population}."
+    ),
+    "country": (
+        "{name} is a country whose currency is the {currency}. Its language is "
+        "{language}, and it became independent in {independence_year}."
+    ),
 }
 _VALUES = {
-    "category": ["handheld scanner", "water filter", "drone", "synthesizer", "e-reader",
-                 "bicycle", "espresso machine", "telescope", "smartwatch", "solar lantern"],
-    "industry": ["shipping", "textile", "software", "mining", "brewing", "aerospace",
-                 "pharmaceutical", "furniture", "robotics", "publishing"],
-    "occupation": ["botanist", "architect", "violinist", "cartographer", "chemist", "novelist",
-                   "glassblower", "economist", "surgeon", "astronomer", "sculptor", "linguist"],
+    "category": [
+        "handheld scanner",
+        "water filter",
+        "drone",
+        "synthesizer",
+        "e-reader",
+        "bicycle",
+        "espresso machine",
+        "telescope",
+        "smartwatch",
+        "solar lantern",
+    ],
+    "industry": [
+        "shipping",
+        "textile",
+        "software",
+        "mining",
+        "brewing",
+        "aerospace",
+        "pharmaceutical",
+        "furniture",
+        "robotics",
+        "publishing",
+    ],
+    "occupation": [
+        "botanist",
+        "architect",
+        "violinist",
+        "cartographer",
+        "chemist",
+        "novelist",
+        "glassblower",
+        "economist",
+        "surgeon",
+        "astronomer",
+        "sculptor",
+        "linguist",
+    ],
 }
-_ONSETS = ["b", "br", "c", "ch", "d", "dr", "f", "g", "gr", "h", "j", "k", "kr", "l", "m", "n",
-           "p", "pr", "qu", "r", "s", "sh", "st", "t", "th", "tr", "v", "w", "z"]
+_ONSETS = [
+    "b",
+    "br",
+    "c",
+    "ch",
+    "d",
+    "dr",
+    "f",
+    "g",
+    "gr",
+    "h",
+    "j",
+    "k",
+    "kr",
+    "l",
+    "m",
+    "n",
+    "p",
+    "pr",
+    "qu",
+    "r",
+    "s",
+    "sh",
+    "st",
+    "t",
+    "th",
+    "tr",
+    "v",
+    "w",
+    "z",
+]
 _VOWELS = ["a", "e", "i", "o", "u", "a", "e", "o", "ae", "ia", "ou", "ei"]
 _CODAS = ["", "", "n", "r", "l", "s", "th", "x", "nd", "rk", "m"]
 _COMPANY_SUFFIX = ["Industries", "Works", "Labs", "Group", "Systems", "Holdings"]
 _UNIVERSITY_SUFFIX = ["Institute", "College", "Academy", "University"]
 _MODELS = ["X", "Pro", "Lumen", "Nova", "Mk", "Air", "Prime", "S"]
-_ID_PREFIX = {"product": "pd", "company": "co", "person": "pe", "university": "un",
-              "city": "ci", "country": "cn"}
+_ID_PREFIX = {
+    "product": "pd",
+    "company": "co",
+    "person": "pe",
+    "university": "un",
+    "city": "ci",
+    "country": "cn",
+}
 # "a aerospace company" -> "an aerospace company"; not before "u" ("a university").
 _A_VOWEL = re.compile(r"\ba (?=[aeio])")
 
@@ -107,9 +194,14 @@ class World:
         self.seed, self.size = seed, size
         self._rng = random.Random(f"rlagent-search-world-{seed}")
         self._names: set[str] = set()
-        counts = {"country": max(3, size // 10), "city": max(6, size // 5),
-                  "university": max(3, size // 10), "person": size,
-                  "company": max(5, size // 2), "product": size}
+        counts = {
+            "country": max(3, size // 10),
+            "city": max(6, size // 5),
+            "university": max(3, size // 10),
+            "person": size,
+            "company": max(5, size // 2),
+            "product": size,
+        }
         self.by_kind: dict[str, list[Entity]] = {}
         self.by_name: dict[str, Entity] = {}
         # Targets before subjects: a relation picks among entities that already exist.
@@ -170,10 +262,10 @@ class World:
         if e.kind == "company":
             return int(self.by_name[e.facts["founded_by"]].facts["birth_year"]) + r.randint(22, 60)
         if e.kind == "product":
-            return min(2024, int(self.by_name[e.facts["made_by"]].facts["founded_year"])
-                       + r.randint(1, 30))
-        lo, hi = {"person": (1900, 1990), "city": (900, 1800),
-                  "country": (1500, 1990)}.get(e.kind, (1800, 2000))
+            return min(2024, int(self.by_name[e.facts["made_by"]].facts["founded_year"]) + r.randint(1, 30))
+        lo, hi = {"person": (1900, 1990), "city": (900, 1800), "country": (1500, 1990)}.get(
+            e.kind, (1800, 2000)
+        )
         return r.randint(lo, hi)
 
     def document(self, e: Entity) -> Passage:
@@ -203,9 +295,13 @@ class World:
         for rel in path[:-1]:
             x = PHRASES[rel].format(x=x)
             chain.append(self.by_name[chain[-1].facts[rel]])
-        return {"prompt": QUESTIONS[path[-1]].format(x=x), "answer": chain[-1].facts[path[-1]],
-                "hops": path, "start_entity": start.name,
-                "gold_doc_ids": [c.id for c in chain]}
+        return {
+            "prompt": QUESTIONS[path[-1]].format(x=x),
+            "answer": chain[-1].facts[path[-1]],
+            "hops": path,
+            "start_entity": start.name,
+            "gold_doc_ids": [c.id for c in chain],
+        }
 
 
 @functools.lru_cache(maxsize=8)

@@ -5,6 +5,7 @@
 - ``browser``: one Chromium per env, reused across episodes and never left running;
 - ``tasks``: the task list, difficulty tiers and the task generator.
 """
+
 from rlagent.envs.web.env import WebEnv
 from rlagent.envs.web.tasks import DIFFICULTIES, TIERS, all_tasks, generate_task
 

@@ -8,6 +8,7 @@ No browser outlives its owner: ``close()`` quits the driver and kills its proces
 ``atexit`` hook closes the ones still open, and a tiny reaper process kills the group when
 Python dies without running either (SIGKILL, a crash, a killed Ray worker).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -26,20 +27,29 @@ from miniwob.selenium_instance import SeleniumInstance
 
 # setTimeout fires at once for delays above 2**31 - 1 ms (about 24.8 days).
 MAX_TIME_LIMIT_S = (2**31 - 1) / 1000
-_CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-extensions", "--disable-background-networking", "--mute-audio",
-                 "--window-size=500,320")
+_CHROME_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--mute-audio",
+    "--window-size=500,320",
+)
 _MODIFIER_KEYS = ("C-a", "C-c", "C-v", "C-x", "C-z")
 # The keys press() may send, in MiniWoB's key syntax ("<Enter>", "a", "C-a").
 ALLOWED_KEYS = tuple(WEBDRIVER_SPECIAL_KEYS) + tuple(chr(c) for c in range(33, 127)) + _MODIFIER_KEYS
 # The MiniWoB action types this env uses, in the order the action dicts index them.
 ACTION_CONFIG = ActionSpaceConfig(
-    action_types=[ActionTypes.CLICK_ELEMENT, ActionTypes.PRESS_KEY,
-                  ActionTypes.FOCUS_ELEMENT_AND_TYPE_TEXT],
-    allowed_keys=ALLOWED_KEYS)
-INSTALL_HINT = ("install them with `apt-get install -y chromium chromium-driver` (launch/setup.sh "
-                "does this when run as root), or point MINIWOB_CHROME_BINARY and "
-                "MINIWOB_CHROMEDRIVER at a Chrome/Chromium and its matching chromedriver")
+    action_types=[ActionTypes.CLICK_ELEMENT, ActionTypes.PRESS_KEY, ActionTypes.FOCUS_ELEMENT_AND_TYPE_TEXT],
+    allowed_keys=ALLOWED_KEYS,
+)
+INSTALL_HINT = (
+    "install them with `apt-get install -y chromium chromium-driver` (launch/setup.sh "
+    "does this when run as root), or point MINIWOB_CHROME_BINARY and "
+    "MINIWOB_CHROMEDRIVER at a Chrome/Chromium and its matching chromedriver"
+)
 
 _OPEN: weakref.WeakSet[Browser] = weakref.WeakSet()
 
@@ -53,23 +63,35 @@ def _close_all() -> None:
 def find_chrome() -> tuple[str, str]:
     """Paths of the browser and its driver: MINIWOB_CHROME_BINARY / MINIWOB_CHROMEDRIVER, else
     ``chromium`` and ``chromedriver`` on PATH. Never downloads one."""
-    binary = os.environ.get("MINIWOB_CHROME_BINARY") or shutil.which("chromium") \
-        or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    binary = (
+        os.environ.get("MINIWOB_CHROME_BINARY")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
     driver = os.environ.get("MINIWOB_CHROMEDRIVER") or shutil.which("chromedriver")
-    missing = [name for name, path in (("chromium", binary), ("chromedriver", driver))
-               if not path or not os.access(path, os.X_OK)]
+    missing = [
+        name
+        for name, path in (("chromium", binary), ("chromedriver", driver))
+        if not path or not os.access(path, os.X_OK)
+    ]
     if missing:
-        raise RuntimeError(f"rlagent/Web-v0 needs a headless browser: {' and '.join(missing)} "
-                           f"not found; {INSTALL_HINT}")
+        raise RuntimeError(
+            f"rlagent/Web-v0 needs a headless browser: {' and '.join(missing)} not found; {INSTALL_HINT}"
+        )
     return binary, driver
 
 
 def _start_reaper(pgid: int) -> subprocess.Popen:
     """A shell, in its own session, that blocks reading our pipe. A line (``close()``) lets it
     exit; end of file without one (this process died) makes it kill the browser's group."""
-    return subprocess.Popen(["/bin/sh", "-c", f"read _ || kill -KILL -{pgid} 2>/dev/null"],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        ["/bin/sh", "-c", f"read _ || kill -KILL -{pgid} 2>/dev/null"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 class Browser:
@@ -123,7 +145,8 @@ class Browser:
         if not self.driver.execute_script("return typeof core !== 'undefined';"):
             raise RuntimeError(f"MiniWoB page for {task!r} did not load ({instance.url})")
         instance.inner_width, instance.inner_height = self.driver.execute_script(
-            "return [window.innerWidth, window.innerHeight];")
+            "return [window.innerWidth, window.innerHeight];"
+        )
         self.instance, self.task = instance, task
 
     def reset(self, task: str, seed: int) -> tuple[str, DOMElement]:

@@ -6,6 +6,7 @@ actions: ``click(ref)``, ``type(ref, "text")``, ``press("Enter")``. The episode 
 ``truncated`` after ``max_turns`` replies. Env reward: 1.0 when MiniWoB's raw reward is > 0
 (the task was solved; partial-credit tasks count any positive score), else 0.0.
 """
+
 from __future__ import annotations
 
 import random
@@ -16,14 +17,7 @@ from miniwob.action import ActionTypes
 
 from rlagent.envs.text import AnyText
 from rlagent.envs.web.browser import ACTION_CONFIG, MAX_TIME_LIMIT_S, Browser
-from rlagent.envs.web.page import (
-    ACTION_HELP,
-    ActionError,
-    WebAction,
-    is_typeable,
-    parse_actions,
-    render_page,
-)
+from rlagent.envs.web.page import ACTION_HELP, ActionError, WebAction, is_typeable, parse_actions, render_page
 from rlagent.envs.web.tasks import (
     DIFFICULTIES,
     ENV_ID,
@@ -33,9 +27,11 @@ from rlagent.envs.web.tasks import (
     similar_task,
 )
 
-INSTRUCTIONS = (f"Do the task on the web page below. To act, {ACTION_HELP} (ref: an element's "
-                "number in brackets). Several actions in one reply run in order. type() replaces "
-                "the field's text.")
+INSTRUCTIONS = (
+    f"Do the task on the web page below. To act, {ACTION_HELP} (ref: an element's "
+    "number in brackets). Several actions in one reply run in order. type() replaces "
+    "the field's text."
+)
 _TYPE = {t: i for i, t in enumerate(ACTION_CONFIG.action_types)}
 
 
@@ -62,19 +58,33 @@ class WebEnv(gymnasium.Env[str, str]):
     generate_task = staticmethod(generate_task)
     similar_task = staticmethod(similar_task)
 
-    def __init__(self, task: str | None = None, tasks: list[str] | None = None,
-                 max_turns: int = 10, max_actions: int = 8, max_obs_chars: int = 3000,
-                 time_limit_s: float = 86400.0, max_text_length: int = 8192, **_ignored: Any):
-        for name, value in (("max_turns", max_turns), ("max_actions", max_actions),
-                            ("max_obs_chars", max_obs_chars)):
+    def __init__(
+        self,
+        task: str | None = None,
+        tasks: list[str] | None = None,
+        max_turns: int = 10,
+        max_actions: int = 8,
+        max_obs_chars: int = 3000,
+        time_limit_s: float = 86400.0,
+        max_text_length: int = 8192,
+        **_ignored: Any,
+    ):
+        for name, value in (
+            ("max_turns", max_turns),
+            ("max_actions", max_actions),
+            ("max_obs_chars", max_obs_chars),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{ENV_ID}: {name} must be an int >= 1, got {value!r}")
         if not 0 < time_limit_s <= MAX_TIME_LIMIT_S:
-            raise ValueError(f"{ENV_ID}: time_limit_s must be in (0, {MAX_TIME_LIMIT_S:.0f}], "
-                             f"got {time_limit_s!r}")
+            raise ValueError(
+                f"{ENV_ID}: time_limit_s must be in (0, {MAX_TIME_LIMIT_S:.0f}], got {time_limit_s!r}"
+            )
         if max_obs_chars + len(INSTRUCTIONS) + 100 > max_text_length:
-            raise ValueError(f"{ENV_ID}: max_obs_chars ({max_obs_chars}) leaves no room for the "
-                             f"instructions within max_text_length ({max_text_length})")
+            raise ValueError(
+                f"{ENV_ID}: max_obs_chars ({max_obs_chars}) leaves no room for the "
+                f"instructions within max_text_length ({max_text_length})"
+            )
         self.task = None if task is None else check_task_name(task)
         self.tasks = None if tasks is None else [check_task_name(t) for t in tasks]
         self.max_turns, self.max_actions = max_turns, max_actions
@@ -90,11 +100,11 @@ class WebEnv(gymnasium.Env[str, str]):
         task = (options or {}).get("task")
         if task is None:
             rng = random.Random(int(self.np_random.integers(2**63)))
-            task = generate_task(rng, rng.choice(self.difficulties), task=self.task,
-                                 tasks=self.tasks)
+            task = generate_task(rng, rng.choice(self.difficulties), task=self.task, tasks=self.tasks)
         if not isinstance(task, dict):
-            raise ValueError(f"{ENV_ID}: a task is a dict such as {{'task': 'click-button', "
-                             f"'seed': 7}}, got {task!r:.200}")
+            raise ValueError(
+                f"{ENV_ID}: a task is a dict such as {{'task': 'click-button', 'seed': 7}}, got {task!r:.200}"
+            )
         name = check_task_name(task.get("task", self.task))
         page_seed = task.get("seed")
         if page_seed is None:
@@ -106,8 +116,12 @@ class WebEnv(gymnasium.Env[str, str]):
         self._utterance, self._root = self.browser.reset(name, page_seed)
         self._name, self._turn, self._done = name, 0, False
         observation = f"{INSTRUCTIONS}\n{self._page()}"
-        return observation, {"task_id": task.get("id"), "seed": page_seed, "action": [],
-                             **self._facts(False, None, 0.0, None)}
+        return observation, {
+            "task_id": task.get("id"),
+            "seed": page_seed,
+            "action": [],
+            **self._facts(False, None, 0.0, None),
+        }
 
     def step(self, action: str):
         if self._name is None or self._done:
@@ -163,28 +177,48 @@ class WebEnv(gymnasium.Env[str, str]):
         if act.kind == "click":
             self.browser.perform({"action_type": _TYPE[ActionTypes.CLICK_ELEMENT], "ref": act.ref})
         elif act.kind == "press":
-            self.browser.perform({"action_type": _TYPE[ActionTypes.PRESS_KEY],
-                                  "key": ACTION_CONFIG.allowed_keys.index(act.text)})
+            self.browser.perform(
+                {
+                    "action_type": _TYPE[ActionTypes.PRESS_KEY],
+                    "key": ACTION_CONFIG.allowed_keys.index(act.text),
+                }
+            )
         else:
             field = {e.ref: e for e in self._root.subtree_elements}[act.ref]
             if field.value:  # replace, not append: focus, select all, delete, then type
                 self.browser.perform({"action_type": _TYPE[ActionTypes.CLICK_ELEMENT], "ref": act.ref})
                 for key in ("C-a", "<Backspace>"):
-                    self.browser.perform({"action_type": _TYPE[ActionTypes.PRESS_KEY],
-                                          "key": ACTION_CONFIG.allowed_keys.index(key)})
-            self.browser.perform({"action_type": _TYPE[ActionTypes.FOCUS_ELEMENT_AND_TYPE_TEXT],
-                                  "ref": act.ref, "text": act.text})
+                    self.browser.perform(
+                        {
+                            "action_type": _TYPE[ActionTypes.PRESS_KEY],
+                            "key": ACTION_CONFIG.allowed_keys.index(key),
+                        }
+                    )
+            self.browser.perform(
+                {
+                    "action_type": _TYPE[ActionTypes.FOCUS_ELEMENT_AND_TYPE_TEXT],
+                    "ref": act.ref,
+                    "text": act.text,
+                }
+            )
         meta, root = self.browser.state()
         return meta, root if root is not None else self._root
 
     def _page(self) -> str:
         return render_page(self._utterance, self._root, self.max_obs_chars)
 
-    def _facts(self, success: bool, meta: dict[str, Any] | None, raw_reward: float,
-               error: str | None) -> dict[str, Any]:
-        return {"task": self._name, "turn": self._turn, "success": success,
-                "raw_reward": raw_reward, "reason": None if meta is None else meta.get("reason"),
-                "invalid_action": error is not None, "error": error}
+    def _facts(
+        self, success: bool, meta: dict[str, Any] | None, raw_reward: float, error: str | None
+    ) -> dict[str, Any]:
+        return {
+            "task": self._name,
+            "turn": self._turn,
+            "success": success,
+            "raw_reward": raw_reward,
+            "reason": None if meta is None else meta.get("reason"),
+            "invalid_action": error is not None,
+            "error": error,
+        }
 
     def close(self) -> None:
         if self.browser is not None:

@@ -7,6 +7,7 @@ episode; text outside any element of its own (a checkbox's label text) has no re
 Actions: ``click(ref)``, ``type(ref, "text")`` and ``press("Enter")``; a reply may hold several,
 run in order.
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,8 +20,9 @@ from miniwob.dom import DOMElement
 from rlagent.envs.web.browser import ALLOWED_KEYS
 
 CLICKABLE_TAGS = frozenset({"a", "button", "label", "select", "option", "summary"})
-CLICKABLE_INPUTS = frozenset({"checkbox", "radio", "button", "submit", "reset", "image",
-                              "file", "color", "range"})
+CLICKABLE_INPUTS = frozenset(
+    {"checkbox", "radio", "button", "submit", "reset", "image", "file", "color", "range"}
+)
 MAX_TEXT_CHARS = 100  # of one element's text or value
 MAX_TYPE_CHARS = 200  # of one type() action's text
 ACTION_HELP = 'write click(ref), type(ref, "text") or press("Enter")'
@@ -63,8 +65,11 @@ def _describe(element: DOMElement) -> str | None:
         return _quote(element.text or "")
     typeable, clickable = is_typeable(element), is_clickable(element)
     # A textless leaf is often an icon (trash, star, reply): its class names say which.
-    icon = not (element.text or element.children or typeable or clickable) \
-        and element.classes != "SVG_CLASS" and element.classes.strip()
+    icon = (
+        not (element.text or element.children or typeable or clickable)
+        and element.classes != "SVG_CLASS"
+        and element.classes.strip()
+    )
     if not (element.text or typeable or clickable or icon):
         return None
     parts = [f"[{element.ref}] {element.tag}"]
@@ -122,9 +127,18 @@ _FORMS = {
     "press": re.compile(rf"press\s*\(\s*({_STRING})\s*\)"),
 }
 _KEY_NAMES = {k[1:-1].lower(): k for k in ALLOWED_KEYS if k.startswith("<")}
-_KEY_NAMES.update({"return": "<Enter>", "esc": "<Escape>", "up": "<ArrowUp>",
-                   "down": "<ArrowDown>", "left": "<ArrowLeft>", "right": "<ArrowRight>",
-                   "space": "<Space>", " ": "<Space>"})
+_KEY_NAMES.update(
+    {
+        "return": "<Enter>",
+        "esc": "<Escape>",
+        "up": "<ArrowUp>",
+        "down": "<ArrowDown>",
+        "left": "<ArrowLeft>",
+        "right": "<ArrowRight>",
+        "space": "<Space>",
+        " ": "<Space>",
+    }
+)
 
 
 def key_name(name: str) -> str:
@@ -141,8 +155,10 @@ def key_name(name: str) -> str:
     combo = re.fullmatch(r"(?:ctrl|control)\s*[+-]\s*([a-z])", lowered)
     if combo and f"C-{combo.group(1)}" in ALLOWED_KEYS:
         return f"C-{combo.group(1)}"
-    raise ActionError(f"unknown key {name!r}; use a key name such as \"Enter\", \"Tab\", "
-                      f"\"Backspace\", \"ArrowDown\", \"Ctrl+A\" or one character")
+    raise ActionError(
+        f"unknown key {name!r}; use a key name such as \"Enter\", \"Tab\", "
+        f"\"Backspace\", \"ArrowDown\", \"Ctrl+A\" or one character"
+    )
 
 
 def parse_actions(reply: str, max_actions: int) -> list[WebAction]:
@@ -161,10 +177,12 @@ def parse_actions(reply: str, max_actions: int) -> list[WebAction]:
         kind = call.group(1)
         match = _FORMS[kind].match(reply, call.start())
         if match is None:
-            snippet = reply[call.start():call.start() + 40].split("\n")[0]
-            usage = {"click": "click takes an element ref, click(12)",
-                     "type": 'type takes a ref and a quoted text, type(12, "hello")',
-                     "press": 'press takes a quoted key name, press("Enter")'}[kind]
+            snippet = reply[call.start() : call.start() + 40].split("\n")[0]
+            usage = {
+                "click": "click takes an element ref, click(12)",
+                "type": 'type takes a ref and a quoted text, type(12, "hello")',
+                "press": 'press takes a quoted key name, press("Enter")',
+            }[kind]
             raise ActionError(f"cannot read {snippet!r}: {usage}")
         pos = match.end()  # a call inside a typed text is text, not an action
         if kind == "press":
@@ -174,8 +192,7 @@ def parse_actions(reply: str, max_actions: int) -> list[WebAction]:
         else:
             text = ast.literal_eval(match.group(2))
             if len(text) > MAX_TYPE_CHARS:
-                raise ActionError(f"type() text is {len(text)} characters; the limit is "
-                                  f"{MAX_TYPE_CHARS}")
+                raise ActionError(f"type() text is {len(text)} characters; the limit is {MAX_TYPE_CHARS}")
             actions.append(WebAction("type", ref=int(match.group(1)), text=text))
     if not actions:
         raise ActionError(f"no action found; {ACTION_HELP}")

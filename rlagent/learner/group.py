@@ -4,6 +4,7 @@ Each method either blocks for the ranks' answer (``train_step``, ``score``, chec
 for the weight sync, starts a call and returns its ref(s), which ``rlagent.weight_sync``
 waits on together with the engines' side of the same transfer.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,25 +27,37 @@ class LearnerGroup:
             env_vars["DS_ACCELERATOR"] = "cpu"
         actor = ray.remote(Learner)
         self.cfg = cfg
-        self.ranks = [actor.options(num_cpus=lc.num_cpus, num_gpus=lc.num_gpus,
-                                    runtime_env={"env_vars": env_vars},
-                                    **placed(placement, "learner ranks", r)
-                                    ).remote(cfg, model_path, r)
-                      for r in range(lc.num_ranks)]
-        addr, port = wait(self.ranks[0].rendezvous_address.remote(), deadline("learner_start"),
-                          "learner rank 0 to start")
-        wait([r.setup.remote(addr, port) for r in self.ranks], deadline("learner_start"),
-             f"the learner ranks to join at {addr}:{port} and build their engines")
+        self.ranks = [
+            actor.options(
+                num_cpus=lc.num_cpus,
+                num_gpus=lc.num_gpus,
+                runtime_env={"env_vars": env_vars},
+                **placed(placement, "learner ranks", r),
+            ).remote(cfg, model_path, r)
+            for r in range(lc.num_ranks)
+        ]
+        addr, port = wait(
+            self.ranks[0].rendezvous_address.remote(), deadline("learner_start"), "learner rank 0 to start"
+        )
+        wait(
+            [r.setup.remote(addr, port) for r in self.ranks],
+            deadline("learner_start"),
+            f"the learner ranks to join at {addr}:{port} and build their engines",
+        )
 
     def train_step(self, batch: TrainBatch) -> dict[str, float]:
         ref = ray.put(batch)
-        metrics = wait([r.train_step.remote(ref) for r in self.ranks], deadline("learner_step"),
-                       "the learner update")
+        metrics = wait(
+            [r.train_step.remote(ref) for r in self.ranks], deadline("learner_step"), "the learner update"
+        )
         return metrics[0]
 
     def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
-        return wait([r.score.remote(sequences, start) for r in self.ranks], deadline("learner_query"),
-                    "learner logprobs")[0]
+        return wait(
+            [r.score.remote(sequences, start) for r in self.ranks],
+            deadline("learner_query"),
+            "learner logprobs",
+        )[0]
 
     # ---------------------------------------------------------------- for the weight sync
     def gather_weights(self) -> tuple[Any, dict[str, Any]]:
@@ -70,14 +83,21 @@ class LearnerGroup:
         return wait([r.save.remote(path) for r in self.ranks], deadline("checkpoint"), "the checkpoint")[0]
 
     def save_state(self, path: str) -> None:
-        wait([r.save_state.remote(path) for r in self.ranks], deadline("checkpoint"),
-             "the learner state checkpoint")
+        wait(
+            [r.save_state.remote(path) for r in self.ranks],
+            deadline("checkpoint"),
+            "the learner state checkpoint",
+        )
 
     def load_state(self, path: str) -> int:
-        return wait([r.load_state.remote(path) for r in self.ranks], deadline("checkpoint"),
-                    f"the learner ranks to load their state from {path}")[0]
+        return wait(
+            [r.load_state.remote(path) for r in self.ranks],
+            deadline("checkpoint"),
+            f"the learner ranks to load their state from {path}",
+        )[0]
 
     def training_state(self) -> dict:
         """Rank 0's ``Learner.training_state`` (weights, optimizer, LR schedule, updates)."""
-        return wait(self.ranks[0].training_state.remote(), deadline("learner_query"),
-                    "the learner's training state")
+        return wait(
+            self.ranks[0].training_state.remote(), deadline("learner_query"), "the learner's training state"
+        )

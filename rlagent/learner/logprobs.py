@@ -1,4 +1,5 @@
 """Per-token log-probabilities without materialising batch x length x vocabulary logits."""
+
 from __future__ import annotations
 
 import torch
@@ -19,10 +20,15 @@ def nucleus_mask(logits: torch.Tensor, targets: torch.Tensor, top_p: float) -> t
     return drop
 
 
-def _chunk_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
-                    temperature: float, entropy_grad: bool,
-                    top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = head(hidden).float() / temperature          # [n, V], only for this chunk
+def _chunk_logprobs(
+    head: torch.nn.Module,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    temperature: float,
+    entropy_grad: bool,
+    top_p: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = head(hidden).float() / temperature  # [n, V], only for this chunk
     if top_p < 1.0:  # the distribution the engine samples from: the nucleus, renormalised
         drop = nucleus_mask(logits, targets, top_p)
         logits = logits.masked_fill(drop, float("-inf"))
@@ -35,10 +41,16 @@ def _chunk_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.
     return lp, entropy
 
 
-def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   target_mask: torch.Tensor, chunk: int = 256,
-                   temperature: float = 1.0,
-                   entropy_grad: bool = False, top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    target_mask: torch.Tensor,
+    chunk: int = 256,
+    temperature: float = 1.0,
+    entropy_grad: bool = False,
+    top_p: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logprob and entropy of the tokens where ``target_mask`` is 1, given their prefixes.
 
     input_ids, attention_mask, target_mask: [B, T]. Returns two flat tensors [N], N =
@@ -50,25 +62,42 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     divided by the temperature, then the nucleus kept and renormalised), so that the
     importance ratio compares like with like.
     """
-    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
-                                 use_cache=False).last_hidden_state          # [B, T, H]
-    return _head_logprobs(model.get_output_embeddings(), hidden, input_ids, target_mask, chunk,
-                          temperature, entropy_grad, top_p)
+    hidden = model.get_decoder()(
+        input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+    ).last_hidden_state  # [B, T, H]
+    return _head_logprobs(
+        model.get_output_embeddings(), hidden, input_ids, target_mask, chunk, temperature, entropy_grad, top_p
+    )
 
 
-def _head_logprobs(head: torch.nn.Module, hidden: torch.Tensor, input_ids: torch.Tensor,
-                   target_mask: torch.Tensor, chunk: int, temperature: float,
-                   entropy_grad: bool, top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    sel = target_mask[:, 1:].bool()                              # position t predicts token t+1
-    h = hidden[:, :-1][sel]                                      # [N, H]
-    y = input_ids[:, 1:][sel]                                    # [N]
+def _head_logprobs(
+    head: torch.nn.Module,
+    hidden: torch.Tensor,
+    input_ids: torch.Tensor,
+    target_mask: torch.Tensor,
+    chunk: int,
+    temperature: float,
+    entropy_grad: bool,
+    top_p: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    sel = target_mask[:, 1:].bool()  # position t predicts token t+1
+    h = hidden[:, :-1][sel]  # [N, H]
+    y = input_ids[:, 1:][sel]  # [N]
     lps, ents = [], []
     for i in range(0, y.numel(), chunk):
         if torch.is_grad_enabled():
-            lp, ent = checkpoint(_chunk_logprobs, head, h[i:i + chunk], y[i:i + chunk],
-                                 temperature, entropy_grad, top_p, use_reentrant=False)
+            lp, ent = checkpoint(
+                _chunk_logprobs,
+                head,
+                h[i : i + chunk],
+                y[i : i + chunk],
+                temperature,
+                entropy_grad,
+                top_p,
+                use_reentrant=False,
+            )
         else:
-            lp, ent = _chunk_logprobs(head, h[i:i + chunk], y[i:i + chunk], temperature, False, top_p)
+            lp, ent = _chunk_logprobs(head, h[i : i + chunk], y[i : i + chunk], temperature, False, top_p)
         lps.append(lp)
         ents.append(ent)
     if not lps:
@@ -90,8 +119,9 @@ def prompt_groups(input_ids: torch.Tensor, target_mask: torch.Tensor) -> list[tu
     return [(rows, len(key) if key[0] >= 0 else 0) for key, rows in groups.items()]
 
 
-def _shared_hidden(decoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   p: int) -> torch.Tensor:
+def _shared_hidden(
+    decoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, p: int
+) -> torch.Tensor:
     """Last hidden states [n, T, H] of rows that share ``input_ids[:, :p]``: the prompt runs
     once (batch of one) and its key/value cache, repeated per row, feeds the rest. Gradients
     flow back into the prompt's single forward from every row."""
@@ -99,15 +129,22 @@ def _shared_hidden(decoder: torch.nn.Module, input_ids: torch.Tensor, attention_
     head = decoder(input_ids=input_ids[:1, :p], attention_mask=attention_mask[:1, :p], use_cache=True)
     cache = head.past_key_values
     cache.batch_repeat_interleave(n)
-    tail = decoder(input_ids=input_ids[:, p:], attention_mask=attention_mask, past_key_values=cache,
-                   use_cache=True).last_hidden_state
+    tail = decoder(
+        input_ids=input_ids[:, p:], attention_mask=attention_mask, past_key_values=cache, use_cache=True
+    ).last_hidden_state
     return torch.cat([head.last_hidden_state.expand(n, -1, -1), tail], dim=1)
 
 
-def shared_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                          target_mask: torch.Tensor, chunk: int = 256, temperature: float = 1.0,
-                          entropy_grad: bool = False,
-                          top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def shared_token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    target_mask: torch.Tensor,
+    chunk: int = 256,
+    temperature: float = 1.0,
+    entropy_grad: bool = False,
+    top_p: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``token_logprobs``, with each distinct prompt of the rows computed once.
 
     Same inputs and outputs (flat, row-major); rows are grouped by ``prompt_groups`` and a
@@ -117,8 +154,9 @@ def shared_token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, atten
     """
     groups = prompt_groups(input_ids, target_mask)
     if all(len(rows) == 1 or p < 2 for rows, p in groups):
-        return token_logprobs(model, input_ids, attention_mask, target_mask, chunk, temperature,
-                              entropy_grad, top_p)
+        return token_logprobs(
+            model, input_ids, attention_mask, target_mask, chunk, temperature, entropy_grad, top_p
+        )
     decoder = model.get_decoder()
     head = model.get_output_embeddings()
     per_row: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * input_ids.shape[0]

@@ -1,4 +1,5 @@
 """The learner's models and their DeepSpeed setup: policy (optionally LoRA), critic, schedule."""
+
 from __future__ import annotations
 
 import contextlib
@@ -47,7 +48,8 @@ def scheduler(cfg: Config) -> Callable[[torch.optim.Optimizer], Any]:
     """A callable DeepSpeed applies to its optimizer; stepped once per optimizer step."""
     c, total = cfg.learner, optimizer_steps(cfg)
     return lambda opt: torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, total, c.warmup_steps, c.lr_schedule, c.min_lr_ratio))
+        opt, lambda s: lr_factor(s, total, c.warmup_steps, c.lr_schedule, c.min_lr_ratio)
+    )
 
 
 def deepspeed_config(cfg: Config, lr: float) -> dict[str, Any]:
@@ -65,9 +67,16 @@ def deepspeed_config(cfg: Config, lr: float) -> dict[str, Any]:
         "gradient_accumulation_steps": 1,
         "managed_gradient_accumulation": False,
         "gradient_clipping": cfg.learner.grad_clip,
-        "optimizer": {"type": "AdamW", "params": {
-            "lr": lr, "weight_decay": cfg.learner.weight_decay,
-            "betas": [0.9, 0.999], "eps": 1e-8, "torch_adam": not cfg.learner.offload_optimizer}},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {
+                "lr": lr,
+                "weight_decay": cfg.learner.weight_decay,
+                "betas": [0.9, 0.999],
+                "eps": 1e-8,
+                "torch_adam": not cfg.learner.offload_optimizer,
+            },
+        },
         "zero_optimization": zero,
         "bf16": {"enabled": cfg.model.dtype == "bfloat16"},
         "fp16": {"enabled": cfg.model.dtype == "float16"},
@@ -87,10 +96,16 @@ def load_policy(cfg: Config, path: str) -> torch.nn.Module:
     if cfg.learner.lora_rank > 0:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(
-            r=cfg.learner.lora_rank, lora_alpha=cfg.learner.lora_alpha,
-            lora_dropout=cfg.learner.lora_dropout, target_modules=list(cfg.learner.lora_targets),
-            task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.learner.lora_rank,
+                lora_alpha=cfg.learner.lora_alpha,
+                lora_dropout=cfg.learner.lora_dropout,
+                target_modules=list(cfg.learner.lora_targets),
+                task_type="CAUSAL_LM",
+            ),
+        )
         if cfg.learner.gradient_checkpointing:
             model.enable_input_require_grads()  # checkpointed blocks need a grad-requiring input
     return model
@@ -112,8 +127,11 @@ def hf_weights(model: torch.nn.Module) -> Iterator[dict[str, torch.Tensor]]:
         return
     model.merge_adapter()
     try:
-        yield {k.removeprefix("base_model.model.").replace(".base_layer.", "."): v.detach()
-               for k, v in model.state_dict().items() if "lora_" not in k}
+        yield {
+            k.removeprefix("base_model.model.").replace(".base_layer.", "."): v.detach()
+            for k, v in model.state_dict().items()
+            if "lora_" not in k
+        }
     finally:
         model.unmerge_adapter()
 
@@ -144,8 +162,9 @@ class ValueModel(torch.nn.Module):
         torch.nn.init.zeros_(self.head.bias)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask,
-                           use_cache=False).last_hidden_state
+        hidden = self.body(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state
         return self.head(hidden).squeeze(-1).float()  # [B, T]
 
 

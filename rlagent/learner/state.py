@@ -2,6 +2,7 @@
 object store or a weight-update group), logprobs under them (the sync's check), and its
 training state (checkpoints). Mixed into ``rlagent.learner.worker.Learner``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,7 +46,8 @@ class LearnerState:
         and return its address; ``join_weight_group`` then waits for the engines."""
         self.close_weight_group()
         self._weight_store, self._weight_address = open_store(
-            node_address(), world_size, timeout_s, self.device)
+            node_address(), world_size, timeout_s, self.device
+        )
         return dataclasses.asdict(self._weight_address)
 
     def join_weight_group(self) -> None:
@@ -79,14 +81,16 @@ class LearnerState:
                 ids = torch.tensor([seq], device=self.device)
                 mask = torch.zeros_like(ids)
                 mask[:, start:] = 1
-                lp, _ = token_logprobs(self.engine.module, ids, torch.ones_like(ids), mask,
-                                       self.cfg.learner.logprob_chunk, 1.0)
+                lp, _ = token_logprobs(
+                    self.engine.module, ids, torch.ones_like(ids), mask, self.cfg.learner.logprob_chunk, 1.0
+                )
                 out.append(lp.cpu().tolist())
         return out
 
     def training_state(self) -> dict:
         """What ``save_state`` writes, as CPU tensors, for checks: the weights, the optimizer's
         state (AdamW moments and step counts), the LR schedule's state and the update count."""
+
         def cpu(x):
             if isinstance(x, torch.Tensor):
                 return x.detach().cpu().clone()
@@ -96,9 +100,14 @@ class LearnerState:
                 return type(x)(cpu(v) for v in x)
             return x
 
-        return cpu({"weights": dict(self.engine.module.state_dict()),
-                    "optimizer": self.engine.optimizer.state_dict(),
-                    "lr_schedule": self.engine.lr_scheduler.state_dict(), "updates": self.updates})
+        return cpu(
+            {
+                "weights": dict(self.engine.module.state_dict()),
+                "optimizer": self.engine.optimizer.state_dict(),
+                "lr_schedule": self.engine.lr_scheduler.state_dict(),
+                "updates": self.updates,
+            }
+        )
 
     def save_state(self, path: str) -> None:
         """The full training state (weights, optimizer, LR schedule; the critic's too) as a

@@ -3,6 +3,7 @@ each rank trains (pure: no DeepSpeed, no Ray).
 
 Column t of a ``[B, T-1]`` tensor is about token t+1, predicted from the prefix up to t.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,9 +19,9 @@ from rlagent.records import TrainBatch
 class TargetTensors:
     """A ``TrainBatch`` as tensors."""
 
-    ids: torch.Tensor       # [B, T] token ids, right-padded
-    attn: torch.Tensor      # [B, T] 1 on real tokens
-    mask: torch.Tensor      # [B, T-1] 1 where the target token is trained on (the policy's)
+    ids: torch.Tensor  # [B, T] token ids, right-padded
+    attn: torch.Tensor  # [B, T] 1 on real tokens
+    mask: torch.Tensor  # [B, T-1] 1 where the target token is trained on (the policy's)
     sampling: torch.Tensor  # [B, T-1] the engine's sampling logprob of each target token
 
 
@@ -28,8 +29,8 @@ class TargetTensors:
 class Precomputed:
     """Before any update, for the whole batch ([B, T-1], 0 off the mask); None: not needed."""
 
-    old: torch.Tensor | None = None     # the learner's own logprobs (old_logprobs: recompute)
-    ref: torch.Tensor | None = None     # the reference's logprobs (kl_coef > 0)
+    old: torch.Tensor | None = None  # the learner's own logprobs (old_logprobs: recompute)
+    ref: torch.Tensor | None = None  # the reference's logprobs (kl_coef > 0)
     values: torch.Tensor | None = None  # the critic's values (ppo)
 
     def behaviour(self, t: TargetTensors) -> torch.Tensor:
@@ -40,13 +41,22 @@ class Precomputed:
 def target_tensors(batch: TrainBatch) -> TargetTensors:
     ids = torch.tensor(batch.input_ids)
     attn = (torch.arange(ids.shape[1])[None, :] < torch.tensor(batch.lengths)[:, None]).long()
-    return TargetTensors(ids, attn, torch.tensor(batch.loss_mask)[:, 1:].float(),
-                         torch.tensor(batch.old_logprobs, dtype=torch.float32)[:, 1:])
+    return TargetTensors(
+        ids,
+        attn,
+        torch.tensor(batch.loss_mask)[:, 1:].float(),
+        torch.tensor(batch.old_logprobs, dtype=torch.float32)[:, 1:],
+    )
 
 
-def batch_advantages(batch: TrainBatch, algo: AlgoConfig, mask: torch.Tensor, old: torch.Tensor,
-                     ref: torch.Tensor | None = None, values: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def batch_advantages(
+    batch: TrainBatch,
+    algo: AlgoConfig,
+    mask: torch.Tensor,
+    old: torch.Tensor,
+    ref: torch.Tensor | None = None,
+    values: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Token advantages [B, T-1] (and value targets for ppo) by ``algo.name``.
 
     ``old``: the behaviour policy's logprobs; ``ref``: the reference's (used here only when
@@ -62,8 +72,15 @@ def batch_advantages(batch: TrainBatch, algo: AlgoConfig, mask: torch.Tensor, ol
             kl = algos.kl_penalty(old, ref, algo.kl_estimator_used) * mask
         inp = algos.AdvantageInputs(
             rewards=torch.tensor(batch.rewards, dtype=torch.float32),
-            groups=torch.tensor(batch.groups), valid=torch.tensor(batch.valid, dtype=torch.bool),
-            mask=mask, kl=kl, kl_coef=algo.kl_coef, values=values, gamma=algo.gamma, lam=algo.lam)
+            groups=torch.tensor(batch.groups),
+            valid=torch.tensor(batch.valid, dtype=torch.bool),
+            mask=mask,
+            kl=kl,
+            kl_coef=algo.kl_coef,
+            values=values,
+            gamma=algo.gamma,
+            lam=algo.lam,
+        )
         adv, returns = algos.ESTIMATORS[algo.name](inp)
     if batch.extra_advantages is not None:
         adv = adv + torch.tensor(batch.extra_advantages, dtype=torch.float32)[:, 1:] * mask

@@ -4,6 +4,7 @@ by the configured estimator and policy loss (``rlagent.algos``).
 ``Learner`` is a plain class; ``rlagent.learner.group`` runs one per rank as a Ray actor.
 Token tensors are aligned to targets (``rlagent.learner.tensors``).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,19 @@ from rlagent.records import TrainBatch
 from rlagent.remote import free_port, node_address, peak_rss_gb
 
 # Metric sums per mini-batch pass: summed over micro-batches and ranks, then normalised.
-_SUMS = ("loss/policy", "kl", "entropy", "clip_fraction", "tokens", "gap", "gap_tokens",
-         "approx_kl", "loss/value", "value/clip_fraction", "tis_capped")
+_SUMS = (
+    "loss/policy",
+    "kl",
+    "entropy",
+    "clip_fraction",
+    "tokens",
+    "gap",
+    "gap_tokens",
+    "approx_kl",
+    "loss/value",
+    "value/clip_fraction",
+    "tis_capped",
+)
 
 
 class Learner(LearnerState):
@@ -56,8 +68,13 @@ class Learner(LearnerState):
 
     def setup(self, master_addr: str, master_port: int) -> None:
         """Join the process group and build the DeepSpeed engines (all ranks at once)."""
-        os.environ.update(RANK=str(self.rank), LOCAL_RANK="0", WORLD_SIZE=str(self.world),
-                          MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+        os.environ.update(
+            RANK=str(self.rank),
+            LOCAL_RANK="0",
+            WORLD_SIZE=str(self.world),
+            MASTER_ADDR=master_addr,
+            MASTER_PORT=str(master_port),
+        )
         cfg = self.cfg
         torch.set_num_threads(cfg.learner.threads)
         torch.manual_seed(cfg.run.seed + self.rank)
@@ -71,8 +88,11 @@ class Learner(LearnerState):
         model = load_policy(cfg, self.model_path)
         params = [p for p in model.parameters() if p.requires_grad]
         self.engine, *_ = deepspeed.initialize(
-            model=model, model_parameters=params, config=deepspeed_config(cfg, cfg.learner.lr),
-            lr_scheduler=scheduler(cfg))
+            model=model,
+            model_parameters=params,
+            config=deepspeed_config(cfg, cfg.learner.lr),
+            lr_scheduler=scheduler(cfg),
+        )
         undo_state_warmup(self.engine)
         if zero_stage(cfg) == 0 and self.world > 1:
             # ZeRO-0 reduces the gradients inside step(), after the point where the norm can
@@ -87,8 +107,11 @@ class Learner(LearnerState):
         if cfg.algo.name == "ppo":
             critic = ValueModel(cfg, self.model_path)
             self.critic, *_ = deepspeed.initialize(
-                model=critic, model_parameters=critic.parameters(),
-                config=deepspeed_config(cfg, cfg.learner.critic_lr), lr_scheduler=scheduler(cfg))
+                model=critic,
+                model_parameters=critic.parameters(),
+                config=deepspeed_config(cfg, cfg.learner.critic_lr),
+                lr_scheduler=scheduler(cfg),
+            )
             undo_state_warmup(self.critic)
 
     # ------------------------------------------------------------ one training step
@@ -109,7 +132,7 @@ class Learner(LearnerState):
             order = torch.randperm(len(batch), generator=gen).tolist()
             size = math.ceil(len(batch) / algo.mini_batches)
             for m in range(algo.mini_batches):
-                rows = self._grouped(order[m * size:(m + 1) * size])
+                rows = self._grouped(order[m * size : (m + 1) * size])
                 part = self._update(rows, t, pre, adv, returns, measure_gap=epoch == 0 and m == 0)
                 grad_norms.append(part.pop("grad_norm"))
                 for k, v in part.items():
@@ -130,7 +153,7 @@ class Learner(LearnerState):
         shares = rank_shares(rows, self._groups, self.world)
         mine, mbs = shares[self.rank], self.cfg.learner.micro_batch_size
         for i in range(math.ceil(max(len(s) for s in shares) / mbs)):
-            yield mine[i * mbs:(i + 1) * mbs]
+            yield mine[i * mbs : (i + 1) * mbs]
 
     def _inputs(self, t: TargetTensors, rows: list[int]):
         """ids and attention [n, W] on the device, the target mask [n, W-1] and its
@@ -138,21 +161,33 @@ class Learner(LearnerState):
         width = int(t.attn[rows].sum(1).max())
         ids = t.ids[rows, :width].to(self.device)
         attn = t.attn[rows, :width].to(self.device)
-        mask = t.mask[rows, :width - 1]
+        mask = t.mask[rows, : width - 1]
         return ids, attn, mask, torch.nn.functional.pad(mask, (1, 0)).to(self.device), width
 
     def _token_logprobs(self, model, ids, attn, full, entropy_grad: bool = False):
         r = self.cfg.rollout  # the distribution the engine sampled from
-        return self._logprobs(model, ids, attn, full, self.cfg.learner.logprob_chunk, r.temperature,
-                              entropy_grad=entropy_grad, top_p=r.top_p)
+        return self._logprobs(
+            model,
+            ids,
+            attn,
+            full,
+            self.cfg.learner.logprob_chunk,
+            r.temperature,
+            entropy_grad=entropy_grad,
+            top_p=r.top_p,
+        )
 
     @torch.no_grad()
     def _precompute(self, t: TargetTensors, order: list[int]) -> Precomputed:
         """Before any update: the learner's own logprobs (old_logprobs: recompute), the
         reference's (KL on) and the critic's values (ppo), for the whole batch."""
         algo = self.cfg.algo
-        out = Precomputed(*(torch.zeros_like(t.mask) if on else None for on in (
-            algo.old_logprobs == "recompute", algo.kl_coef > 0, self.critic is not None)))
+        out = Precomputed(
+            *(
+                torch.zeros_like(t.mask) if on else None
+                for on in (algo.old_logprobs == "recompute", algo.kl_coef > 0, self.critic is not None)
+            )
+        )
         if out.old is None and out.ref is None and out.values is None:
             return out
         self.engine.eval()
@@ -176,8 +211,9 @@ class Learner(LearnerState):
                 return self._token_logprobs(self.engine.module, ids, attn, full)[0]
         return self._token_logprobs(self.ref, ids, attn, full)[0]
 
-    def _update(self, rows, t: TargetTensors, pre: Precomputed, adv, returns,
-                measure_gap: bool) -> dict[str, float]:
+    def _update(
+        self, rows, t: TargetTensors, pre: Precomputed, adv, returns, measure_gap: bool
+    ) -> dict[str, float]:
         """One optimizer step (policy, and critic for ppo) on the mini-batch ``rows``."""
         mask = t.mask[rows]
         totals = float(mask.sum()), float((mask.sum(1) > 0).sum())
@@ -202,8 +238,9 @@ class Learner(LearnerState):
             self.critic.step()
         return {**sums, "grad_norm": grad_norm}
 
-    def _policy_micro(self, rows, t: TargetTensors, pre: Precomputed, adv, totals,
-                      measure_gap) -> dict[str, float]:
+    def _policy_micro(
+        self, rows, t: TargetTensors, pre: Precomputed, adv, totals, measure_gap
+    ) -> dict[str, float]:
         algo = self.cfg.algo
         if not rows or not t.mask[rows].any():
             return self._idle_backward(self.engine)
@@ -211,41 +248,63 @@ class Learner(LearnerState):
         sel = m.bool()
 
         def pick(x: torch.Tensor) -> torch.Tensor:  # the micro-batch's trained tokens, flat
-            return x[rows, :w - 1][sel].to(self.device)
+            return x[rows, : w - 1][sel].to(self.device)
 
         sampling = pick(t.sampling)
-        logp, entropy = self._token_logprobs(self.engine.module, ids, attn, full,
-                                             entropy_grad=algo.entropy_coef > 0)
+        logp, entropy = self._token_logprobs(
+            self.engine.module, ids, attn, full, entropy_grad=algo.entropy_coef > 0
+        )
         inputs = algos.PolicyInputs(
-            logp=logp, old=pick(pre.behaviour(t)), sampling=sampling, advantages=pick(adv),
+            logp=logp,
+            old=pick(pre.behaviour(t)),
+            sampling=sampling,
+            advantages=pick(adv),
             weights=shaping.loss_weights(m, algo.loss_agg, *totals)[sel].to(self.device),
-            entropy=entropy, ref=pick(pre.ref) if pre.ref is not None and algo.kl_mode == "loss" else None)
+            entropy=entropy,
+            ref=pick(pre.ref) if pre.ref is not None and algo.kl_mode == "loss" else None,
+        )
         terms = algos.POLICY_LOSSES[algo.policy_loss](
-            inputs, algo.clip_low, algo.clip_high, algo.dual_clip, algo.tis_cap, algo.kl_coef,
-            algo.kl_estimator_used, algo.entropy_coef)
+            inputs,
+            algo.clip_low,
+            algo.clip_high,
+            algo.dual_clip,
+            algo.tis_cap,
+            algo.kl_coef,
+            algo.kl_estimator_used,
+            algo.entropy_coef,
+        )
         # DeepSpeed averages gradients over ranks; the weights already divide by the whole
         # mini-batch, so each rank's share is scaled back up by the world size.
         self.engine.backward(terms.loss * self.world, scale_wrt_gas=False)
         gap = (logp.detach() - sampling).abs()
-        return {"loss/policy": terms.policy, "kl": terms.kl, "entropy": terms.entropy,
-                "clip_fraction": terms.clipped, "tokens": float(logp.numel()),
-                "approx_kl": float((inputs.old - logp.detach()).sum()), "tis_capped": terms.capped,
-                "gap": float(gap.sum()) if measure_gap else 0.0,
-                "gap_tokens": float(logp.numel()) if measure_gap else 0.0}
+        return {
+            "loss/policy": terms.policy,
+            "kl": terms.kl,
+            "entropy": terms.entropy,
+            "clip_fraction": terms.clipped,
+            "tokens": float(logp.numel()),
+            "approx_kl": float((inputs.old - logp.detach()).sum()),
+            "tis_capped": terms.capped,
+            "gap": float(gap.sum()) if measure_gap else 0.0,
+            "gap_tokens": float(logp.numel()) if measure_gap else 0.0,
+        }
 
-    def _critic_micro(self, rows, t: TargetTensors, pre: Precomputed, returns,
-                      total_tokens) -> dict[str, float]:
+    def _critic_micro(
+        self, rows, t: TargetTensors, pre: Precomputed, returns, total_tokens
+    ) -> dict[str, float]:
         if not rows or not t.mask[rows].any():
             return self._idle_backward(self.critic, critic=True)
         ids, attn, m, _, w = self._inputs(t, rows)
         sel = m.bool()
         values = self.critic.module(ids, attn)[:, :-1][sel.to(self.device)]
-        old = pre.values[rows, :w - 1][sel].to(self.device)
-        ret = returns[rows, :w - 1][sel].to(self.device)
+        old = pre.values[rows, : w - 1][sel].to(self.device)
+        ret = returns[rows, : w - 1][sel].to(self.device)
         loss, clipped = algos.value_loss(values, old, ret, self.cfg.algo.value_clip)
         self.critic.backward(loss.sum() / max(total_tokens, 1.0) * self.world, scale_wrt_gas=False)
-        return {"loss/value": float(loss.detach().sum()) / max(total_tokens, 1.0),
-                "value/clip_fraction": float(clipped.sum())}
+        return {
+            "loss/value": float(loss.detach().sum()) / max(total_tokens, 1.0),
+            "value/clip_fraction": float(clipped.sum()),
+        }
 
     def _idle_backward(self, engine, critic: bool = False) -> dict[str, float]:
         """Nothing to learn in this micro-batch, but the other ranks run a forward and
@@ -257,15 +316,19 @@ class Learner(LearnerState):
 
     def _metrics(self, sums, grad_norms, adv, t: TargetTensors, pre: Precomputed, t0) -> dict[str, float]:
         algo = self.cfg.algo
-        s = dict(zip(_SUMS, self._all_sum(torch.tensor([sums[k] for k in _SUMS],
-                                                       dtype=torch.float64)).tolist()))
+        s = dict(
+            zip(_SUMS, self._all_sum(torch.tensor([sums[k] for k in _SUMS], dtype=torch.float64)).tolist())
+        )
         n, steps, m = max(s["tokens"], 1.0), algo.epochs * algo.mini_batches, t.mask.bool()
         used = adv[m]
         out = {
-            "loss/policy": s["loss/policy"] / steps, "entropy": s["entropy"] / n,
-            "clip_fraction": s["clip_fraction"] / n, "approx_kl": s["approx_kl"] / n,
+            "loss/policy": s["loss/policy"] / steps,
+            "entropy": s["entropy"] / n,
+            "clip_fraction": s["clip_fraction"] / n,
+            "approx_kl": s["approx_kl"] / n,
             "train/logprob_gap": s["gap"] / max(s["gap_tokens"], 1.0),
-            "grad_norm": sum(grad_norms) / len(grad_norms), "lr": self.engine.get_lr()[0],
+            "grad_norm": sum(grad_norms) / len(grad_norms),
+            "lr": self.engine.get_lr()[0],
             "advantage/mean": float(used.mean()) if used.numel() else 0.0,
             "advantage/std": float(used.std()) if used.numel() > 1 else 0.0,
             "train/tokens": s["tokens"] / algo.epochs,
@@ -289,8 +352,7 @@ class Learner(LearnerState):
 
     def _grad_norm(self, engine) -> float:
         """ZeRO-0 gradient norm before clipping (of the reduced gradient: the same on every rank)."""
-        norms = [p.grad.detach().float().norm() for p in engine.module.parameters()
-                 if p.grad is not None]
+        norms = [p.grad.detach().float().norm() for p in engine.module.parameters() if p.grad is not None]
         return float(torch.stack(norms).norm()) if norms else 0.0
 
     def _all_sum(self, t: torch.Tensor) -> torch.Tensor:

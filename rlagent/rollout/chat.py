@@ -7,6 +7,7 @@ the whole chat again and tokenising it could merge or split tokens at the bounda
 (and some templates rewrite earlier turns), so the learner would train on ids the
 engine never produced.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,16 +33,19 @@ class ChatTokens:
         # What the template writes after an assistant's end-of-turn token (e.g. "\n").
         ends = [i for i, t in enumerate(probe) if t == self.eos_id]
         if not ends:
-            raise ValueError(f"the chat template never writes the eos token (id {self.eos_id}) "
-                             f"after an assistant turn; the engine could not end a turn")
+            raise ValueError(
+                f"the chat template never writes the eos token (id {self.eos_id}) "
+                f"after an assistant turn; the engine could not end a turn"
+            )
         last_eos = ends[-1]
-        self._after_eos = probe[last_eos + 1:]
+        self._after_eos = probe[last_eos + 1 :]
         self._probe = probe
         self._probe_len = len(probe)
 
     def _render(self, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-        return _ids(self.tok.apply_chat_template(messages, tokenize=True,
-                                                 add_generation_prompt=generation_prompt))
+        return _ids(
+            self.tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt)
+        )
 
     def prompt(self, messages: list[dict[str, str]]) -> list[int]:
         """Ids of the opening messages followed by the assistant's generation prompt."""
@@ -51,11 +55,13 @@ class ChatTokens:
         """Ids to append after a generated turn: close the turn, the user message, the
         next generation prompt. ``turn_ids`` are the ids the engine just produced."""
         full = self._render(self._PROBE + [{"role": "user", "content": text}], True)
-        if full[:self._probe_len] != self._probe:
-            raise ValueError("the chat template is not prefix-stable: appending a message "
-                             "changed the tokens of earlier ones")
+        if full[: self._probe_len] != self._probe:
+            raise ValueError(
+                "the chat template is not prefix-stable: appending a message "
+                "changed the tokens of earlier ones"
+            )
         closing = [] if turn_ids and turn_ids[-1] == self.eos_id else [self.eos_id]
-        return closing + self._after_eos + full[self._probe_len:]
+        return closing + self._after_eos + full[self._probe_len :]
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)

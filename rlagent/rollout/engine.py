@@ -3,6 +3,7 @@
 Token ids in, token ids and per-token sampling logprobs out; weights replaced in place.
 vLLM's API moves between releases, so it is touched here only (pinned: vllm 0.32).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,9 +41,9 @@ def engine_env(threads: int, kv_cache_gib: float, first_core: int = 0) -> dict[s
 class Generation:
     """One sampled continuation."""
 
-    token_ids: list[int]        # generated ids, the stop token included when it was sampled
-    logprobs: list[float]       # sampling logprob of each generated id
-    finish_reason: str          # "stop" | "length"
+    token_ids: list[int]  # generated ids, the stop token included when it was sampled
+    logprobs: list[float]  # sampling logprob of each generated id
+    finish_reason: str  # "stop" | "length"
 
 
 class WeightLoaderExtension:
@@ -132,17 +133,31 @@ def _no_opaque_module_attributes() -> Iterator[None]:
             namespace[name] = value
 
 
-def llm_args(model: str, *, seed: int, max_model_len: int, dtype: str, gpu_memory_utilization: float,
-             max_num_seqs: int, tensor_parallel_size: int, cuda: bool) -> dict[str, Any]:
+def llm_args(
+    model: str,
+    *,
+    seed: int,
+    max_model_len: int,
+    dtype: str,
+    gpu_memory_utilization: float,
+    max_num_seqs: int,
+    tensor_parallel_size: int,
+    cuda: bool,
+) -> dict[str, Any]:
     """Arguments of vLLM's ``LLM`` for one engine. Tensor parallel shards the engine over
     ``tensor_parallel_size`` GPUs of the worker's node, in processes vLLM starts itself (the
     rollout worker actor holds those GPUs)."""
     args: dict[str, Any] = dict(
-        model=model, dtype=dtype, seed=seed, max_model_len=max_model_len,
-        enforce_eager=True, max_num_seqs=max_num_seqs,
+        model=model,
+        dtype=dtype,
+        seed=seed,
+        max_model_len=max_model_len,
+        enforce_eager=True,
+        max_num_seqs=max_num_seqs,
         # Logprobs after temperature scaling: what the learner reproduces.
         logprobs_mode="processed_logprobs",
-        worker_extension_cls="rlagent.rollout.engine.WeightLoaderExtension")
+        worker_extension_cls="rlagent.rollout.engine.WeightLoaderExtension",
+    )
     if cuda:
         args["gpu_memory_utilization"] = gpu_memory_utilization
     if tensor_parallel_size > 1:
@@ -153,29 +168,58 @@ def llm_args(model: str, *, seed: int, max_model_len: int, dtype: str, gpu_memor
 class VLLMEngine:
     """A vLLM ``LLM`` that works on token ids."""
 
-    def __init__(self, model: str, *, seed: int, max_model_len: int, dtype: str = "float32",
-                 gpu_memory_utilization: float = 0.5, max_num_seqs: int = 64,
-                 tensor_parallel_size: int = 1):
+    def __init__(
+        self,
+        model: str,
+        *,
+        seed: int,
+        max_model_len: int,
+        dtype: str = "float32",
+        gpu_memory_utilization: float = 0.5,
+        max_num_seqs: int = 64,
+        tensor_parallel_size: int = 1,
+    ):
         from vllm import LLM
 
-        args = llm_args(model, seed=seed, max_model_len=max_model_len, dtype=dtype,
-                        gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
-                        tensor_parallel_size=tensor_parallel_size, cuda=torch.cuda.is_available())
+        args = llm_args(
+            model,
+            seed=seed,
+            max_model_len=max_model_len,
+            dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_num_seqs=max_num_seqs,
+            tensor_parallel_size=tensor_parallel_size,
+            cuda=torch.cuda.is_available(),
+        )
         with _no_opaque_module_attributes():
             self.llm = LLM(**args)
 
-    def generate(self, prompts: list[list[int]], max_tokens: list[int], *,
-                 temperature: float, top_p: float = 1.0,
-                 stop: list[str] | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: list[list[int]],
+        max_tokens: list[int],
+        *,
+        temperature: float,
+        top_p: float = 1.0,
+        stop: list[str] | None = None,
+    ) -> list[Generation]:
         """Sample one continuation per prompt (each with its own token budget), ending early
         after any of the ``stop`` strings (kept in the output)."""
         from vllm import SamplingParams
 
-        params = [SamplingParams(max_tokens=m, temperature=temperature, top_p=top_p,
-                                 logprobs=0, skip_special_tokens=False, stop=stop or None,
-                                 include_stop_str_in_output=True) for m in max_tokens]
-        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params,
-                                 use_tqdm=False)
+        params = [
+            SamplingParams(
+                max_tokens=m,
+                temperature=temperature,
+                top_p=top_p,
+                logprobs=0,
+                skip_special_tokens=False,
+                stop=stop or None,
+                include_stop_str_in_output=True,
+            )
+            for m in max_tokens
+        ]
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         result = []
         for out in outs:
             c = out.outputs[0]
@@ -191,11 +235,11 @@ class VLLMEngine:
         from vllm import SamplingParams
 
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
-        outs = self.llm.generate([{"prompt_token_ids": s} for s in sequences], params,
-                                 use_tqdm=False)
-        return [[float(out.prompt_logprobs[i][tok].logprob)
-                 for i, tok in enumerate(seq) if i >= start]
-                for seq, out in zip(sequences, outs)]
+        outs = self.llm.generate([{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False)
+        return [
+            [float(out.prompt_logprobs[i][tok].logprob) for i, tok in enumerate(seq) if i >= start]
+            for seq, out in zip(sequences, outs)
+        ]
 
     def next_token_logprobs(self, prompts: list[list[int]], token_ids: list[int]) -> list[list[float]]:
         """Log-probability of each of ``token_ids`` as the token that follows each prompt.
@@ -206,8 +250,7 @@ class VLLMEngine:
         from vllm import SamplingParams
 
         params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(token_ids))
-        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params,
-                                 use_tqdm=False)
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         return [[float(out.outputs[0].logprobs[0][t].logprob) for t in token_ids] for out in outs]
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:

@@ -5,6 +5,7 @@ the observation's template ids (loss mask 0). Env steps run in threads with a ti
 a slow or hung env truncates its own episode and never stalls the others. An env that
 raised or hung is closed and never reused; later episodes get a fresh instance.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -45,8 +46,15 @@ class _Live:
 class EpisodeRunner:
     """Plays episodes of one env id with one engine; reuses env instances across calls."""
 
-    def __init__(self, engine: VLLMEngine, chat: ChatTokens, env_id: str,
-                 env_kwargs: dict[str, Any], cfg: RolloutConfig, system_prompt: str | None = None):
+    def __init__(
+        self,
+        engine: VLLMEngine,
+        chat: ChatTokens,
+        env_id: str,
+        env_kwargs: dict[str, Any],
+        cfg: RolloutConfig,
+        system_prompt: str | None = None,
+    ):
         self.engine, self.chat, self.cfg = engine, chat, cfg
         self.env_id, self.env_kwargs, self.system_prompt = env_id, env_kwargs, system_prompt
         self._free_envs: list[Any] = []
@@ -56,8 +64,13 @@ class EpisodeRunner:
         # too, so new weights land between two turns, never inside one.
         self.weights_lock = threading.Lock()
 
-    def run(self, tasks: list[tuple[int, Task]], group_size: int, version: int | Callable[[], int],
-            on_done: Callable[[Episode], None] = lambda e: None) -> list[Episode]:
+    def run(
+        self,
+        tasks: list[tuple[int, Task]],
+        group_size: int,
+        version: int | Callable[[], int],
+        on_done: Callable[[Episode], None] = lambda e: None,
+    ) -> list[Episode]:
         """Play ``group_size`` episodes of each (group id, task); ``on_done`` sees each
         episode the moment it ends, while the others are still generating. ``version`` is
         the engine's weights version, or a function giving it at each turn (in-flight
@@ -93,8 +106,7 @@ class EpisodeRunner:
 
     # ------------------------------------------------------------ one turn of all episodes
     def _turn(self, active: list[_Live]) -> None:
-        budgets = [min(self.cfg.max_new_tokens, self.cfg.max_episode_tokens - len(e.ids))
-                   for e in active]
+        budgets = [min(self.cfg.max_new_tokens, self.cfg.max_episode_tokens - len(e.ids)) for e in active]
         for e, b in zip(active, budgets):
             if b < 1:
                 e.termination = "max_tokens"
@@ -103,9 +115,13 @@ class EpisodeRunner:
             return
         with self.weights_lock:
             version = self._version()
-            gens = self.engine.generate([e.ids for e, _ in todo], [b for _, b in todo],
-                                        temperature=self.cfg.temperature, top_p=self.cfg.top_p,
-                                        stop=self.cfg.stop)
+            gens = self.engine.generate(
+                [e.ids for e, _ in todo],
+                [b for _, b in todo],
+                temperature=self.cfg.temperature,
+                top_p=self.cfg.top_p,
+                stop=self.cfg.stop,
+            )
         actions = []
         for (e, _), g in zip(todo, gens):
             start = len(e.ids)
@@ -134,7 +150,7 @@ class EpisodeRunner:
         elif len(e.turns) >= self.cfg.max_turns:
             e.termination = "max_turns"
         else:
-            obs_ids = self.chat.observation(obs, e.ids[turn.span[0]:turn.span[1]])
+            obs_ids = self.chat.observation(obs, e.ids[turn.span[0] : turn.span[1]])
             if len(e.ids) + len(obs_ids) >= self.cfg.max_episode_tokens:
                 e.termination = "max_tokens"
                 return
@@ -158,27 +174,52 @@ class EpisodeRunner:
         if env is None:
             env = gymnasium.make(self.env_id, **self.env_kwargs)
             obs = _reset(env, task)
-        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages.append({"role": "user", "content": obs})
         ids = self.chat.prompt(messages)
-        return _Live(task, group, env, messages, ids, prompt_len=len(ids),
-                     mask=[0] * len(ids), logprobs=[0.0] * len(ids))
+        return _Live(
+            task,
+            group,
+            env,
+            messages,
+            ids,
+            prompt_len=len(ids),
+            mask=[0] * len(ids),
+            logprobs=[0.0] * len(ids),
+        )
 
     def _finish(self, e: _Live) -> Episode:
         if e.env is not None:
             self._free_envs.append(e.env)
         version = e.turns[0].policy_version if e.turns else self._version()
-        return Episode(task=e.task, group=e.group, messages=e.messages, token_ids=e.ids,
-                       loss_mask=e.mask, logprobs=e.logprobs, prompt_len=e.prompt_len,
-                       turns=e.turns, termination=e.termination or "max_turns",
-                       policy_version=version)
+        return Episode(
+            task=e.task,
+            group=e.group,
+            messages=e.messages,
+            token_ids=e.ids,
+            loss_mask=e.mask,
+            logprobs=e.logprobs,
+            prompt_len=e.prompt_len,
+            turns=e.turns,
+            termination=e.termination or "max_turns",
+            policy_version=version,
+        )
 
     @staticmethod
     def _failed_start(group: int, task: Task, err: BaseException, version: int) -> Episode:
         info = {"error": f"{type(err).__name__}: {err}"}
-        return Episode(task=task, group=group, messages=[], token_ids=[], loss_mask=[],
-                       logprobs=[], prompt_len=0, turns=[Turn("", None, 0.0, info, (0, 0), "")],
-                       termination="env_error", policy_version=version)
+        return Episode(
+            task=task,
+            group=group,
+            messages=[],
+            token_ids=[],
+            loss_mask=[],
+            logprobs=[],
+            prompt_len=0,
+            turns=[Turn("", None, 0.0, info, (0, 0), "")],
+            termination="env_error",
+            policy_version=version,
+        )
 
     def _in_threads(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         """fn over items concurrently; each result or the exception it raised (TimeoutError

@@ -7,6 +7,7 @@ pool's methods, which return one named Ray call per worker (``rlagent.weight_syn
 Ray restarts a worker whose process dies; ``run`` then loads the current weights into it
 (through the hook the weight sync sets) and plays that worker's share again.
 """
+
 from __future__ import annotations
 
 import time
@@ -34,15 +35,24 @@ class RolloutWorker:
         from rlagent.rollout.episodes import EpisodeRunner
 
         self.cfg = cfg
-        self.engine = VLLMEngine(model_path, seed=cfg.run.seed + index,
-                                 # +1: scoring a full-length episode asks for one more token
-                                 max_model_len=cfg.rollout.max_episode_tokens + 1,
-                                 dtype=cfg.model.dtype,
-                                 gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
-                                 tensor_parallel_size=cfg.rollout.tensor_parallel_size)
+        self.engine = VLLMEngine(
+            model_path,
+            seed=cfg.run.seed + index,
+            # +1: scoring a full-length episode asks for one more token
+            max_model_len=cfg.rollout.max_episode_tokens + 1,
+            dtype=cfg.model.dtype,
+            gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
+            tensor_parallel_size=cfg.rollout.tensor_parallel_size,
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.runner = EpisodeRunner(self.engine, ChatTokens(self.tokenizer), cfg.env.id,
-                                    cfg.env.kwargs, cfg.rollout, cfg.env.system_prompt)
+        self.runner = EpisodeRunner(
+            self.engine,
+            ChatTokens(self.tokenizer),
+            cfg.env.id,
+            cfg.env.kwargs,
+            cfg.rollout,
+            cfg.env.system_prompt,
+        )
         self.version = 0
 
     def pad_id(self) -> int:
@@ -59,9 +69,11 @@ class RolloutWorker:
 
         # read at each turn: with in-flight updates new weights can land mid-episode
         self.runner.run(tasks, group_size, lambda: self.version, on_done=done)
-        scores: list[Scores] = wait([ref for _, ref in sent],
-                                    self.cfg.rewards.timeout_s * max(len(sent), 1) + 60,
-                                    "the reward service to score this worker's episodes")
+        scores: list[Scores] = wait(
+            [ref for _, ref in sent],
+            self.cfg.rewards.timeout_s * max(len(sent), 1) + 60,
+            "the reward service to score this worker's episodes",
+        )
         for (e, _), s in zip(sent, scores):
             e.take(s)
         return [e for e, _ in sent]
@@ -111,17 +123,24 @@ class RolloutPool:
         r = cfg.rollout
         self.cfg, self.rewards = cfg, rewards
         self._workers = [
-            ray.remote(RolloutWorker).options(
-                num_cpus=r.num_cpus, num_gpus=r.num_gpus, max_restarts=-1,
+            ray.remote(RolloutWorker)
+            .options(
+                num_cpus=r.num_cpus,
+                num_gpus=r.num_gpus,
+                max_restarts=-1,
                 # in-flight updates: a weight sync runs beside ``run``, between two turns
                 max_concurrency=2 if r.inflight_updates else 1,
-                runtime_env={"env_vars": engine_env(r.engine_threads, r.kv_cache_gib,
-                                                    first_core=i * r.engine_threads)},
+                runtime_env={
+                    "env_vars": engine_env(r.engine_threads, r.kv_cache_gib, first_core=i * r.engine_threads)
+                },
                 **placed(placement, "rollout workers", i),
-            ).remote(cfg, model_path, i)
-            for i in range(r.num_workers)]
-        self.pad_id = wait(self._workers[0].pad_id.remote(), deadline("engine_start"),
-                           "the rollout engines to start")
+            )
+            .remote(cfg, model_path, i)
+            for i in range(r.num_workers)
+        ]
+        self.pad_id = wait(
+            self._workers[0].pad_id.remote(), deadline("engine_start"), "the rollout engines to start"
+        )
         self._reload: Reload | None = None  # None: the engines run the weights they started with
 
     def __len__(self) -> int:
@@ -137,8 +156,9 @@ class RolloutPool:
         worker's share of the episodes comes back (workers report whole shares only)."""
         n = len(self._workers)
         shares = {i: [(g, t) for g, t in enumerate(tasks) if g % n == i] for i in range(n)}
-        calls = {self._workers[i].run.remote(s, group_size, self.rewards): (i, 0)
-                 for i, s in shares.items() if s}
+        calls = {
+            self._workers[i].run.remote(s, group_size, self.rewards): (i, 0) for i, s in shares.items() if s
+        }
         timeout = Deadline(self.cfg.rollout.timeout_s, "rollout.timeout_s")
         end = time.monotonic() + timeout.seconds
         episodes: list[Episode] = []
@@ -165,17 +185,20 @@ class RolloutPool:
         if attempt > limit:
             raise RolloutWorkerDied(
                 f"rollout worker {i} died {attempt} times in one step (rollout.max_retries="
-                f"{limit}); last error: {cause}") from err
-        print(f"[rlagent] rollout worker {i} died ({cause}); playing its share again after "
-              f"Ray restarts it (retry {attempt} of {limit})", flush=True)
+                f"{limit}); last error: {cause}"
+            ) from err
+        print(
+            f"[rlagent] rollout worker {i} died ({cause}); playing its share again after "
+            f"Ray restarts it (retry {attempt} of {limit})",
+            flush=True,
+        )
         until = min(end, time.monotonic() + deadline("worker_restart").seconds)
         try:
             await_restart(self._workers[i], until, f"rollout worker {i} to restart")
             if self._reload is not None:
                 self._reload(self, i, max(until - time.monotonic(), 1.0))
         except ray.exceptions.RayActorError as again:
-            raise RolloutWorkerDied(f"rollout worker {i} died and did not come back: "
-                                    f"{again}") from err
+            raise RolloutWorkerDied(f"rollout worker {i} died and did not come back: {again}") from err
 
     # ---------------------------------------------------------------- for the weight sync
     def set_reload(self, reload: Reload) -> None:
@@ -196,8 +219,10 @@ class RolloutPool:
         return self._each(lambda w: w.weight_group_members.remote())
 
     def join_weight_group(self, address: dict, first_ranks: list[int]) -> dict[str, Any]:
-        return {f"rollout worker {i}": w.join_weight_group.remote(address, first)
-                for i, (w, first) in enumerate(zip(self._workers, first_ranks))}
+        return {
+            f"rollout worker {i}": w.join_weight_group.remote(address, first)
+            for i, (w, first) in enumerate(zip(self._workers, first_ranks))
+        }
 
     def receive_weights(self, metas: list[list], version: int) -> dict[str, Any]:
         return self._each(lambda w: w.receive_weights.remote(metas, version))
@@ -208,9 +233,15 @@ class RolloutPool:
 
     # ---------------------------------------------------------------- housekeeping
     def peak_memory_gb(self) -> float:
-        return max(wait([w.peak_memory_gb.remote() for w in self._workers], deadline("housekeeping"),
-                        "worker memory"))
+        return max(
+            wait(
+                [w.peak_memory_gb.remote() for w in self._workers], deadline("housekeeping"), "worker memory"
+            )
+        )
 
     def shutdown(self) -> None:
-        wait([w.shutdown.remote() for w in self._workers], deadline("housekeeping"),
-             "the rollout workers to shut down")
+        wait(
+            [w.shutdown.remote() for w in self._workers],
+            deadline("housekeeping"),
+            "the rollout workers to shut down",
+        )

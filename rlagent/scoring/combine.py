@@ -10,6 +10,7 @@
 A component is a plugin's score: a float, a list of per-turn floats (a process reward, whose
 scalar is its mean), or None (not applicable). A failed plugin is an error, never a 0.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -33,9 +34,14 @@ def scalar(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def total(components: Mapping[str, Any], errors: Mapping[str, str], termination: str,
-          specs: list[RewardSpec], on_error: str = "exclude",
-          values: Mapping[str, float | None] | None = None) -> float | None:
+def total(
+    components: Mapping[str, Any],
+    errors: Mapping[str, str],
+    termination: str,
+    specs: list[RewardSpec],
+    on_error: str = "exclude",
+    values: Mapping[str, float | None] | None = None,
+) -> float | None:
     """The weighted sum of the components that scored; None when there is nothing to learn
     from: the env broke, no weighted plugin applied, or (``on_error: exclude``) a weighted
     plugin failed. ``values`` replaces the components' own scalars (group normalisation).
@@ -74,8 +80,9 @@ def group_normalized(episodes: list[Episode], specs: list[RewardSpec], on_error:
     for group in by_group.values():
         normed: list[dict[str, float | None]] = [{} for _ in group]
         for spec in specs:
-            xs = [scalar(e.rewards.get(spec.name)) if spec.name not in e.reward_errors else None
-                  for e in group]
+            xs = [
+                scalar(e.rewards.get(spec.name)) if spec.name not in e.reward_errors else None for e in group
+            ]
             nums = [x for x in xs if x is not None]
             mean = sum(nums) / len(nums) if nums else 0.0
             std = (sum((x - mean) ** 2 for x in nums) / len(nums)) ** 0.5 if nums else 0.0
@@ -101,7 +108,7 @@ def split_process(episode: Episode, specs: list[RewardSpec]) -> tuple[float | No
         if spec.weight == 0 or not isinstance(value, list):
             continue
         rest -= spec.weight * (scalar(value) or 0.0)
-        for k, v in enumerate(value[:len(turns)]):
+        for k, v in enumerate(value[: len(turns)]):
             turns[k] += spec.weight * (v or 0.0)
     return rest, turns
 
@@ -110,8 +117,10 @@ def reward_metrics(episodes: list[Episode], specs: list[RewardSpec]) -> dict[str
     """``reward/mean`` and, per plugin, ``reward/<name>/mean``, ``/std``, ``/errors``,
     ``/none`` (not applicable) and ``/latency_s`` (mean seconds per call)."""
     totals = [e.reward for e in episodes if e.reward is not None]
-    out = {"reward/mean": sum(totals) / len(totals) if totals else float("nan"),
-           "reward/invalid": float(len(episodes) - len(totals))}
+    out = {
+        "reward/mean": sum(totals) / len(totals) if totals else float("nan"),
+        "reward/invalid": float(len(episodes) - len(totals)),
+    }
     for spec in specs:
         vals = [scalar(e.rewards.get(spec.name)) for e in episodes if spec.name not in e.reward_errors]
         nums = [v for v in vals if v is not None]
@@ -119,7 +128,8 @@ def reward_metrics(episodes: list[Episode], specs: list[RewardSpec]) -> dict[str
         lat = [e.reward_latency[spec.name] for e in episodes if spec.name in e.reward_latency]
         out[f"reward/{spec.name}/mean"] = mean
         out[f"reward/{spec.name}/std"] = (
-            (sum((v - mean) ** 2 for v in nums) / len(nums)) ** 0.5 if nums else float("nan"))
+            (sum((v - mean) ** 2 for v in nums) / len(nums)) ** 0.5 if nums else float("nan")
+        )
         out[f"reward/{spec.name}/errors"] = float(sum(spec.name in e.reward_errors for e in episodes))
         out[f"reward/{spec.name}/none"] = float(len(vals) - len(nums))
         out[f"reward/{spec.name}/latency_s"] = sum(lat) / len(lat) if lat else float("nan")

@@ -3,6 +3,7 @@
 Prints one JSON line per episode (file, line, task id, score or error) and a summary on
 stderr, so a plugin author can develop against real rollouts.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -55,7 +56,9 @@ def score_file(name: str, paths: list[str], kwargs_text: str, timeout_s: float) 
                 print(json.dumps(out), flush=True)
     total = len(scores) + none + errors
     mean = sum(scores) / len(scores) if scores else float("nan")
-    print(f"[rlagent] {name}: {total} episodes, mean {mean:.4f} over {len(scores)} scored, "
-          f"{none} not applicable, {errors} errors, {seconds / max(total, 1) * 1000:.1f} ms per call",
-          file=sys.stderr)
+    print(
+        f"[rlagent] {name}: {total} episodes, mean {mean:.4f} over {len(scores)} scored, "
+        f"{none} not applicable, {errors} errors, {seconds / max(total, 1) * 1000:.1f} ms per call",
+        file=sys.stderr,
+    )
     return 1 if errors else 0

@@ -7,6 +7,7 @@ A plugin is a class with ``kind`` ("format" | "outcome" | "process") and
 The service runs as Ray actors (``start_reward_service``); a rollout worker hands each
 finished episode's ``EpisodeView`` (no tokens) to one of them and gets ``Scores`` back.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -33,13 +34,17 @@ def discover() -> dict[str, EntryPoint]:
 
 def load_plugin(spec: RewardSpec, available: dict[str, EntryPoint]) -> Any:
     if spec.name not in available:
-        raise ConfigError(f"rewards.components: no reward plugin named {spec.name!r} "
-                          f"(installed: {', '.join(sorted(available)) or 'none'})")
+        raise ConfigError(
+            f"rewards.components: no reward plugin named {spec.name!r} "
+            f"(installed: {', '.join(sorted(available)) or 'none'})"
+        )
     cls = available[spec.name].load()
     plugin = cls(**spec.kwargs)
     if getattr(plugin, "kind", None) not in KINDS:
-        raise ConfigError(f"rewards.components: plugin {spec.name!r} has kind "
-                          f"{getattr(plugin, 'kind', None)!r}; expected one of {KINDS}")
+        raise ConfigError(
+            f"rewards.components: plugin {spec.name!r} has kind "
+            f"{getattr(plugin, 'kind', None)!r}; expected one of {KINDS}"
+        )
     return plugin
 
 
@@ -72,15 +77,13 @@ class RewardService:
         self.on_error = on_error
         # Enough threads for every concurrent call's plugins: a timeout measures the plugin,
         # not time spent queued behind others.
-        self._pool = cf.ThreadPoolExecutor(max_workers=CONCURRENCY * len(specs),
-                                           thread_name_prefix="reward")
+        self._pool = cf.ThreadPoolExecutor(max_workers=CONCURRENCY * len(specs), thread_name_prefix="reward")
 
     def score(self, view: EpisodeView) -> Scores:
         """Every configured plugin on one episode, at once, each under the same per-call
         timeout; the components, errors, latencies and the weighted total."""
         start = time.perf_counter()
-        futures = {s.name: self._pool.submit(_timed, self.plugins[s.name].score, view)
-                   for s in self.specs}
+        futures = {s.name: self._pool.submit(_timed, self.plugins[s.name].score, view) for s in self.specs}
         components: dict[str, Any] = {}
         errors: dict[str, str] = {}
         latency: dict[str, float] = {}
@@ -95,8 +98,12 @@ class RewardService:
                 errors[name] = f"timed out after {self.timeout_s} s"
             except Exception as err:  # a plugin bug must not end the run; it is counted
                 errors[name] = f"{type(err).__name__}: {err}"
-        return Scores(components, errors, latency,
-                      total(components, errors, view.termination, self.specs, self.on_error))
+        return Scores(
+            components,
+            errors,
+            latency,
+            total(components, errors, view.termination, self.specs, self.on_error),
+        )
 
 
 def _timed(fn: Any, view: EpisodeView) -> tuple[Any, float]:
@@ -110,10 +117,15 @@ def start_reward_service(rewards: RewardConfig, placement: Any = None) -> list[A
     import ray
 
     actor = ray.remote(RewardService)
-    handles = [actor.options(num_cpus=rewards.num_cpus, max_concurrency=CONCURRENCY,
-                             **placed(placement, "reward service", i)
-                             ).remote(rewards.components, rewards.timeout_s, rewards.on_error)
-               for i in range(rewards.num_actors)]
-    wait([h.__ray_ready__.remote() for h in handles], deadline("rewards_start"),
-         "the reward service to load its plugins")
+    handles = [
+        actor.options(
+            num_cpus=rewards.num_cpus, max_concurrency=CONCURRENCY, **placed(placement, "reward service", i)
+        ).remote(rewards.components, rewards.timeout_s, rewards.on_error)
+        for i in range(rewards.num_actors)
+    ]
+    wait(
+        [h.__ray_ready__.remote() for h in handles],
+        deadline("rewards_start"),
+        "the reward service to load its plugins",
+    )
     return handles

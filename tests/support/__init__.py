@@ -4,6 +4,7 @@
 Ray's worker processes (whose working directory is the repository) import them as
 ``tests.support.<name>``.
 """
+
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]

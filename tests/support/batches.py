@@ -1,5 +1,6 @@
 """Training batches built by hand: six episodes of two groups, right-padded, with
 sampling logprobs near the tiny model's uniform level (-2.8 ~ -log(17))."""
+
 import torch
 
 from rlagent.records import TrainBatch
@@ -22,8 +23,7 @@ def _batch() -> TrainBatch:
         masks.append(mask + [0] * (14 - n))
         olds.append([(-2.8 if m else 0.0) for m in mask] + [0.0] * (14 - n))  # ~ -log(17)
         lengths.append(n)
-    return TrainBatch(rows, masks, olds, lengths, pad_id=1,
-                      advantages=[1.0, -1.0, 0.5, -0.5, 2.0, -2.0])
+    return TrainBatch(rows, masks, olds, lengths, pad_id=1, advantages=[1.0, -1.0, 0.5, -0.5, 2.0, -2.0])
 
 
 def _group_batch() -> TrainBatch:
@@ -37,14 +37,22 @@ def _group_batch() -> TrainBatch:
             ids = prompt + torch.randint(7, 17, (n - p,), generator=g).tolist()
             mask = [0] * p + [1] * (n - p)
             if n == 14:
-                mask[p + 2:p + 4] = [0, 0]
+                mask[p + 2 : p + 4] = [0, 0]
             rows.append(ids + [1] * (14 - n))
             masks.append(mask + [0] * (14 - n))
             olds.append([(-2.8 if m else 0.0) for m in mask] + [0.0] * (14 - n))
             lengths.append(n)
             groups.append(group)
-    return TrainBatch(rows, masks, olds, lengths, pad_id=1, groups=groups, valid=[True] * 6,
-                      rewards=[1.0, 0.0, 0.5, 0.0, 1.0, 0.2])
+    return TrainBatch(
+        rows,
+        masks,
+        olds,
+        lengths,
+        pad_id=1,
+        groups=groups,
+        valid=[True] * 6,
+        rewards=[1.0, 0.0, 0.5, 0.0, 1.0, 0.2],
+    )
 
 
 LENGTHS = (10, 14, 9, 12, 14, 11)
@@ -60,5 +68,14 @@ def batch(rewards=(1.0, 0.0, 1.0, 0.0, 0.5, 0.0), advantages=None) -> TrainBatch
         rows.append(ids + [1] * (14 - n))
         masks.append(mask + [0] * (14 - n))
         olds.append([(-2.8 if m else 0.0) for m in mask] + [0.0] * (14 - n))  # ~ -log(17)
-    return TrainBatch(rows, masks, olds, list(LENGTHS), pad_id=1, rewards=list(rewards),
-                      valid=[True] * 6, groups=[0, 0, 0, 1, 1, 1], advantages=advantages)
+    return TrainBatch(
+        rows,
+        masks,
+        olds,
+        list(LENGTHS),
+        pad_id=1,
+        rewards=list(rewards),
+        valid=[True] * 6,
+        groups=[0, 0, 0, 1, 1, 1],
+        advantages=advantages,
+    )

@@ -10,6 +10,7 @@ the note of the commit that set them gives the numbers), and the verdict asks fo
 the last 10 steps: a margin of 0.15, while a run with the policy loss's sign flipped
 (``pytest --flip-policy-loss``) stays near 0.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,18 +20,37 @@ from rlagent.trainer import train
 
 STEPS = 80
 SETTINGS = [
-    "env.id=rlagent/Echo-v0", "env.kwargs={num_turns: 2}", "rollout.max_new_tokens=2",
-    "rollout.max_episode_tokens=64", "rollout.max_turns=2", "rollout.kv_cache_gib=1",
-    "algo.group_size=8", "algo.tasks_per_step=8", "algo.entropy_coef=0.01", "learner.lr=0.003",
-    "learner.micro_batch_size=64", "rewards.components=[{name: env_reward, weight: 1.0}]",
-    "tracking.wandb_mode=disabled", "tracking.save_rollouts=false",
+    "env.id=rlagent/Echo-v0",
+    "env.kwargs={num_turns: 2}",
+    "rollout.max_new_tokens=2",
+    "rollout.max_episode_tokens=64",
+    "rollout.max_turns=2",
+    "rollout.kv_cache_gib=1",
+    "algo.group_size=8",
+    "algo.tasks_per_step=8",
+    "algo.entropy_coef=0.01",
+    "learner.lr=0.003",
+    "learner.micro_batch_size=64",
+    "rewards.components=[{name: env_reward, weight: 1.0}]",
+    "tracking.wandb_mode=disabled",
+    "tracking.save_rollouts=false",
 ]
 
 
 def train_echo(tiny_model: str, tmp_path, seed: int, *extra: str) -> list[dict]:
     """Train on Echo-v0 with ``SETTINGS`` (then ``extra``); the metrics rows."""
-    cfg = load_config(None, ["run.name=echo", f"run.output_dir={tmp_path}", f"run.seed={seed}",
-                             f"run.steps={STEPS}", f"model.path={tiny_model}", *SETTINGS, *extra])
+    cfg = load_config(
+        None,
+        [
+            "run.name=echo",
+            f"run.output_dir={tmp_path}",
+            f"run.seed={seed}",
+            f"run.steps={STEPS}",
+            f"model.path={tiny_model}",
+            *SETTINGS,
+            *extra,
+        ],
+    )
     with open(train(cfg) / "metrics.jsonl") as f:
         return [json.loads(line) for line in f]
 

@@ -1,5 +1,6 @@
 """Engine stand-ins for the episode runner's tests (the real vLLM engine has its own
 tests): ``OneWordEngine`` answers every turn with one word."""
+
 from __future__ import annotations
 
 from rlagent.config import RolloutConfig
@@ -9,8 +10,7 @@ from rlagent.rollout.engine import Generation
 from rlagent.rollout.episodes import EpisodeRunner
 from rlagent.testing import ENV_ID
 
-ECHO_TASK = Task(id="echo-a-b", env=ENV_ID, prompt="a", answer="a b",
-                 fields={"letters_seq": ["a", "b"]})
+ECHO_TASK = Task(id="echo-a-b", env=ENV_ID, prompt="a", answer="a b", fields={"letters_seq": ["a", "b"]})
 
 
 class OneWordEngine:

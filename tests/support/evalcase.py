@@ -1,4 +1,5 @@
 """The eval tests' run: the tiny model on Echo-v0 with the learning tests' settings."""
+
 import json
 
 import yaml
@@ -11,8 +12,9 @@ ECHO = {
     "algo": {"group_size": 8, "tasks_per_step": 8, "entropy_coef": 0.01},
     "learner": {"lr": 0.003, "micro_batch_size": 64},
     # env_success (weight 0) is only reported: each component shows in the eval
-    "rewards": {"components": [{"name": "env_reward", "weight": 1.0},
-                               {"name": "env_success", "weight": 0.0}]},
+    "rewards": {
+        "components": [{"name": "env_reward", "weight": 1.0}, {"name": "env_success", "weight": 0.0}]
+    },
     "tracking": {"wandb_mode": "disabled", "save_rollouts": False},
 }
 

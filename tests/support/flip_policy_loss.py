@@ -1,6 +1,7 @@
 """``pytest --flip-policy-loss``: every Ray worker of the session (the learner ranks among
 them) negates the policy-gradient loss, so a correct learning test must then fail. A check
 that the learning tests can fail, not part of any run."""
+
 from __future__ import annotations
 
 

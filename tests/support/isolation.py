@@ -4,6 +4,7 @@ CI machines allow unprivileged user namespaces, so there a skipped escape test w
 that the sandbox's isolation was never checked; with the ``CI`` environment variable set (as
 for hadolint in test_dockerfile.py) the test fails instead, saying why.
 """
+
 from __future__ import annotations
 
 import functools
@@ -18,8 +19,10 @@ def isolation_unavailable(what: str) -> None:
     """End the running test, which checks ``what``: a skip, or a failure when ``CI`` is set."""
     reason = f"{what} needs sandbox isolation: unprivileged user namespaces are not available here"
     if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI is set, and CI machines must run the sandbox's security "
-                    f"tests, not skip them", pytrace=False)
+        pytest.fail(
+            f"{reason}; CI is set, and CI machines must run the sandbox's security tests, not skip them",
+            pytrace=False,
+        )
     pytest.skip(reason)
 
 

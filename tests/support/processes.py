@@ -1,4 +1,5 @@
 """Child processes of the test process: find and kill them (a dying env, a dead browser)."""
+
 from __future__ import annotations
 
 import psutil

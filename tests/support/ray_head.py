@@ -1,4 +1,5 @@
 """A throwaway Ray head on loopback for tests that submit Ray jobs (not a pytest test module)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -42,20 +43,40 @@ def local_ray_head(num_cpus: int = 2) -> Iterator[tuple[str, dict[str, str]]]:
     """
     # A short temp dir: Ray's unix socket paths must stay under ~107 characters.
     temp = tempfile.mkdtemp(prefix="rlray-", dir="/tmp")
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_AUTH_MODE": "disabled",
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
     env.pop("RAY_ADDRESS", None)
     dash = free_port()
     head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-         f"--port={free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         f"--num-cpus={num_cpus}", f"--temp-dir={temp}", "--disable-usage-stats",
-         # Ports of their own: another Ray on the machine (e.g. this test session's) holds
-         # the defaults, and a job agent that cannot bind never accepts a job.
-         f"--dashboard-agent-listen-port={free_port()}",
-         f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-         f"--runtime-env-agent-port={free_port()}", f"--ray-client-server-port={free_port()}"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={free_port()}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            f"--num-cpus={num_cpus}",
+            f"--temp-dir={temp}",
+            "--disable-usage-stats",
+            # Ports of their own: another Ray on the machine (e.g. this test session's) holds
+            # the defaults, and a job agent that cannot bind never accepts a job.
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_http(f"http://127.0.0.1:{dash}/api/version", 90)
         yield f"http://127.0.0.1:{dash}", env

@@ -1,4 +1,5 @@
 """Episode views and the table of built-in reward plugins, for the reward plugins' tests."""
+
 from __future__ import annotations
 
 from rlagent.episode_view import EpisodeView
@@ -14,14 +15,30 @@ from rlagent.rewards.text_match import ExactMatchReward, F1Reward
 
 # Two tools as a chat template would get them: one OpenAI style, one flat.
 TOOLS = [
-    {"type": "function", "function": {"name": "search", "parameters": {
-        "type": "object", "required": ["query"],
-        "properties": {"query": {"type": "string"}, "top_k": {"type": "integer"}}}}},
-    {"name": "calc", "parameters": {
-        "type": "object", "required": ["expression"], "additionalProperties": False,
-        "properties": {"expression": {"type": "string"},
-                       "precision": {"type": "integer", "enum": [2, 4]},
-                       "vars": {"type": "array", "items": {"type": "number"}}}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "parameters": {
+                "type": "object",
+                "required": ["query"],
+                "properties": {"query": {"type": "string"}, "top_k": {"type": "integer"}},
+            },
+        },
+    },
+    {
+        "name": "calc",
+        "parameters": {
+            "type": "object",
+            "required": ["expression"],
+            "additionalProperties": False,
+            "properties": {
+                "expression": {"type": "string"},
+                "precision": {"type": "integer", "enum": [2, 4]},
+                "vars": {"type": "array", "items": {"type": "number"}},
+            },
+        },
+    },
 ]
 
 
@@ -46,10 +63,11 @@ BUILTINS = {
 def view(*turns, answer=None, **task_fields) -> EpisodeView:
     """An episode whose assistant turns are ``turns``: action strings or (action, info) pairs."""
     pairs = [t if isinstance(t, tuple) else (t, {}) for t in turns]
-    return EpisodeView.from_dict({
-        "task": {"id": "t1", "env": "rlagent/Test-v0", "prompt": "?", "answer": answer,
-                 **task_fields},
-        "messages": [{"role": "user", "content": "?"}],
-        "turns": [{"action": a, "observation": "", "env_reward": 0.0, "info": info}
-                  for a, info in pairs],
-        "termination": "terminated"})
+    return EpisodeView.from_dict(
+        {
+            "task": {"id": "t1", "env": "rlagent/Test-v0", "prompt": "?", "answer": answer, **task_fields},
+            "messages": [{"role": "user", "content": "?"}],
+            "turns": [{"action": a, "observation": "", "env_reward": 0.0, "info": info} for a, info in pairs],
+            "termination": "terminated",
+        }
+    )

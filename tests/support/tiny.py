@@ -1,6 +1,7 @@
 """Tiny models for the tests: the word-level one (``rlagent.testing.make_tiny_model``, which
 knows a few letters), and one on the real SmolLM2 tokenizer fitted to write a fixed reply.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +17,7 @@ from rlagent.testing import CHAT_TEMPLATE, SPECIAL, WORDS, make_tiny_model  # no
 # then the end-of-turn token, whatever the conversation before it: on the first turn and on
 # the turn after an observation alike. An env's parser then receives a valid action.
 
+
 def smol_tokenizer():
     from transformers import AutoTokenizer
 
@@ -30,8 +32,7 @@ def _gibberish(tok, rng, most: int) -> str:
     return tok.decode([rng.randrange(first, tok.vocab_size) for _ in range(rng.randint(0, most))])
 
 
-def _training_rows(tok, reply: list[int], rng, n: int, max_filler: int
-                   ) -> list[tuple[list[int], int]]:
+def _training_rows(tok, reply: list[int], rng, n: int, max_filler: int) -> list[tuple[list[int], int]]:
     """``n`` rows (ids, index of the first target): a chat of one or two user messages of
     gibberish, the generation prompt, then ``reply`` (the target). Two-turn rows are built as
     the episode runner builds them (``ChatTokens``: the earlier reply as the generated ids,
@@ -48,9 +49,18 @@ def _training_rows(tok, reply: list[int], rng, n: int, max_filler: int
     return rows
 
 
-def make_smol_action_model(path: Path, action: str, *, seed: int = 0, hidden: int = 64,
-                           layers: int = 2, steps: int = 100, batch: int = 8,
-                           lr: float = 5e-3, max_filler: int = 60) -> Path:
+def make_smol_action_model(
+    path: Path,
+    action: str,
+    *,
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+    steps: int = 100,
+    batch: int = 8,
+    lr: float = 5e-3,
+    max_filler: int = 60,
+) -> Path:
     """A tiny random Llama (``hidden``, ``layers``, tied embeddings, SmolLM2's vocabulary and
     bos/eos/pad ids) fitted to reply ``action``, saved with the SmolLM2 tokenizer and its
     ChatML template as a Hugging Face directory.
@@ -71,11 +81,19 @@ def make_smol_action_model(path: Path, action: str, *, seed: int = 0, hidden: in
         raise ValueError(f"{action!r} does not round-trip through the tokenizer")
     reply = action_ids + [tok.eos_token_id]
     config = LlamaConfig(
-        vocab_size=tok.vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-        num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-        head_dim=hidden // 2, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id)
+        vocab_size=tok.vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=hidden // 2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     # One thread: a model this small gains nothing from two, and on a busy machine the
     # second one's spin-waits cost several times the work itself.
     threads = torch.get_num_threads()
@@ -89,7 +107,7 @@ def make_smol_action_model(path: Path, action: str, *, seed: int = 0, hidden: in
         model.train()
         for _ in range(steps):
             first = rng.randrange(len(rows) - batch + 1)  # rows of similar length: little padding
-            loss = _reply_loss(model, rows[first:first + batch], tok.pad_token_id)
+            loss = _reply_loss(model, rows[first : first + batch], tok.pad_token_id)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -98,15 +116,20 @@ def make_smol_action_model(path: Path, action: str, *, seed: int = 0, hidden: in
         with torch.no_grad():
             for ids, start in _training_rows(tok, reply, random.Random(seed + 1), 4, 2 * max_filler):
                 prompt = torch.tensor([ids[:start]])
-                out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                                     max_new_tokens=len(reply) + 1)[0, start:].tolist()
-                if out[:len(reply)] != reply:
+                out = model.generate(
+                    prompt,
+                    attention_mask=torch.ones_like(prompt),
+                    do_sample=False,
+                    max_new_tokens=len(reply) + 1,
+                )[0, start:].tolist()
+                if out[: len(reply)] != reply:
                     raise RuntimeError(f"the fitted model replies {tok.decode(out)!r}, not {action!r}")
     finally:
         torch.set_num_threads(threads)
     model.save_pretrained(path)
-    GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                     pad_token_id=tok.pad_token_id).save_pretrained(path)
+    GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    ).save_pretrained(path)
     tok.save_pretrained(path)
     return path
 
@@ -121,8 +144,8 @@ def _reply_loss(model, rows: list[tuple[list[int], int]], pad_id: int):
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     where, targets = [], []
     for r, (ids, start) in enumerate(rows):
-        input_ids[r, :len(ids)] = torch.tensor(ids)
-        attention[r, :len(ids)] = 1
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        attention[r, : len(ids)] = 1
         where += [(r, i - 1) for i in range(start, len(ids))]  # position i-1 predicts ids[i]
         targets += ids[start:]
     hidden = model.model(input_ids=input_ids, attention_mask=attention).last_hidden_state

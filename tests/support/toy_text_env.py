@@ -6,6 +6,7 @@ default ``spaces.Text`` (no spaces or punctuation in its charset), no ``generate
 so tests can see what it was given). Guess a number from 1 to 9; a reply that is not a number
 is answered, never raised on.
 """
+
 from __future__ import annotations
 
 import gymnasium

@@ -1,4 +1,5 @@
 """Read W&B's offline ``.wandb`` file back: records in LevelDB log framing, wandb protobufs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +8,7 @@ import struct
 from pathlib import Path
 
 _BLOCK = 32768
-_HEADER = 7            # ":W&B" + 2-byte magic + 1-byte version, then per record crc32, len, type
+_HEADER = 7  # ":W&B" + 2-byte magic + 1-byte version, then per record crc32, len, type
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 
 
@@ -19,11 +20,11 @@ def read_records(path: Path) -> list:
     pos, pending, payloads = _HEADER, b"", []
     while pos + _HEADER <= len(data):
         left = _BLOCK - pos % _BLOCK
-        if left < _HEADER:          # a block tail too short for a header is padding
+        if left < _HEADER:  # a block tail too short for a header is padding
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
-        chunk = data[pos + _HEADER:pos + _HEADER + length]
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + _HEADER])
+        chunk = data[pos + _HEADER : pos + _HEADER + length]
         pos += _HEADER + length
         if kind == _FULL:
             payloads.append(chunk)
@@ -41,8 +42,12 @@ def history(path: Path) -> list[dict]:
     rows = []
     for rec in read_records(path):
         if rec.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                         for item in rec.history.item})
+            rows.append(
+                {
+                    item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                    for item in rec.history.item
+                }
+            )
     return rows
 
 

@@ -1,6 +1,7 @@
 """Network endpoints: rlagent serves nothing itself (``rlagent view`` writes a file), and the
 local Ray cluster a run starts answers no HTTP request without Ray's token on any address
 but loopback (no dashboard, no metrics exporter; Ray's own agents check the token)."""
+
 from __future__ import annotations
 
 import json
@@ -47,10 +48,16 @@ print("ANSWERS", json.dumps(answers))
 
 @pytest.mark.slow
 def test_local_ray_answers_no_http_request_without_its_token():
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "RAY_ADDRESS": "",
-           "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=300)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(Path.home()),
+        "RAY_ADDRESS": "",
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     line = next((x for x in out.stdout.splitlines() if x.startswith("ANSWERS ")), None)
     assert line, out.stdout[-2000:] + out.stderr[-2000:]
     answers = json.loads(line.removeprefix("ANSWERS "))

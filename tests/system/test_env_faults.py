@@ -5,6 +5,7 @@ process, Web-v0's Chromium), is closed and replaced by a fresh instance for late
 The engine is a stand-in that always replies with one word (vLLM itself is covered by the
 slow tests); the envs, threads and timeouts are the runner's own.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,15 @@ def test_web_env_whose_chromium_is_killed_gets_a_fresh_browser(tok):
                     os.killpg(groups[-1], signal.SIGKILL)
 
     kill_browser.armed = False
-    r = runner(tok, "rlagent/Web-v0", {}, engine=OneWordEngine(tok, before_reply=kill_browser),
-               max_turns=1, max_episode_tokens=4096, step_timeout_s=20.0)
+    r = runner(
+        tok,
+        "rlagent/Web-v0",
+        {},
+        engine=OneWordEngine(tok, before_reply=kill_browser),
+        max_turns=1,
+        max_episode_tokens=4096,
+        step_timeout_s=20.0,
+    )
     try:
         kill_browser.armed = True  # the browser dies between reset and the first step
         [broken] = r.run([(0, task)], 1, 0)

@@ -7,6 +7,7 @@ observation turns into unknown tokens), briefly fitted to reply one fixed valid 
 env (tests/tiny.py: ``make_smol_action_model``). A random model would almost never write one,
 and the env would only ever see nonsense.
 """
+
 import importlib
 import json
 
@@ -19,8 +20,12 @@ from rlagent.trainer import train
 
 def _tool_call_ran(turn):  # Calculator-v0 (also inside GymText-v0): the expression was evaluated
     i = turn["info"]
-    return (not i["invalid_action"] and "tool_error" in i and i["tool_error"] is None
-            and turn["observation"] in (None, "<result>5</result>"))
+    return (
+        not i["invalid_action"]
+        and "tool_error" in i
+        and i["tool_error"] is None
+        and turn["observation"] in (None, "<result>5</result>")
+    )
 
 
 # Per env: its config, the one reply the model is fitted to write, the module constant its first
@@ -31,46 +36,73 @@ ENVS = {
     "search": dict(
         overrides=["env.id=rlagent/Search-v0", "env.kwargs={max_turns: 2}"],
         action="<search>university</search>",
-        instructions="rlagent.envs.search.env:INSTRUCTIONS", prompt_in_obs=True,
-        valid=lambda t: (not t["info"]["invalid_action"] and t["info"]["queries"][-1:] == ["university"]
-                         and len(t["info"]["retrieved_ids"][-1]) > 0
-                         and (t["observation"] is None or t["observation"].startswith("<information>")))),
+        instructions="rlagent.envs.search.env:INSTRUCTIONS",
+        prompt_in_obs=True,
+        valid=lambda t: (
+            not t["info"]["invalid_action"]
+            and t["info"]["queries"][-1:] == ["university"]
+            and len(t["info"]["retrieved_ids"][-1]) > 0
+            and (t["observation"] is None or t["observation"].startswith("<information>"))
+        ),
+    ),
     "tool": dict(
         overrides=["env.id=rlagent/Tool-v0", "env.kwargs={max_turns: 2}"],
         action="<python>print(7)</python>",
-        instructions="rlagent.envs.tool:INSTRUCTIONS", prompt_in_obs=True,
-        valid=lambda t: (not t["info"]["invalid_action"] and t["info"]["tool"] == "python"
-                         and t["info"]["tool_error"] is None
-                         and t["observation"] in (None, "<output>\n7\n</output>"))),
+        instructions="rlagent.envs.tool:INSTRUCTIONS",
+        prompt_in_obs=True,
+        valid=lambda t: (
+            not t["info"]["invalid_action"]
+            and t["info"]["tool"] == "python"
+            and t["info"]["tool_error"] is None
+            and t["observation"] in (None, "<output>\n7\n</output>")
+        ),
+    ),
     "web": dict(
         overrides=["env.id=rlagent/Web-v0", "data.difficulties=[1]"],
         # ref 4 is on every tier-1 page (the task's area); a click on it is always possible
         action="click(4)",
-        instructions="rlagent.envs.web.env:INSTRUCTIONS", prompt_in_obs=False,
-        valid=lambda t: (not t["info"]["invalid_action"] and t["info"]["error"] is None
-                         and t["info"]["action"] == [{"kind": "click", "ref": 4}]
-                         and not (t["observation"] or "").startswith("invalid action"))),
+        instructions="rlagent.envs.web.env:INSTRUCTIONS",
+        prompt_in_obs=False,
+        valid=lambda t: (
+            not t["info"]["invalid_action"]
+            and t["info"]["error"] is None
+            and t["info"]["action"] == [{"kind": "click", "ref": 4}]
+            and not (t["observation"] or "").startswith("invalid action")
+        ),
+    ),
     "textworld": dict(
-        overrides=["env.id=rlagent/TextWorld-v0",
-                   "env.kwargs={games_dir: tests/fixtures/textworld, max_steps: 2}",
-                   "data.path=tests/fixtures/textworld/tasks.jsonl"],
+        overrides=[
+            "env.id=rlagent/TextWorld-v0",
+            "env.kwargs={games_dir: tests/fixtures/textworld, max_steps: 2}",
+            "data.path=tests/fixtures/textworld/tasks.jsonl",
+        ],
         action="look",
-        instructions="rlagent.envs.textworld_env:INSTRUCTIONS", prompt_in_obs=True,
+        instructions="rlagent.envs.textworld_env:INSTRUCTIONS",
+        prompt_in_obs=True,
         # the game took it as a move (the env passes nonsense on to the game's own parser)
-        valid=lambda t: (not t["info"]["invalid_action"] and t["info"]["command"] == "look"
-                         and "look" in t["info"]["admissible_commands"] and t["info"]["moves"] >= 1
-                         and "-=" in (t["observation"] or "-="))),
+        valid=lambda t: (
+            not t["info"]["invalid_action"]
+            and t["info"]["command"] == "look"
+            and "look" in t["info"]["admissible_commands"]
+            and t["info"]["moves"] >= 1
+            and "-=" in (t["observation"] or "-=")
+        ),
+    ),
     "calculator": dict(
         overrides=["env.id=rlagent/Calculator-v0"],
         action="<calc>2+3</calc>",
-        instructions="rlagent.envs.calculator:INSTRUCTIONS", prompt_in_obs=True,
-        valid=_tool_call_ran),
+        instructions="rlagent.envs.calculator:INSTRUCTIONS",
+        prompt_in_obs=True,
+        valid=_tool_call_ran,
+    ),
     # any registered Gymnasium text env, through the generic wrapper (tasks are seeds)
     "gymtext": dict(
         overrides=["env.id=rlagent/GymText-v0", "env.kwargs={env_id: rlagent/Calculator-v0}"],
         action="<calc>2+3</calc>",
-        instructions="rlagent.envs.calculator:INSTRUCTIONS", prompt_in_obs=False,
-        valid=_tool_call_ran),
+        instructions="rlagent.envs.calculator:INSTRUCTIONS",
+        prompt_in_obs=False,
+        valid=_tool_call_ran,
+    ),
 }
 
 
@@ -101,13 +133,25 @@ def _constant(name: str) -> str:
 def test_two_training_steps(smol_action_model, ray_cluster, tmp_path, env):
     spec = ENVS[env]
     model = smol_action_model(spec["action"])
-    cfg = load_config(None, [
-        "run.name=envs", f"run.output_dir={tmp_path}", "run.steps=2", f"model.path={model}",
-        # the longest action is 10 tokens, then the end-of-turn token
-        "rollout.max_new_tokens=12", "rollout.max_episode_tokens=1024", "rollout.max_turns=2",
-        "algo.group_size=2", "algo.tasks_per_step=2", "learner.lr=0.01",
-        "rewards.components=[{name: env_reward, weight: 1.0}]", "tracking.wandb_mode=disabled",
-        *spec["overrides"]])
+    cfg = load_config(
+        None,
+        [
+            "run.name=envs",
+            f"run.output_dir={tmp_path}",
+            "run.steps=2",
+            f"model.path={model}",
+            # the longest action is 10 tokens, then the end-of-turn token
+            "rollout.max_new_tokens=12",
+            "rollout.max_episode_tokens=1024",
+            "rollout.max_turns=2",
+            "algo.group_size=2",
+            "algo.tasks_per_step=2",
+            "learner.lr=0.01",
+            "rewards.components=[{name: env_reward, weight: 1.0}]",
+            "tracking.wandb_mode=disabled",
+            *spec["overrides"],
+        ],
+    )
     run_dir = train(cfg)
     with open(run_dir / "metrics.jsonl") as f:
         steps = [json.loads(line) for line in f]
@@ -124,9 +168,11 @@ def test_two_training_steps(smol_action_model, ray_cluster, tmp_path, env):
     # Valid actions reached the env: at least one turn of the two steps was parsed and done.
     turns = [t for step in (1, 2) for e in episodes[step] for t in e["turns"]]
     valid = [t for t in turns if spec["valid"](t)]
-    assert valid, (f"no valid action reached {env} in {len(turns)} turns; replies: "
-                   f"{sorted({t['action'] for t in turns})[:8]}, "
-                   f"first info: {turns[0]['info']}, observation: {turns[0]['observation']!r:.200}")
+    assert valid, (
+        f"no valid action reached {env} in {len(turns)} turns; replies: "
+        f"{sorted({t['action'] for t in turns})[:8]}, "
+        f"first info: {turns[0]['info']}, observation: {turns[0]['observation']!r:.200}"
+    )
 
     # The env's observations reached the model as text: the first user message is the env's
     # observation, and the ids the engine was given decode back to every observation exactly.
@@ -139,9 +185,10 @@ def test_two_training_steps(smol_action_model, ray_cluster, tmp_path, env):
             if spec["prompt_in_obs"]:
                 assert e["task"]["prompt"] in first["content"], (e["task"], first)
             assert tok.unk_token_id not in e["token_ids"]
-            prompt = tok.decode(e["token_ids"][:e["prompt_len"]])
-            assert prompt.endswith(f"<|im_start|>user\n{first['content']}<|im_end|>\n"
-                                   f"<|im_start|>assistant\n"), prompt[-300:]
+            prompt = tok.decode(e["token_ids"][: e["prompt_len"]])
+            assert prompt.endswith(
+                f"<|im_start|>user\n{first['content']}<|im_end|>\n<|im_start|>assistant\n"
+            ), prompt[-300:]
             text = tok.decode(e["token_ids"])
             for m in e["messages"]:
                 if m["role"] == "user":

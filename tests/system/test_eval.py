@@ -1,5 +1,6 @@
 """Held-out evaluation: a fixed task file, ``rlagent eval`` of the untrained model and of a
 trained checkpoint (real Ray, vLLM and DeepSpeed, the tiny model on Echo-v0), bad inputs."""
+
 import hashlib
 import json
 
@@ -18,8 +19,11 @@ def _recompute(episodes: list[dict]) -> tuple[int, int]:
         if e["termination"] in ("env_error", "env_timeout"):
             continue
         info = e["turns"][-1]["info"]
-        ok = bool(info["success"]) if info.get("success") is not None else (
-            None if e["reward"] is None else e["reward"] >= 1.0)
+        ok = (
+            bool(info["success"])
+            if info.get("success") is not None
+            else (None if e["reward"] is None else e["reward"] >= 1.0)
+        )
         if ok is not None:
             scored += 1
             successes += ok
@@ -71,8 +75,20 @@ def test_trained_checkpoint_beats_the_untrained_model(base_eval, run_seed):
     assert trained["metrics"]["success/rate"] > max(0.7, base + 0.5), (base, trained["metrics"])
     # greedy, a checkpoint directory, another output directory
     greedy_out = tmp / "greedy"
-    assert main(["eval", config, f"tasks={tasks}", "samples=2", "temperature=0",
-                 f"checkpoint={run_dir / 'checkpoints' / 'final'}", f"out={greedy_out}"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                config,
+                f"tasks={tasks}",
+                "samples=2",
+                "temperature=0",
+                f"checkpoint={run_dir / 'checkpoints' / 'final'}",
+                f"out={greedy_out}",
+            ]
+        )
+        == 0
+    )
     greedy = json.loads((greedy_out / "eval.json").read_text())
     assert greedy["temperature"] == 0 and greedy["metrics"]["success/rate"] > 0.7
     by_task: dict[int, set] = {}

@@ -4,6 +4,7 @@
 
 Rates are such that a run without any fault, or with a step where every episode failed (the
 trainer stops on that: a broken setup), is about one in a thousand."""
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,21 @@ FAULTY = "rlagent.testing:faults/FaultyEcho-v0"  # importable in Ray's workers t
 
 
 @pytest.mark.slow
-def test_env_faults_are_counted_as_injected_and_the_run_goes_on(tiny_model, ray_cluster,
-                                                                tmp_path):
+def test_env_faults_are_counted_as_injected_and_the_run_goes_on(tiny_model, ray_cluster, tmp_path):
     log = tmp_path / "faults.log"
     kwargs = {"raise_rate": 0.15, "hang_rate": 0.15, "hang_s": 3.0, "log": str(log)}
-    run_dir = train(tiny_run_config(
-        tiny_model, tmp_path, "run.steps=3", f"env.id={FAULTY}", f"env.kwargs={json.dumps(kwargs)}",
-        "rollout.step_timeout_s=0.5", "algo.tasks_per_step=6", name="faults"))
+    run_dir = train(
+        tiny_run_config(
+            tiny_model,
+            tmp_path,
+            "run.steps=3",
+            f"env.id={FAULTY}",
+            f"env.kwargs={json.dumps(kwargs)}",
+            "rollout.step_timeout_s=0.5",
+            "algo.tasks_per_step=6",
+            name="faults",
+        )
+    )
     with open(run_dir / "metrics.jsonl") as f:
         steps = [json.loads(line) for line in f]
     assert [s["step"] for s in steps] == [1, 2, 3]

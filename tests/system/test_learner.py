@@ -1,6 +1,7 @@
 """The learner's arithmetic: chunked logprobs equal the plain computation, a group's shared
 prompt computed once gives the same logprobs, gradients and update, and two data-parallel
 ranks take the step one rank takes on the whole batch."""
+
 import pytest
 import torch
 from support.batches import _batch, _group_batch, _model
@@ -9,16 +10,28 @@ from rlagent.config import load_config
 from rlagent.records import TrainBatch
 
 
-def _train_once(tiny_model, ranks: int, stage, batch: TrainBatch | None = None,
-                extra: tuple[str, ...] = ()) -> tuple[dict, dict]:
+def _train_once(
+    tiny_model, ranks: int, stage, batch: TrainBatch | None = None, extra: tuple[str, ...] = ()
+) -> tuple[dict, dict]:
     from rlagent.learner.group import LearnerGroup
 
-    cfg = load_config(None, [f"learner.num_ranks={ranks}", f"learner.zero_stage={stage}",
-                             "learner.lr=0.01", "learner.micro_batch_size=2", "learner.threads=1",
-                             "learner.num_cpus=0.5", "learner.grad_clip=0", *extra])
+    cfg = load_config(
+        None,
+        [
+            f"learner.num_ranks={ranks}",
+            f"learner.zero_stage={stage}",
+            "learner.lr=0.01",
+            "learner.micro_batch_size=2",
+            "learner.threads=1",
+            "learner.num_cpus=0.5",
+            "learner.grad_clip=0",
+            *extra,
+        ],
+    )
     group = LearnerGroup(cfg, tiny_model)
     metrics = group.train_step(batch or _batch())
     import ray
+
     weights = dict(ray.get(group.gather_weights()[0]))
     for r in group.ranks:
         ray.kill(r)
@@ -67,8 +80,16 @@ def test_half_precision_without_zero_starts_adam_at_step_zero(tiny_model):
     from rlagent.remote import free_port
 
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    cfg = load_config(None, ["model.dtype=bfloat16", "learner.zero_stage=0", "learner.threads=1",
-                             "learner.weight_decay=0.1", "learner.lr=0.01"])
+    cfg = load_config(
+        None,
+        [
+            "model.dtype=bfloat16",
+            "learner.zero_stage=0",
+            "learner.threads=1",
+            "learner.weight_decay=0.1",
+            "learner.lr=0.01",
+        ],
+    )
     learner = Learner(cfg, tiny_model, 0)
     learner.setup("127.0.0.1", free_port())
     opt = learner.engine.optimizer

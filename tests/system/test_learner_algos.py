@@ -1,6 +1,7 @@
 """Every algorithm option runs through the real DeepSpeed learner and does what it says:
 the critic learns, an entropy bonus alone moves the weights, LoRA trains only adapters and
 ships merged weights, mini-batches make several optimizer steps."""
+
 import math
 
 import pytest
@@ -13,12 +14,22 @@ from rlagent.records import TrainBatch
 
 pytestmark = pytest.mark.slow
 
+
 def learner(tiny_model, *overrides):
     from rlagent.learner.group import LearnerGroup
 
-    cfg = load_config(None, ["learner.lr=0.01", "learner.micro_batch_size=4", "learner.threads=1",
-                             "learner.num_cpus=0.5", "algo.group_size=3", "algo.tasks_per_step=2",
-                             *overrides])
+    cfg = load_config(
+        None,
+        [
+            "learner.lr=0.01",
+            "learner.micro_batch_size=4",
+            "learner.threads=1",
+            "learner.num_cpus=0.5",
+            "algo.group_size=3",
+            "algo.tasks_per_step=2",
+            *overrides,
+        ],
+    )
     return LearnerGroup(cfg, tiny_model)
 
 
@@ -73,15 +84,18 @@ PLUS_MINUS = [1.0, -1.0, 1.0, -1.0, 1.0, -1.0]
 RATIO = math.exp(0.5)
 
 
-@pytest.mark.parametrize("opts, clip_fraction, loss", [
-    # clip: 21 of 46 tokens clipped; loss (21 * -1.2 + 25 * 1.648721) / 46 = 0.348349
-    ([], 21 / 46, (21 * -1.2 + 25 * RATIO) / 46),
-    # dual clip c = 1.5 bounds the A < 0 tokens at -c A = 1.5: all 46 clipped,
-    # loss (21 * -1.2 + 25 * 1.5) / 46 = 0.267391
-    (["algo.dual_clip=1.5"], 1.0, (21 * -1.2 + 25 * 1.5) / 46),
-    # clip-higher 0.7 > 0.648721: nothing clipped; (21 * -1.648721 + 25 * 1.648721) / 46
-    (["algo.clip_high=0.7"], 0.0, 4 * RATIO / 46),
-])
+@pytest.mark.parametrize(
+    "opts, clip_fraction, loss",
+    [
+        # clip: 21 of 46 tokens clipped; loss (21 * -1.2 + 25 * 1.648721) / 46 = 0.348349
+        ([], 21 / 46, (21 * -1.2 + 25 * RATIO) / 46),
+        # dual clip c = 1.5 bounds the A < 0 tokens at -c A = 1.5: all 46 clipped,
+        # loss (21 * -1.2 + 25 * 1.5) / 46 = 0.267391
+        (["algo.dual_clip=1.5"], 1.0, (21 * -1.2 + 25 * 1.5) / 46),
+        # clip-higher 0.7 > 0.648721: nothing clipped; (21 * -1.648721 + 25 * 1.648721) / 46
+        (["algo.clip_high=0.7"], 0.0, 4 * RATIO / 46),
+    ],
+)
 def test_clipping_engages_on_real_ratios(tiny_model, ray_cluster, opts, clip_fraction, loss):
     group = learner(tiny_model, *opts)
     try:
@@ -109,14 +123,35 @@ def test_truncated_importance_sampling_caps_the_weights(tiny_model, ray_cluster,
     assert m["train/logprob_gap"] == pytest.approx(0.5, abs=1e-4)
 
 
-@pytest.mark.parametrize("opts", [
-    ["algo.name=rloo", "algo.loss_agg=seq-mean-token-mean", "algo.dual_clip=3",
-     "algo.epochs=2", "algo.mini_batches=2"],
-    ["algo.name=reinforce_pp", "algo.kl_coef=0.1", "algo.kl_mode=reward", "algo.kl_estimator=k1",
-     "learner.warmup_steps=2", "learner.lr_schedule=cosine"],
-    ["algo.name=dr_grpo", "algo.kl_coef=0.1", "algo.kl_estimator=k2", "algo.old_logprobs=recompute",
-     "algo.tis_cap=2", "algo.loss_agg=seq-mean-token-sum", "learner.gradient_checkpointing=true"],
-])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        [
+            "algo.name=rloo",
+            "algo.loss_agg=seq-mean-token-mean",
+            "algo.dual_clip=3",
+            "algo.epochs=2",
+            "algo.mini_batches=2",
+        ],
+        [
+            "algo.name=reinforce_pp",
+            "algo.kl_coef=0.1",
+            "algo.kl_mode=reward",
+            "algo.kl_estimator=k1",
+            "learner.warmup_steps=2",
+            "learner.lr_schedule=cosine",
+        ],
+        [
+            "algo.name=dr_grpo",
+            "algo.kl_coef=0.1",
+            "algo.kl_estimator=k2",
+            "algo.old_logprobs=recompute",
+            "algo.tis_cap=2",
+            "algo.loss_agg=seq-mean-token-sum",
+            "learner.gradient_checkpointing=true",
+        ],
+    ],
+)
 def test_options_train_and_report(tiny_model, ray_cluster, opts):
     group = learner(tiny_model, *opts)
     try:
@@ -126,8 +161,17 @@ def test_options_train_and_report(tiny_model, ray_cluster, opts):
     finally:
         close(group)
     assert changed(before, after), "no weight moved"
-    for key in ("loss/policy", "entropy", "clip_fraction", "approx_kl", "grad_norm", "lr",
-                "advantage/mean", "advantage/std", "train/logprob_gap"):
+    for key in (
+        "loss/policy",
+        "entropy",
+        "clip_fraction",
+        "approx_kl",
+        "grad_norm",
+        "lr",
+        "advantage/mean",
+        "advantage/std",
+        "train/logprob_gap",
+    ):
         assert math.isfinite(m[key]), (key, m)
     assert m["advantage/std"] > 0
     if "algo.kl_coef=0.1" in opts:
@@ -147,8 +191,14 @@ def test_kl_is_logged_in_both_modes(tiny_model, ray_cluster, mode, estimator):
     from rlagent.learner.logprobs import token_logprobs
 
     b = batch()
-    group = learner(tiny_model, "algo.name=reinforce_pp", "algo.kl_coef=0.1",
-                    f"algo.kl_mode={mode}", f"algo.kl_estimator={estimator}", "learner.lr=1e-9")
+    group = learner(
+        tiny_model,
+        "algo.name=reinforce_pp",
+        "algo.kl_coef=0.1",
+        f"algo.kl_mode={mode}",
+        f"algo.kl_estimator={estimator}",
+        "learner.lr=1e-9",
+    )
     try:
         m = group.train_step(b)
     finally:
@@ -180,8 +230,9 @@ def test_entropy_bonus_alone_moves_the_weights(tiny_model, ray_cluster):
 
 
 def test_lora_trains_adapters_and_ships_merged_weights(tiny_model, ray_cluster):
-    group = learner(tiny_model, "learner.lora_rank=4", "learner.lora_alpha=8",
-                    "algo.kl_coef=0.05", "learner.lr=0.05")
+    group = learner(
+        tiny_model, "learner.lora_rank=4", "learner.lora_alpha=8", "algo.kl_coef=0.05", "learner.lr=0.05"
+    )
     try:
         before = weights(group)
         m = group.train_step(batch())

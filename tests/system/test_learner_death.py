@@ -1,6 +1,7 @@
 """The learner killed mid-run: the driver stops with an error that says the learner died and
 gives the exact command that resumes the run; that command continues from the last
 checkpoint. Metrics of every finished step were already on disk."""
+
 from __future__ import annotations
 
 import json
@@ -42,12 +43,10 @@ def kill_learner_once_checkpointed(run_dir: Path, since: float, killed: list[int
 
 
 @pytest.mark.slow
-def test_killed_learner_stops_the_run_and_its_resume_command_continues(tiny_model, ray_cluster,
-                                                                         tmp_path):
+def test_killed_learner_stops_the_run_and_its_resume_command_continues(tiny_model, ray_cluster, tmp_path):
     cfg = tiny_run_config(tiny_model, tmp_path, "run.steps=40", "run.save_every=1", name="killed")
     run_dir, killed = tmp_path / "killed", []
-    killer = threading.Thread(target=kill_learner_once_checkpointed,
-                              args=(run_dir, time.time() - 1, killed))
+    killer = threading.Thread(target=kill_learner_once_checkpointed, args=(run_dir, time.time() - 1, killed))
     killer.start()
     try:
         with pytest.raises(RunDied) as info:

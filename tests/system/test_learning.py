@@ -2,6 +2,7 @@
 on Echo-v0 with each algorithm family (real Ray, vLLM and DeepSpeed). Settings and verdict:
 ``echo_learning.py``; ``--run-seed N`` and ``--flip-policy-loss`` check that the verdict
 holds on other numeric paths and fails for a wrong sign."""
+
 import pytest
 from support.echo import assert_learned, train_echo
 

@@ -1,6 +1,7 @@
 """One-step-off and async training: rollouts overlap the learner's update; staleness is
 bounded and the stale tokens are trained with the engine's sampling logprobs as the
 behaviour policy (the importance ratio corrects them)."""
+
 import pytest
 from support.echo import assert_learned, train_echo
 
@@ -26,8 +27,15 @@ def test_one_step_off_learns_echo_with_bounded_staleness(tiny_model, ray_cluster
 
 @pytest.mark.slow
 def test_async_learns_echo_with_bounded_staleness(tiny_model, ray_cluster, tmp_path, run_seed):
-    rows = train_echo(tiny_model, tmp_path, run_seed, "run.steps=100", "rollout.mode=async",
-                      "rollout.async_buffer=1", "rollout.max_staleness=2")
+    rows = train_echo(
+        tiny_model,
+        tmp_path,
+        run_seed,
+        "run.steps=100",
+        "rollout.mode=async",
+        "rollout.async_buffer=1",
+        "rollout.max_staleness=2",
+    )
     # Two versions of lag learn more slowly than sync: 100 steps instead of 80.
     assert_learned([r["reward/mean"] for r in rows])
     lags = [r["staleness/max"] for r in rows]

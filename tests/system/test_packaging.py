@@ -2,6 +2,7 @@
 
 (The third way, ``ray job submit --working-dir .``, is covered in test_ray_job.py.)
 """
+
 import os
 import subprocess
 import sys
@@ -16,9 +17,12 @@ from support.packaging import _digest, _probe
 @pytest.mark.slow
 def test_non_editable_install_ships_the_same_files(tmp_path):
     site = tmp_path / "site"
-    build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                            "--target", str(site), str(REPO)],
-                           capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr
     assert (site / "rlagent" / "envs" / "calculator.py").is_file()
     # Package data: TextWorld-v0's default game and its sidecar (the env refuses a bare game).

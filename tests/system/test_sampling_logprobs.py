@@ -2,6 +2,7 @@
 temperature and nucleus the results configs sample with (the importance ratio rests on it):
 the engine returns them after temperature and top-p (``processed_logprobs``), the learner
 divides its logits by the temperature and renormalises over the same nucleus."""
+
 import pytest
 import torch
 
@@ -26,9 +27,17 @@ def smollm():
 @pytest.mark.parametrize("temperature, top_p", [(0.7, 1.0), (0.7, 0.9)])
 def test_engine_and_learner_logprobs_agree(ray_cluster, smollm, temperature, top_p):
     path, model = smollm
-    cfg = load_config("launch/configs/quickstart.yaml", [
-        "algo.tasks_per_step=2", "algo.group_size=2", "rollout.max_new_tokens=32",
-        "rollout.max_turns=2", f"rollout.temperature={temperature}", f"rollout.top_p={top_p}"])
+    cfg = load_config(
+        "launch/configs/quickstart.yaml",
+        [
+            "algo.tasks_per_step=2",
+            "algo.group_size=2",
+            "rollout.max_new_tokens=32",
+            "rollout.max_turns=2",
+            f"rollout.temperature={temperature}",
+            f"rollout.top_p={top_p}",
+        ],
+    )
     pool = RolloutPool(cfg, path, start_reward_service(cfg.rewards))
     try:
         episodes = pool.run(UniformSampler(cfg).sample(2), 2)
@@ -39,8 +48,9 @@ def test_engine_and_learner_logprobs_agree(ray_cluster, smollm, temperature, top
         ids = torch.tensor([e.token_ids])
         mask = torch.tensor([e.loss_mask])
         with torch.no_grad():
-            lp, _ = token_logprobs(model, ids, torch.ones_like(ids), mask, temperature=temperature,
-                                   top_p=top_p)
+            lp, _ = token_logprobs(
+                model, ids, torch.ones_like(ids), mask, temperature=temperature, top_p=top_p
+            )
             plain, _ = token_logprobs(model, ids, torch.ones_like(ids), mask)
         sampled = torch.tensor([x for x, m in zip(e.logprobs, e.loss_mask) if m])
         gaps += (lp - sampled).abs().tolist()

@@ -1,5 +1,6 @@
 """rollout.stop: a turn ends right after a stop string, which stays in the reply, through the
 real engine and trainer; the episode's tokens and logprobs stay aligned."""
+
 import json
 
 import pytest
@@ -11,9 +12,17 @@ from rlagent.trainer import train
 @pytest.mark.slow
 def test_turns_end_at_the_first_stop_string(tiny_model, ray_cluster, tmp_path):
     cfg = tiny_run_config(
-        tiny_model, tmp_path, "run.steps=1", "rollout.max_new_tokens=8", "rollout.max_episode_tokens=256",
-        "rollout.max_turns=3", "rollout.stop=[b]", "algo.group_size=4", "algo.tasks_per_step=4",
-        name="stops")
+        tiny_model,
+        tmp_path,
+        "run.steps=1",
+        "rollout.max_new_tokens=8",
+        "rollout.max_episode_tokens=256",
+        "rollout.max_turns=3",
+        "rollout.stop=[b]",
+        "algo.group_size=4",
+        "algo.tasks_per_step=4",
+        name="stops",
+    )
     run_dir = train(cfg)
     with open(run_dir / "rollouts" / "step_00001.jsonl") as f:
         episodes = [json.loads(line) for line in f]

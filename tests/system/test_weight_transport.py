@@ -1,16 +1,21 @@
 """The weight transports: the gloo group on its own (threads of this process stand in for
 the members), then learner -> vLLM engine through Ray with the collective transport."""
+
 import pytest
 from support.runs import tiny_run_config
 
-from rlagent.weight_group import (
-    WeightTransportError,
-)
+from rlagent.weight_group import WeightTransportError
 
 
 def _tiny_config(tiny_model):
-    return tiny_run_config(tiny_model, None, "env.kwargs={num_turns: 1}", "rollout.max_new_tokens=4",
-                           "rollout.max_turns=1", "learner.weight_sync=collective")
+    return tiny_run_config(
+        tiny_model,
+        None,
+        "env.kwargs={num_turns: 1}",
+        "rollout.max_new_tokens=4",
+        "rollout.max_turns=1",
+        "learner.weight_sync=collective",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +36,7 @@ def _gaps(learner, episodes):
     gaps = []
     for e in episodes:
         scored = learner.score([e.token_ids], 1)[0]
-        gaps += [abs(scored[i - 1] - e.logprobs[i])
-                 for i in range(1, len(e.token_ids)) if e.loss_mask[i]]
+        gaps += [abs(scored[i - 1] - e.logprobs[i]) for i in range(1, len(e.token_ids)) if e.loss_mask[i]]
     return gaps
 
 
@@ -94,10 +98,14 @@ def test_an_engine_that_never_joins_ends_the_setup_with_a_clear_error(parts):
 
         def join_weight_group(self, address, firsts):
             return pool.join_weight_group(address, firsts[:-1]) | {
-                "absent": absent.join_weight_group.remote(address, firsts[-1])}
+                "absent": absent.join_weight_group.remote(address, firsts[-1])
+            }
 
     transport = CollectiveTransport(learner, PoolAndAbsent(), timeout_s=3)
-    with pytest.raises(WeightTransportError, match=r"the weight-update gloo group of 3 at "
-                       r"[\d.]+:\d+ to form: .*could not form .* within 3 s \(learner\.sync_timeout_s\)"):
+    with pytest.raises(
+        WeightTransportError,
+        match=r"the weight-update gloo group of 3 at "
+        r"[\d.]+:\d+ to form: .*could not form .* within 3 s \(learner\.sync_timeout_s\)",
+    ):
         transport.setup()
     ray.kill(absent)

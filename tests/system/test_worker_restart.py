@@ -2,6 +2,7 @@
 weights into the new engine and plays that worker's share again, so the step completes with
 every episode, sampled from the current policy. A worker that keeps dying ends the step,
 after ``rollout.max_retries`` retries, with an error naming it (real Ray, vLLM, DeepSpeed)."""
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -26,8 +27,14 @@ FAULTY = "rlagent.testing:faults/FaultyEcho-v0"  # importable in Ray's workers t
 
 
 def config(tiny_model, *extra, **env_kwargs):
-    return tiny_run_config(tiny_model, None, f"env.id={FAULTY}", f"env.kwargs={json.dumps(env_kwargs)}",
-                           "algo.tasks_per_step=4", *extra)
+    return tiny_run_config(
+        tiny_model,
+        None,
+        f"env.id={FAULTY}",
+        f"env.kwargs={json.dumps(env_kwargs)}",
+        "algo.tasks_per_step=4",
+        *extra,
+    )
 
 
 def pid(worker) -> int:
@@ -39,16 +46,13 @@ def logprob_gaps(learner, episodes) -> list[float]:
     gaps = []
     for e in episodes:
         scored = learner.score([e.token_ids], 1)[0]
-        gaps += [abs(scored[i - 1] - e.logprobs[i]) for i in range(1, len(e.token_ids))
-                 if e.loss_mask[i]]
+        gaps += [abs(scored[i - 1] - e.logprobs[i]) for i in range(1, len(e.token_ids)) if e.loss_mask[i]]
     return gaps
 
 
-def test_worker_killed_mid_step_is_restarted_with_current_weights(tiny_model, ray_cluster,
-                                                                  tmp_path):
+def test_worker_killed_mid_step_is_restarted_with_current_weights(tiny_model, ray_cluster, tmp_path):
     log = str(tmp_path / "faults.log")
-    cfg = config(tiny_model, "rollout.num_workers=2", "rollout.engine_threads=1",
-                 delay_s=0.5, log=log)
+    cfg = config(tiny_model, "rollout.num_workers=2", "rollout.engine_threads=1", delay_s=0.5, log=log)
     pool = RolloutPool(cfg, tiny_model, start_reward_service(cfg.rewards))
     learner = LearnerGroup(cfg, tiny_model)
     sync, sampler = WeightSync(learner, pool, timeout_s=120, tol=1e-3), UniformSampler(cfg)
@@ -87,14 +91,16 @@ def test_worker_killed_mid_step_is_restarted_with_current_weights(tiny_model, ra
         pool.shutdown()
 
 
-def test_worker_that_keeps_dying_ends_the_step_with_a_clear_error(tiny_model, ray_cluster,
-                                                                 tmp_path):
+def test_worker_that_keeps_dying_ends_the_step_with_a_clear_error(tiny_model, ray_cluster, tmp_path):
     log = str(tmp_path / "faults.log")
     cfg = config(tiny_model, "rollout.max_retries=1", exit_process=True, log=log)
     pool = RolloutPool(cfg, tiny_model, start_reward_service(cfg.rewards))
     try:
-        with pytest.raises(RolloutWorkerDied, match=r"rollout worker 0 died 2 times in one "
-                                                    r"step \(rollout.max_retries=1\)"):
+        with pytest.raises(
+            RolloutWorkerDied,
+            match=r"rollout worker 0 died 2 times in one "
+            r"step \(rollout.max_retries=1\)",
+        ):
             pool.run(UniformSampler(cfg).sample(1), 2)
         assert count(log, "exit") == 2  # the first run and one retry; no third attempt
     finally:

@@ -1,4 +1,5 @@
 """Advantages, policy loss, KL and masks, checked against numbers worked out by hand."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,9 @@ from rlagent.shaping import masked_mean, masked_sum
 
 def adv(rewards, groups, valid=None, **kw) -> list[float]:
     valid = [True] * len(rewards) if valid is None else valid
-    return grpo_advantages(torch.tensor(rewards, dtype=torch.float32), torch.tensor(groups),
-                           torch.tensor(valid), **kw).tolist()
+    return grpo_advantages(
+        torch.tensor(rewards, dtype=torch.float32), torch.tensor(groups), torch.tensor(valid), **kw
+    ).tolist()
 
 
 # rewards [1, 0, 0, 1]: mean 0.5, deviations ±0.5, sum of squares 1.0,
@@ -48,7 +50,8 @@ def test_group_of_one_has_no_signal():
 
 def test_all_equal_rewards_give_zero():
     assert adv([1, 1, 1, 1, 0, 1], [0, 0, 0, 0, 1, 1]) == pytest.approx(
-        [0, 0, 0, 0, -0.707107, 0.707107], abs=1e-5)
+        [0, 0, 0, 0, -0.707107, 0.707107], abs=1e-5
+    )
     assert adv([3, 3], [0, 0], normalize_std=False) == [0, 0]
 
 
@@ -80,15 +83,15 @@ def test_advantages_are_float32_for_integer_rewards():
 # clip_low 0.2, clip_high 0.28 (DAPO clip-higher): the ratio is clipped to [0.8, 1.28].
 # loss = -min(ratio * A, clip(ratio) * A); clipped flag: the clipped term was the smaller one.
 CASES = [  # ratio, A, loss, clipped
-    (1.10, 1.0, -1.10, False),   # inside: -1.1
-    (1.25, 1.0, -1.25, False),   # above 1 + clip_low but below 1 + clip_high: still inside
-    (1.50, 1.0, -1.28, True),    # min(1.5, 1.28) = 1.28
-    (0.50, 1.0, -0.50, False),   # min(0.5, 0.8) = 0.5: a worse ratio is never clipped away
-    (0.90, -1.0, 0.90, False),   # inside: -(-0.9)
-    (0.50, -1.0, 0.80, True),    # min(-0.5, -0.8) = -0.8
-    (0.75, -2.0, 1.60, True),    # min(-1.5, 0.8 * -2 = -1.6) = -1.6
-    (1.50, -1.0, 1.50, False),   # min(-1.5, -1.28) = -1.5
-    (3.00, 0.0, 0.00, False),    # no advantage, no loss
+    (1.10, 1.0, -1.10, False),  # inside: -1.1
+    (1.25, 1.0, -1.25, False),  # above 1 + clip_low but below 1 + clip_high: still inside
+    (1.50, 1.0, -1.28, True),  # min(1.5, 1.28) = 1.28
+    (0.50, 1.0, -0.50, False),  # min(0.5, 0.8) = 0.5: a worse ratio is never clipped away
+    (0.90, -1.0, 0.90, False),  # inside: -(-0.9)
+    (0.50, -1.0, 0.80, True),  # min(-0.5, -0.8) = -0.8
+    (0.75, -2.0, 1.60, True),  # min(-1.5, 0.8 * -2 = -1.6) = -1.6
+    (1.50, -1.0, 1.50, False),  # min(-1.5, -1.28) = -1.5
+    (3.00, 0.0, 0.00, False),  # no advantage, no loss
 ]
 
 
@@ -119,6 +122,7 @@ def test_clipped_tokens_get_no_gradient():
 
 
 # ---------------------------------------------------------------- KL and masks
+
 
 def test_kl_k3_zero_when_equal():
     x = torch.tensor([-0.1, -2.0, -7.5])

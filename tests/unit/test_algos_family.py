@@ -1,5 +1,6 @@
 """The GRPO family and PPO pieces, each against numbers worked out by hand (arithmetic in
 the comments), with masks, padding and edge cases."""
+
 from __future__ import annotations
 
 import math
@@ -28,23 +29,22 @@ def test_registry_covers_every_configurable_name():
 def test_rloo_by_hand():
     # group 0 [1, 0, 0, 1]: 1 - (0 + 0 + 1) / 3 = 2/3; 0 - (1 + 0 + 1) / 3 = -2/3
     # group 1 [3, 5]: 3 - 5 = -2; 5 - 3 = 2.  group 2 has one episode: 0.
-    got = algos.rloo_advantages(T([1., 0, 0, 1, 3, 5, 7]), T([0, 0, 0, 0, 1, 1, 2]),
-                                T([True] * 7))
+    got = algos.rloo_advantages(T([1.0, 0, 0, 1, 3, 5, 7]), T([0, 0, 0, 0, 1, 1, 2]), T([True] * 7))
     assert got.tolist() == pytest.approx([2 / 3, -2 / 3, -2 / 3, 2 / 3, -2, 2, 0], abs=1e-6)
 
 
 def test_rloo_leaves_out_invalid_and_equals_scaled_centring():
     # valid [1, 0, 1]: 1 - 0.5 = 0.5, 0 - 1 = -1, 0.5; the invalid 9 gets 0.
     # n / (n - 1) * (r - mean): 3/2 * (1 - 2/3) = 0.5, 3/2 * (0 - 2/3) = -1
-    got = algos.rloo_advantages(T([1., 9, 0, 1]), T([0, 0, 0, 0]), T([True, False, True, True]))
+    got = algos.rloo_advantages(T([1.0, 9, 0, 1]), T([0, 0, 0, 0]), T([True, False, True, True]))
     assert got.tolist() == pytest.approx([0.5, 0, -1, 0.5], abs=1e-6)
-    assert algos.rloo_advantages(T([2., 2]), T([0, 0]), T([True, True])).tolist() == [0, 0]
+    assert algos.rloo_advantages(T([2.0, 2]), T([0, 0]), T([True, True])).tolist() == [0, 0]
 
 
 # ---------------------------------------------------------------- whitening, token rewards
 def test_whiten_ignores_masked_positions():
     # masked values [1, 2, 3]: mean 2, population variance (1 + 0 + 1) / 3, std 0.816497
-    got = algos.whiten(T([[1., 2], [3, 100]]), T([[1, 1], [1, 0]]))
+    got = algos.whiten(T([[1.0, 2], [3, 100]]), T([[1, 1], [1, 0]]))
     assert close(got, [[-1.224745, 0], [1.224745, 0]], 1e-5)
 
 
@@ -57,32 +57,32 @@ def test_whiten_of_all_equal_values_is_zero(value, n):
     x = torch.full((1, n), value)
     got = algos.whiten(x, torch.ones(1, n))
     assert got.abs().max() == 0, got
-    inp = algos.AdvantageInputs(rewards=T([value, value]), groups=T([0, 1]),
-                                valid=T([True, True]), mask=torch.ones(2, n))
+    inp = algos.AdvantageInputs(
+        rewards=T([value, value]), groups=T([0, 1]), valid=T([True, True]), mask=torch.ones(2, n)
+    )
     adv, _ = algos.ESTIMATORS["reinforce_pp"](inp)
     assert adv.abs().max() == 0, adv
 
 
 def test_token_rewards_put_the_outcome_on_the_last_policy_token():
     mask = T([[0, 1, 1, 0], [1, 0, 1, 1], [0, 0, 0, 0]])
-    kl = T([[.1, .2, .3, .4], [.5, .5, .5, .5], [1., 1, 1, 1]])
+    kl = T([[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5], [1.0, 1, 1, 1]])
     # row 0: -0.1 * 0.2 = -0.02 at 1; 2 - 0.1 * 0.3 = 1.97 at 2 (its last policy token)
     # row 1: -0.05 at 0 and 2; -1 - 0.05 = -1.05 at 3.  row 2 (empty response): nothing.
-    got = algos.token_rewards(mask, T([2., -1, 5]), kl, kl_coef=0.1)
-    assert close(got, [[0, -0.02, 1.97, 0], [-0.05, 0, -0.05, -1.05],
-                                          [0, 0, 0, 0]], 1e-6)
+    got = algos.token_rewards(mask, T([2.0, -1, 5]), kl, kl_coef=0.1)
+    assert close(got, [[0, -0.02, 1.97, 0], [-0.05, 0, -0.05, -1.05], [0, 0, 0, 0]], 1e-6)
 
 
 # ---------------------------------------------------------------- returns and GAE
 def test_discounted_returns_by_hand():
     # gamma 0.9 over [1, 0, 2]: G2 = 2, G1 = 0.9 * 2 = 1.8, G0 = 1 + 0.9 * 1.8 = 2.62
-    got = algos.discounted_returns(T([[1., 0, 2]]), T([[1, 1, 1]]), gamma=0.9)
+    got = algos.discounted_returns(T([[1.0, 0, 2]]), T([[1, 1, 1]]), gamma=0.9)
     assert close(got, [[2.62, 1.8, 2.0]], 1e-6)
 
 
-MASK = T([[1, 1, 0, 1, 0]])      # an observation token at 2, padding at 4
-REWARDS = T([[0., 0, 0, 1, 0]])  # outcome 1 on the last policy token
-VALUES = T([[.5, .6, 9., .8, 7.]])  # 9 and 7 sit off the mask and must be ignored
+MASK = T([[1, 1, 0, 1, 0]])  # an observation token at 2, padding at 4
+REWARDS = T([[0.0, 0, 0, 1, 0]])  # outcome 1 on the last policy token
+VALUES = T([[0.5, 0.6, 9.0, 0.8, 7.0]])  # 9 and 7 sit off the mask and must be ignored
 
 
 def test_gae_skips_observation_tokens():
@@ -122,8 +122,7 @@ def test_turn_advantages_by_hand():
     #   all turn returns [1, 0, 1, 1, 1]: mean 0.8, population var (4 * 0.04 + 0.64) / 5 = 0.16
     #   std 0.4 -> a: [0.5, -2], b: [0.5, 0.5, 0.5]
     # group 1: c [2, 2] -> returns [4, 2], mean 3, std 1 -> [1, -1]; d is not valid -> 0
-    got = shaping.turn_advantages([[1, 0], [0, 0, 1], [2, 2], [5]], [0, 0, 1, 1],
-                                [True, True, True, False])
+    got = shaping.turn_advantages([[1, 0], [0, 0, 1], [2, 2], [5]], [0, 0, 1, 1], [True, True, True, False])
     assert got[0] == pytest.approx([0.5, -2], abs=1e-5)
     assert got[1] == pytest.approx([0.5, 0.5, 0.5], abs=1e-5)
     assert got[2] == pytest.approx([1, -1], abs=1e-5) and got[3] == [0.0]
@@ -135,8 +134,9 @@ def test_turn_advantages_by_hand():
 def test_reinforce_pp_whitens_returns_over_tokens():
     # rewards [1, 0]; row 0 has 2 policy tokens, row 1 one (plus padding): token returns
     # [1, 1, 0], mean 2/3, population std sqrt(2/9) = 0.471405 -> [0.707107, 0.707107, -1.414214]
-    inp = algos.AdvantageInputs(rewards=T([1., 0]), groups=T([0, 1]), valid=T([True, True]),
-                                mask=T([[1, 1, 0], [0, 1, 0]]))
+    inp = algos.AdvantageInputs(
+        rewards=T([1.0, 0]), groups=T([0, 1]), valid=T([True, True]), mask=T([[1, 1, 0], [0, 1, 0]])
+    )
     adv, returns = algos.ESTIMATORS["reinforce_pp"](inp)
     assert close(adv, [[0.707107, 0.707107, 0], [0, -1.414214, 0]], 1e-5)
     assert returns is None
@@ -145,23 +145,28 @@ def test_reinforce_pp_whitens_returns_over_tokens():
 def test_grpo_with_kl_in_the_reward():
     # k1 KL summed per episode: row 0 0.5 + 0.5 = 1, row 1 0; coef 0.5 -> rewards [1 - 0.5, 1]
     # group [0.5, 1]: mean 0.75, sample std 0.353553 -> [-0.707107, 0.707107] on every token
-    mask = T([[1., 1], [1, 0]])
-    inp = algos.AdvantageInputs(rewards=T([1., 1]), groups=T([0, 0]), valid=T([True, True]),
-                                mask=mask, kl=T([[.5, .5], [0, 9]]) * mask, kl_coef=0.5)
+    mask = T([[1.0, 1], [1, 0]])
+    inp = algos.AdvantageInputs(
+        rewards=T([1.0, 1]),
+        groups=T([0, 0]),
+        valid=T([True, True]),
+        mask=mask,
+        kl=T([[0.5, 0.5], [0, 9]]) * mask,
+        kl_coef=0.5,
+    )
     adv, _ = algos.ESTIMATORS["grpo"](inp)
     assert close(adv, [[-0.707107, -0.707107], [0.707107, 0]], 1e-5)
 
 
 def test_ppo_estimator_whitens_gae_and_keeps_raw_returns():
-    inp = algos.AdvantageInputs(rewards=T([1.]), groups=T([0]), valid=T([True]), mask=MASK,
-                                values=VALUES)
+    inp = algos.AdvantageInputs(rewards=T([1.0]), groups=T([0]), valid=T([True]), mask=MASK, values=VALUES)
     adv, ret = algos.ESTIMATORS["ppo"](inp)
     # raw GAE [0.5, 0.4, 0.2] (see above): mean 11/30, pop std 0.124722
     # -> [1.069045, 0.267261, -1.336306]; returns [1, 1, 1]
     assert close(adv, [[1.069045, 0.267261, 0, -1.336306, 0]], 1e-5)
     assert close(ret, [[1, 1, 0, 1, 0]], 1e-6)
     with pytest.raises(ValueError, match="critic"):
-        algos.ESTIMATORS["ppo"](algos.AdvantageInputs(T([1.]), T([0]), T([True]), MASK))
+        algos.ESTIMATORS["ppo"](algos.AdvantageInputs(T([1.0]), T([0]), T([True]), MASK))
 
 
 # ---------------------------------------------------------------- losses
@@ -171,16 +176,17 @@ def test_dual_clip_bounds_negative_advantages():
     # ratio 5, A +1: max(-5, -1.2) = -1.2 (ordinary clip; dual clip only for A < 0)
     # ratio 0.5, A -1: max(0.5, 0.8) = 0.8 < 3 -> 0.8 (ordinary clip)
     # ratio 1, A -2: 2 < 6 -> 2, not clipped
-    ratio = T([5., 5, .5, 1])
-    loss, clipped = algos.clipped_policy_loss(ratio.log(), torch.zeros(4), T([-1., 1, -1, -2]),
-                                              0.2, 0.2, dual_clip=3.0)
+    ratio = T([5.0, 5, 0.5, 1])
+    loss, clipped = algos.clipped_policy_loss(
+        ratio.log(), torch.zeros(4), T([-1.0, 1, -1, -2]), 0.2, 0.2, dual_clip=3.0
+    )
     assert loss.tolist() == pytest.approx([3, -1.2, 0.8, 2], abs=1e-5)
     assert clipped.tolist() == [True, True, True, False]
 
 
 def test_kl_estimators_by_hand():
     # logp -1, ref -1.5: d = 0.5. k1 = 0.5, k2 = 0.125, k3 = e^-0.5 + 0.5 - 1 = 0.106531
-    lp, ref = T([-1.]), T([-1.5])
+    lp, ref = T([-1.0]), T([-1.5])
     assert algos.kl_penalty(lp, ref, "k1").item() == pytest.approx(0.5)
     assert algos.kl_penalty(lp, ref, "k2").item() == pytest.approx(0.125)
     assert algos.kl_penalty(lp, ref, "k3").item() == pytest.approx(math.exp(-0.5) - 0.5, abs=1e-6)
@@ -212,32 +218,47 @@ def _expected_kl_gradient(estimator: str, mode: str) -> float:
     return float(grad[0])
 
 
-@pytest.mark.parametrize("estimator, mode, want", [
-    ("k1", "loss", 0.0),          # E_pi[grad ln pi] = 0: no regularisation at all -> refused
-    ("k2", "loss", REVERSE),      # grad (d^2 / 2) = d grad ln pi
-    ("k3", "loss", FORWARD),      # grad (ref/pi - 1 + d) = (1 - ref/pi) grad ln pi
-    ("k1", "reward", REVERSE),    # the score-function gradient of E_pi[d]
-    # E[d^2/2 grad ln pi] = 0.75*0.082201*0.25 - 0.25*0.240227*0.75 = -0.029630: away from ref
-    ("k2", "reward", -0.029630),
-    # E[(ref/pi - 1 + d) grad ln pi] = REVERSE - FORWARD = -0.044010: away from ref -> refused
-    ("k3", "reward", REVERSE - FORWARD),
-])
+@pytest.mark.parametrize(
+    "estimator, mode, want",
+    [
+        ("k1", "loss", 0.0),  # E_pi[grad ln pi] = 0: no regularisation at all -> refused
+        ("k2", "loss", REVERSE),  # grad (d^2 / 2) = d grad ln pi
+        ("k3", "loss", FORWARD),  # grad (ref/pi - 1 + d) = (1 - ref/pi) grad ln pi
+        ("k1", "reward", REVERSE),  # the score-function gradient of E_pi[d]
+        # E[d^2/2 grad ln pi] = 0.75*0.082201*0.25 - 0.25*0.240227*0.75 = -0.029630: away from ref
+        ("k2", "reward", -0.029630),
+        # E[(ref/pi - 1 + d) grad ln pi] = REVERSE - FORWARD = -0.044010: away from ref -> refused
+        ("k3", "reward", REVERSE - FORWARD),
+    ],
+)
 def test_kl_gradient_direction_by_hand(estimator, mode, want):
     assert _expected_kl_gradient(estimator, mode) == pytest.approx(want, abs=1e-5)
 
 
-@pytest.mark.parametrize("estimator, mode, accepted", [
-    ("k1", "loss", False), ("k2", "loss", True), ("k3", "loss", True), ("auto", "loss", True),
-    ("k1", "reward", True), ("k2", "reward", False), ("k3", "reward", False), ("auto", "reward", True),
-])
+@pytest.mark.parametrize(
+    "estimator, mode, accepted",
+    [
+        ("k1", "loss", False),
+        ("k2", "loss", True),
+        ("k3", "loss", True),
+        ("auto", "loss", True),
+        ("k1", "reward", True),
+        ("k2", "reward", False),
+        ("k3", "reward", False),
+        ("auto", "reward", True),
+    ],
+)
 def test_only_kl_pairs_with_a_kl_gradient_are_accepted(estimator, mode, accepted):
     from rlagent.config import ConfigError, load_config
 
     args = ["algo.kl_coef=0.1", f"algo.kl_estimator={estimator}", f"algo.kl_mode={mode}"]
     if accepted:
         cfg = load_config(None, args)
-        assert cfg.algo.kl_estimator_used == {"loss": "k3", "reward": "k1"}.get(mode) \
-            if estimator == "auto" else estimator
+        assert (
+            cfg.algo.kl_estimator_used == {"loss": "k3", "reward": "k1"}.get(mode)
+            if estimator == "auto"
+            else estimator
+        )
     else:
         with pytest.raises(ConfigError, match="algo.kl_estimator: "):
             load_config(None, args)
@@ -248,28 +269,31 @@ def test_value_loss_by_hand():
     # V 1.0, old 0.5, R 2: plain (1-2)^2 = 1; clipped V 0.7, (0.7-2)^2 = 1.69 -> 0.5 * 1.69
     # V 0.0, old 0.5, R 0: plain 0; clipped V 0.3 -> 0.09 -> 0.045
     # V 0.6, old 0.5, R 1: inside the clip: 0.16 both -> 0.08, not clipped
-    loss, clipped = algos.value_loss(T([1., 0, .6]), T([.5, .5, .5]), T([2., 0, 1]), 0.2)
+    loss, clipped = algos.value_loss(T([1.0, 0, 0.6]), T([0.5, 0.5, 0.5]), T([2.0, 0, 1]), 0.2)
     assert loss.tolist() == pytest.approx([0.845, 0.045, 0.08], abs=1e-6)
     assert clipped.tolist() == [True, True, False]
-    loss, _ = algos.value_loss(T([1., 0, .6]), T([.5, .5, .5]), T([2., 0, 1]), None)
+    loss, _ = algos.value_loss(T([1.0, 0, 0.6]), T([0.5, 0.5, 0.5]), T([2.0, 0, 1]), None)
     assert loss.tolist() == pytest.approx([0.5, 0, 0.08], abs=1e-6)
 
 
 def test_truncated_importance_weights():
     # e^(−1 + 1.5) = 1.648721 capped at 1.5; e^(−2 + 1) = 0.367879
-    w = algos.truncated_is_weights(T([-1., -2]), T([-1.5, -1]), cap=1.5)
+    w = algos.truncated_is_weights(T([-1.0, -2]), T([-1.5, -1]), cap=1.5)
     assert w.tolist() == pytest.approx([1.5, 0.367879], abs=1e-6) and not w.requires_grad
 
 
-LOSS = T([[1., 2, 3, 0], [4, 0, 0, 0], [9, 9, 9, 9]])
+LOSS = T([[1.0, 2, 3, 0], [4, 0, 0, 0], [9, 9, 9, 9]])
 LMASK = T([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]])  # the last row is an empty response
 
 
-@pytest.mark.parametrize("mode, want", [
-    ("token-mean", (1 + 2 + 3 + 4) / 4),             # 2.5
-    ("seq-mean-token-sum", ((1 + 2 + 3) + 4) / 2),   # 5: the empty row is not a sequence
-    ("seq-mean-token-mean", ((1 + 2 + 3) / 3 + 4) / 2),  # 3
-])
+@pytest.mark.parametrize(
+    "mode, want",
+    [
+        ("token-mean", (1 + 2 + 3 + 4) / 4),  # 2.5
+        ("seq-mean-token-sum", ((1 + 2 + 3) + 4) / 2),  # 5: the empty row is not a sequence
+        ("seq-mean-token-mean", ((1 + 2 + 3) / 3 + 4) / 2),  # 3
+    ],
+)
 def test_loss_aggregation_by_hand(mode, want):
     assert shaping.aggregate(LOSS, LMASK, mode).item() == pytest.approx(want)
 
@@ -277,8 +301,7 @@ def test_loss_aggregation_by_hand(mode, want):
 def test_loss_weights_split_across_micro_batches_sum_to_the_whole():
     # Two micro-batches weighted with the whole batch's totals add up to the aggregate.
     for mode in shaping.LOSS_AGGREGATIONS:
-        parts = sum((LOSS[r] * shaping.loss_weights(LMASK[r], mode, 4.0, 2.0)).sum()
-                    for r in ([0], [1, 2]))
+        parts = sum((LOSS[r] * shaping.loss_weights(LMASK[r], mode, 4.0, 2.0)).sum() for r in ([0], [1, 2]))
         assert parts.item() == pytest.approx(shaping.aggregate(LOSS, LMASK, mode).item())
 
 

@@ -1,5 +1,6 @@
 """Bad input is an error that says where, never a crash: task files (file and line) and
 configs (the dotted key), checked on hand-picked cases and on generated ones (hypothesis)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,23 +14,27 @@ from hypothesis import strategies as st
 from rlagent.config import Config, ConfigError, load_config
 from rlagent.tasks import load_tasks
 
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}
 KEYS = [f"{s}.{f.name}" for s, make in SECTIONS.items() for f in dataclasses.fields(make())]
 
 
-@pytest.mark.parametrize("line, error", [
-    ("{not json", r"tasks.jsonl:2: Expecting property name"),
-    ('["a", "list"]', r"tasks.jsonl:2: a task must be a JSON object"),
-    ('{"prompt": "no id"}', r"tasks.jsonl:2: task is missing field\(s\) \['id'\]"),
-    ('{"id": null, "prompt": "p"}', r"tasks.jsonl:2: task is missing field\(s\) \['id'\]"),
-    ('{"id": "x", "prompt": "p", "difficulty": "hard"}', r"tasks.jsonl:2: .*difficulty must be"),
-    ('{"id": "x", "prompt": "p", "difficulty": null}', r"tasks.jsonl:2: .*difficulty must be"),
-    ('{"id": "x", "prompt": "p", "difficulty": [1]}', r"tasks.jsonl:2: .*difficulty must be"),
-])
+@pytest.mark.parametrize(
+    "line, error",
+    [
+        ("{not json", r"tasks.jsonl:2: Expecting property name"),
+        ('["a", "list"]', r"tasks.jsonl:2: a task must be a JSON object"),
+        ('{"prompt": "no id"}', r"tasks.jsonl:2: task is missing field\(s\) \['id'\]"),
+        ('{"id": null, "prompt": "p"}', r"tasks.jsonl:2: task is missing field\(s\) \['id'\]"),
+        ('{"id": "x", "prompt": "p", "difficulty": "hard"}', r"tasks.jsonl:2: .*difficulty must be"),
+        ('{"id": "x", "prompt": "p", "difficulty": null}', r"tasks.jsonl:2: .*difficulty must be"),
+        ('{"id": "x", "prompt": "p", "difficulty": [1]}', r"tasks.jsonl:2: .*difficulty must be"),
+    ],
+)
 def test_malformed_task_line_names_file_and_line(tmp_path, line, error):
     path = tmp_path / "tasks.jsonl"
     path.write_text('{"id": "ok", "prompt": "fine"}\n' + line + "\n")
@@ -43,11 +48,14 @@ def test_empty_task_file_is_an_error(tmp_path):
         load_tasks(tmp_path / "tasks.jsonl", "rlagent/Echo-v0")
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) |
-                    st.text(max_size=8), lambda inner: st.lists(inner, max_size=3) |
-                    st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
-TASK_LIKE = st.fixed_dictionaries({}, optional={"id": JSON, "prompt": JSON, "answer": JSON,
-                                                "difficulty": JSON, "env": JSON})
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+TASK_LIKE = st.fixed_dictionaries(
+    {}, optional={"id": JSON, "prompt": JSON, "answer": JSON, "difficulty": JSON, "env": JSON}
+)
 LINES = st.one_of(st.text(max_size=40), JSON.map(json.dumps), TASK_LIKE.map(json.dumps))
 
 
@@ -64,9 +72,27 @@ def test_any_task_file_loads_or_names_the_bad_line(tmp_path, lines):
         assert tasks and all(isinstance(t.id, str) and isinstance(t.difficulty, int) for t in tasks)
 
 
-VALUES = st.one_of(st.text(max_size=20), JSON.map(json.dumps),
-                   st.sampled_from(["[", "{a: [", "-1", "0", "1e-4", ".nan", ".inf", "~", "yes",
-                                    "2020-01-01", "!!python/object:os.system", "\x00", "a: b"]))
+VALUES = st.one_of(
+    st.text(max_size=20),
+    JSON.map(json.dumps),
+    st.sampled_from(
+        [
+            "[",
+            "{a: [",
+            "-1",
+            "0",
+            "1e-4",
+            ".nan",
+            ".inf",
+            "~",
+            "yes",
+            "2020-01-01",
+            "!!python/object:os.system",
+            "\x00",
+            "a: b",
+        ]
+    ),
+)
 
 
 @SETTINGS
@@ -80,13 +106,16 @@ def test_any_override_loads_or_names_the_key(key, value):
         assert isinstance(cfg, Config)
 
 
-@pytest.mark.parametrize("text, error", [
-    ("{1: 2, a: 3}", r"^1: unknown key"),
-    ("run: {steps: 1, null: 2}", r"^run.None: unknown key"),
-    ("algo: [", r"run.yaml: not valid YAML"),
-    ("rewards: {components: [1]}", r"^rewards.components\[0\]: expected a mapping"),
-    ("- a\n- b", r"run.yaml: top level must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("{1: 2, a: 3}", r"^1: unknown key"),
+        ("run: {steps: 1, null: 2}", r"^run.None: unknown key"),
+        ("algo: [", r"run.yaml: not valid YAML"),
+        ("rewards: {components: [1]}", r"^rewards.components\[0\]: expected a mapping"),
+        ("- a\n- b", r"run.yaml: top level must be a mapping"),
+    ],
+)
 def test_bad_yaml_file_names_the_key_or_file(tmp_path, text, error):
     path = tmp_path / "run.yaml"
     path.write_text(text)
@@ -95,10 +124,15 @@ def test_bad_yaml_file_names_the_key_or_file(tmp_path, text, error):
 
 
 @SETTINGS
-@given(text=st.text(max_size=60) | JSON.map(json.dumps) |
-       st.dictionaries(st.sampled_from(list(SECTIONS) + ["bogus", "1"]),
-                       st.dictionaries(st.text(max_size=10), JSON, max_size=3) | JSON,
-                       max_size=3).map(json.dumps))
+@given(
+    text=st.text(max_size=60)
+    | JSON.map(json.dumps)
+    | st.dictionaries(
+        st.sampled_from(list(SECTIONS) + ["bogus", "1"]),
+        st.dictionaries(st.text(max_size=10), JSON, max_size=3) | JSON,
+        max_size=3,
+    ).map(json.dumps)
+)
 def test_any_yaml_file_loads_or_is_a_config_error(tmp_path, text):
     path = tmp_path / "run.yaml"
     path.write_text(text)

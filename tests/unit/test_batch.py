@@ -1,4 +1,5 @@
 """build_batch: scored episodes -> right-padded rows, masks, advantages and stats."""
+
 from __future__ import annotations
 
 import math
@@ -14,14 +15,29 @@ PAD = 1  # not 0, so padding of ids cannot be confused with padding of masks
 A = 0.5 / math.sqrt(1 / 3)  # [1, 0, 0, 1]: mean 0.5, sample std sqrt(1/3) -> ±0.86603
 
 
-def episode(group: int, prompt: list[int], gen: list[int], reward: float | None,
-            lp: float = -0.5, termination: str = "terminated") -> Episode:
+def episode(
+    group: int,
+    prompt: list[int],
+    gen: list[int],
+    reward: float | None,
+    lp: float = -0.5,
+    termination: str = "terminated",
+) -> Episode:
     ids = prompt + gen
     turn = Turn("text", None, 0.0, {}, (len(prompt), len(ids)), "stop")
-    return Episode(task=Task(id=f"t{group}", env="Echo", prompt="p"), group=group, messages=[],
-                   token_ids=ids, loss_mask=[0] * len(prompt) + [1] * len(gen),
-                   logprobs=[0.0] * len(prompt) + [lp] * len(gen), prompt_len=len(prompt),
-                   turns=[turn], termination=termination, policy_version=0, reward=reward)
+    return Episode(
+        task=Task(id=f"t{group}", env="Echo", prompt="p"),
+        group=group,
+        messages=[],
+        token_ids=ids,
+        loss_mask=[0] * len(prompt) + [1] * len(gen),
+        logprobs=[0.0] * len(prompt) + [lp] * len(gen),
+        prompt_len=len(prompt),
+        turns=[turn],
+        termination=termination,
+        policy_version=0,
+        reward=reward,
+    )
 
 
 CFG = Config()
@@ -40,25 +56,28 @@ class Advantages(list):
 
 
 def test_rows_are_right_padded():
-    eps = [episode(0, [5, 6], [7, 8, 9], 1.0, lp=-0.1),
-           episode(0, [5, 6], [7], 0.0, lp=-0.2),
-           episode(0, [5, 6, 7], [8, 9, 10], 0.0, lp=-0.3),
-           episode(0, [5], [9, 9], 1.0, lp=-0.4)]
+    eps = [
+        episode(0, [5, 6], [7, 8, 9], 1.0, lp=-0.1),
+        episode(0, [5, 6], [7], 0.0, lp=-0.2),
+        episode(0, [5, 6, 7], [8, 9, 10], 0.0, lp=-0.3),
+        episode(0, [5], [9, 9], 1.0, lp=-0.4),
+    ]
     batch, stats = build_batch(eps, CFG, pad_id=PAD)
     assert len(batch) == 4 and batch.pad_id == PAD
     assert batch.lengths == [5, 3, 6, 3]
-    assert batch.input_ids == [[5, 6, 7, 8, 9, PAD],
-                               [5, 6, 7, PAD, PAD, PAD],
-                               [5, 6, 7, 8, 9, 10],
-                               [5, 9, 9, PAD, PAD, PAD]]
-    assert batch.loss_mask == [[0, 0, 1, 1, 1, 0],
-                               [0, 0, 1, 0, 0, 0],
-                               [0, 0, 0, 1, 1, 1],
-                               [0, 1, 1, 0, 0, 0]]
-    assert batch.old_logprobs == [[0.0, 0.0, -0.1, -0.1, -0.1, 0.0],
-                                  [0.0, 0.0, -0.2, 0.0, 0.0, 0.0],
-                                  [0.0, 0.0, 0.0, -0.3, -0.3, -0.3],
-                                  [0.0, -0.4, -0.4, 0.0, 0.0, 0.0]]
+    assert batch.input_ids == [
+        [5, 6, 7, 8, 9, PAD],
+        [5, 6, 7, PAD, PAD, PAD],
+        [5, 6, 7, 8, 9, 10],
+        [5, 9, 9, PAD, PAD, PAD],
+    ]
+    assert batch.loss_mask == [[0, 0, 1, 1, 1, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1], [0, 1, 1, 0, 0, 0]]
+    assert batch.old_logprobs == [
+        [0.0, 0.0, -0.1, -0.1, -0.1, 0.0],
+        [0.0, 0.0, -0.2, 0.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0, -0.3, -0.3, -0.3],
+        [0.0, -0.4, -0.4, 0.0, 0.0, 0.0],
+    ]
     # rewards [1, 0, 0, 1] in one group -> ±0.86603
     assert Advantages(batch) == pytest.approx([A, -A, -A, A], abs=1e-5)
     assert (stats.episodes, stats.invalid, stats.zero_variance_groups) == (4, 0, 0.0)
@@ -84,8 +103,12 @@ def test_dr_grpo_setting_reaches_the_advantages():
 def test_invalid_reward_gets_no_loss_and_no_advantage():
     # valid rewards [1, 0, 1]: mean 2/3, deviations 1/3, -2/3, 1/3, variance (1/9+4/9+1/9)/2 = 1/3,
     # std 0.57735 -> 0.57735, -1.15470, 0.57735; the invalid episode is left out and gets 0.
-    eps = [episode(0, [5], [6, 7], 1.0), episode(0, [5], [6, 7, 8], None, lp=-0.9),
-           episode(0, [5], [6], 0.0), episode(0, [5], [6], 1.0)]
+    eps = [
+        episode(0, [5], [6, 7], 1.0),
+        episode(0, [5], [6, 7, 8], None, lp=-0.9),
+        episode(0, [5], [6], 0.0),
+        episode(0, [5], [6], 1.0),
+    ]
     batch, stats = build_batch(eps, CFG, pad_id=PAD)
     assert Advantages(batch) == pytest.approx([0.57735, 0.0, -1.154701, 0.57735], abs=1e-5)
     assert batch.loss_mask[1] == [0, 0, 0, 0]
@@ -141,8 +164,12 @@ def test_signal_is_judged_on_the_shaped_reward():
     (6 generated tokens, max 6, buffer 4: penalty -(6 - 2) / 4 = -1; 2 tokens: 0), so the
     estimator sees [1, 0]: the group has signal, and the stats say so."""
     cfg = load_config(None, ["algo.overlong_buffer=4", "algo.overlong_max_tokens=6"])
-    eps = [episode(0, [5], [7, 8], 1.0), episode(0, [5], [7, 8, 9, 9, 9, 9], 1.0),
-           episode(1, [5], [7, 8], 1.0), episode(1, [5], [7, 9], 1.0)]
+    eps = [
+        episode(0, [5], [7, 8], 1.0),
+        episode(0, [5], [7, 8, 9, 9, 9, 9], 1.0),
+        episode(1, [5], [7, 8], 1.0),
+        episode(1, [5], [7, 9], 1.0),
+    ]
     batch, stats = build_batch(eps, cfg, pad_id=PAD)
     assert batch.rewards == [1.0, 0.0, 1.0, 1.0]
     assert stats.zero_variance_groups == 0.5  # group 1 only

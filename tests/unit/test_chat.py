@@ -1,4 +1,5 @@
 """ChatTokens: token-in/token-out chat pieces agree with the template rendering of the chat."""
+
 from __future__ import annotations
 
 import copy
@@ -67,11 +68,18 @@ def test_chat_ending_on_an_assistant_turn(tok):
     chat = ChatTokens(tok)
     t1, t2 = turn_ids(tok, TURNS[0]), turn_ids(tok, TURNS[1])
     ids = chat.prompt(OPENING) + t1 + chat.observation(OBSERVATIONS[0], t1) + t2
-    full = render(tok, OPENING + [{"role": "assistant", "content": TURNS[0]},
-                                  {"role": "user", "content": OBSERVATIONS[0]},
-                                  {"role": "assistant", "content": TURNS[1]}], False)
-    assert full[:len(ids)] == ids
-    assert tok.eos_token_id not in full[len(ids):]
+    full = render(
+        tok,
+        OPENING
+        + [
+            {"role": "assistant", "content": TURNS[0]},
+            {"role": "user", "content": OBSERVATIONS[0]},
+            {"role": "assistant", "content": TURNS[1]},
+        ],
+        False,
+    )
+    assert full[: len(ids)] == ids
+    assert tok.eos_token_id not in full[len(ids) :]
 
 
 def test_truncated_turn_is_closed_with_eos(tok):
@@ -81,8 +89,10 @@ def test_truncated_turn_is_closed_with_eos(tok):
     assert obs[0] == tok.eos_token_id
     # the same observation after a turn that did stop: only the eos differs
     assert obs[1:] == chat.observation(OBSERVATIONS[0], turn_ids(tok, TURNS[0]))
-    messages = OPENING + [{"role": "assistant", "content": TURNS[0]},
-                          {"role": "user", "content": OBSERVATIONS[0]}]
+    messages = OPENING + [
+        {"role": "assistant", "content": TURNS[0]},
+        {"role": "user", "content": OBSERVATIONS[0]},
+    ]
     assert chat.prompt(OPENING) + cut + obs == render(tok, messages, True)
 
 
@@ -90,8 +100,7 @@ def test_empty_turn_is_closed_with_eos(tok):
     chat = ChatTokens(tok)
     obs = chat.observation(OBSERVATIONS[0], [])
     assert obs[0] == tok.eos_token_id
-    messages = OPENING + [{"role": "assistant", "content": ""},
-                          {"role": "user", "content": OBSERVATIONS[0]}]
+    messages = OPENING + [{"role": "assistant", "content": ""}, {"role": "user", "content": OBSERVATIONS[0]}]
     assert chat.prompt(OPENING) + obs == render(tok, messages, True)
 
 
@@ -119,13 +128,17 @@ def test_decode_drops_special_tokens(tok):
 # The first message rewritten once the chat is longer than one exchange: appending a
 # message changes the ids of earlier ones, so ids kept from earlier turns would be wrong.
 UNSTABLE = {
-    "smol": ("{% for m in messages %}{% if loop.first and messages|length > 2 %}"
-             "{% set c = m['content']|upper %}{% else %}{% set c = m['content'] %}{% endif %}"
-             "<|im_start|>{{ m['role'] }}\n{{ c }}<|im_end|>\n{% endfor %}"
-             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"),
-    "tiny": ("{% for m in messages %}<|{{ m['role'] }}|> "
-             "{% if loop.first and messages|length > 2 %}a {% endif %}{{ m['content'] }} </s> "
-             "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"),
+    "smol": (
+        "{% for m in messages %}{% if loop.first and messages|length > 2 %}"
+        "{% set c = m['content']|upper %}{% else %}{% set c = m['content'] %}{% endif %}"
+        "<|im_start|>{{ m['role'] }}\n{{ c }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    ),
+    "tiny": (
+        "{% for m in messages %}<|{{ m['role'] }}|> "
+        "{% if loop.first and messages|length > 2 %}a {% endif %}{{ m['content'] }} </s> "
+        "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    ),
 }
 
 
@@ -136,6 +149,6 @@ def test_template_that_rewrites_earlier_messages_is_rejected(request, name):
     # the unstable template really renders the first message differently in a longer chat
     two = [{"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]
     three = two + [{"role": "user", "content": "d"}]
-    assert render(tok, three, False)[:len(render(tok, two, False))] != render(tok, two, False)
+    assert render(tok, three, False)[: len(render(tok, two, False))] != render(tok, two, False)
     with pytest.raises(ValueError, match="prefix-stable"):
         ChatTokens(tok).observation("d", turn_ids(tok, "c"))

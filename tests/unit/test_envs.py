@@ -1,4 +1,5 @@
 """Built-in environments: Gymnasium contract, the calculator protocol, the Echo sanity env."""
+
 from __future__ import annotations
 
 import doctest
@@ -16,8 +17,14 @@ from rlagent.envs.calculator import INVALID_ACTION, CalculatorEnv, generate_task
 from rlagent.envs.echo import EchoEnv
 from rlagent.envs.text import AnyText
 
-TASK = {"id": "t1", "env": "rlagent/Calculator-v0", "prompt": "What is 37 * 14 + 5?",
-        "answer": 523, "difficulty": 2, "expression": "37 * 14 + 5"}
+TASK = {
+    "id": "t1",
+    "env": "rlagent/Calculator-v0",
+    "prompt": "What is 37 * 14 + 5?",
+    "answer": 523,
+    "difficulty": 2,
+    "expression": "37 * 14 + 5",
+}
 
 
 # Registered ids that cannot be made without kwargs, or are checked elsewhere, and why.
@@ -31,8 +38,9 @@ def test_not_checked_here_names_registered_ids():
     assert set(NOT_CHECKED_HERE) <= set(rlagent.envs.BUILTIN_ENVS)
 
 
-@pytest.mark.parametrize("env_id", [e for e in sorted(rlagent.envs.BUILTIN_ENVS)
-                                    if e not in NOT_CHECKED_HERE])
+@pytest.mark.parametrize(
+    "env_id", [e for e in sorted(rlagent.envs.BUILTIN_ENVS) if e not in NOT_CHECKED_HERE]
+)
 def test_check_env_passes_without_warnings(env_id):
     # The plain default construction: every env must reset and step without kwargs.
     env = gymnasium.make(env_id)
@@ -47,11 +55,11 @@ def test_check_env_passes_without_warnings(env_id):
 
 def test_registration_is_idempotent():
     import importlib
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         importlib.reload(rlagent.envs)
-    assert gymnasium.spec("rlagent/Calculator-v0").entry_point == \
-        "rlagent.envs.calculator:CalculatorEnv"
+    assert gymnasium.spec("rlagent/Calculator-v0").entry_point == "rlagent.envs.calculator:CalculatorEnv"
 
 
 def test_any_text_accepts_any_string_within_length():
@@ -83,8 +91,10 @@ def _calc_env(**kwargs):
 
 def test_calculator_reset_shows_instructions_and_question():
     _, obs, info = _calc_env()
-    assert obs == ("Use <calc>expression</calc> to compute, then reply <answer>number</answer>."
-                   "\nQuestion: What is 37 * 14 + 5?")
+    assert obs == (
+        "Use <calc>expression</calc> to compute, then reply <answer>number</answer>."
+        "\nQuestion: What is 37 * 14 + 5?"
+    )
     assert info["task_id"] == "t1" and info["tool_calls"] == 0
 
 
@@ -102,11 +112,16 @@ def test_calculator_scripted_correct_episode():
     assert info["tool_calls"] == 2 and info["turn"] == 3
 
 
-@pytest.mark.parametrize("reply, reward", [
-    ("<answer>522</answer>", 0.0), ("<answer>five hundred</answer>", 0.0),
-    ("<answer>523.0</answer>", 1.0), ("<answer> 523 </answer><answer>1</answer>", 1.0),
-    ("<answer>1</answer><answer>523</answer>", 0.0),
-])
+@pytest.mark.parametrize(
+    "reply, reward",
+    [
+        ("<answer>522</answer>", 0.0),
+        ("<answer>five hundred</answer>", 0.0),
+        ("<answer>523.0</answer>", 1.0),
+        ("<answer> 523 </answer><answer>1</answer>", 1.0),
+        ("<answer>1</answer><answer>523</answer>", 0.0),
+    ],
+)
 def test_calculator_final_answer_scoring(reply, reward):
     env, _, _ = _calc_env()
     _, r, terminated, _, info = env.step(reply)
@@ -116,8 +131,11 @@ def test_calculator_final_answer_scoring(reply, reward):
 def test_calculator_invalid_action_and_turn_limit():
     env, _, _ = _calc_env(max_turns=2)
     obs, reward, terminated, truncated, info = env.step("I think it is 523.")
-    assert obs == INVALID_ACTION == (
-        "invalid action: reply with <calc>expression</calc> or <answer>number</answer>")
+    assert (
+        obs
+        == INVALID_ACTION
+        == ("invalid action: reply with <calc>expression</calc> or <answer>number</answer>")
+    )
     assert info["invalid_action"] is True and info["tool_calls"] == 0
     assert (reward, terminated, truncated) == (0.0, False, False)
     _, _, terminated, truncated, info = env.step("<calc>1 + 1</calc>")
@@ -126,21 +144,50 @@ def test_calculator_invalid_action_and_turn_limit():
         env.step("<answer>523</answer>")
 
 
-@pytest.mark.parametrize("expr, value", [
-    ("1 + 2 * 3", "7"), ("(1 + 2) * 3", "9"), ("7 / 2", "3.5"), ("84 / 7", "12"),
-    ("7 // 2", "3"), ("7 % 3", "1"), ("-2 ** 3", "-8"), ("+4 - -1", "5"), ("1.5 * 2", "3"),
-])
+@pytest.mark.parametrize(
+    "expr, value",
+    [
+        ("1 + 2 * 3", "7"),
+        ("(1 + 2) * 3", "9"),
+        ("7 / 2", "3.5"),
+        ("84 / 7", "12"),
+        ("7 // 2", "3"),
+        ("7 % 3", "1"),
+        ("-2 ** 3", "-8"),
+        ("+4 - -1", "5"),
+        ("1.5 * 2", "3"),
+    ],
+)
 def test_calculator_tool_results(expr, value):
     env, _, _ = _calc_env()
     obs, *_ = env.step(f"<calc>{expr}</calc>")
     assert obs == f"<result>{value}</result>"
 
 
-@pytest.mark.parametrize("expr", [
-    "__import__('os')", "2**10**10", "x + 1", "(1).real", "9" * 40, "10 ** 20",
-    "1 / 0", "1e400", "'a' * 3", "True + 1", "1j", "(-8) ** 0.5", "1 +", "", "[1, 2]",
-    "(" * 300 + "1" + ")" * 300, "lambda: 1", "2 ** 64 ** 2", "(2 ** 60) * 2 ** 60",
-])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "__import__('os')",
+        "2**10**10",
+        "x + 1",
+        "(1).real",
+        "9" * 40,
+        "10 ** 20",
+        "1 / 0",
+        "1e400",
+        "'a' * 3",
+        "True + 1",
+        "1j",
+        "(-8) ** 0.5",
+        "1 +",
+        "",
+        "[1, 2]",
+        "(" * 300 + "1" + ")" * 300,
+        "lambda: 1",
+        "2 ** 64 ** 2",
+        "(2 ** 60) * 2 ** 60",
+    ],
+)
 def test_calculator_rejects_unsafe_or_huge_expressions(expr):
     env, _, _ = _calc_env()
     obs, reward, terminated, truncated, info = env.step(f"<calc>{expr}</calc>")
@@ -162,8 +209,10 @@ def test_generate_task_is_reproducible_and_grows_with_difficulty():
         assert a["env"] == "rlagent/Calculator-v0" and a["difficulty"] == difficulty
         assert a["prompt"] == f"What is {a['expression']}?"
         assert safe_eval(a["expression"]) == a["answer"] and isinstance(a["answer"], int)
-    sizes = {d: {len(generate_task(random.Random(s), d)["expression"].split()) for s in range(20)}
-             for d in CalculatorEnv.difficulties}
+    sizes = {
+        d: {len(generate_task(random.Random(s), d)["expression"].split()) for s in range(20)}
+        for d in CalculatorEnv.difficulties
+    }
     # n literals and n-1 operators: 2 * n - 1 tokens.
     assert sizes == {d: {2 * (d + 1) - 1} for d in CalculatorEnv.difficulties}
     ids = {generate_task(random.Random(s), 3)["id"] for s in range(50)}
@@ -231,8 +280,9 @@ def test_echo_generate_task():
     assert env.reset(options={"task": task})[0] == seq[0]
 
 
-@pytest.mark.parametrize("env_id, kwargs", [("rlagent/Calculator-v0", {}), ("rlagent/Tool-v0", {}),
-                                            ("rlagent/Search-v0", {})])
+@pytest.mark.parametrize(
+    "env_id, kwargs", [("rlagent/Calculator-v0", {}), ("rlagent/Tool-v0", {}), ("rlagent/Search-v0", {})]
+)
 def test_unclosed_tags_flood_is_an_ordinary_invalid_action(env_id, kwargs):
     # A lazy <tag>(.*?)</tag> regex takes tens of seconds on this reply; the parsers are linear.
     import time

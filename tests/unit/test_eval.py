@@ -1,5 +1,6 @@
 """Held-out evaluation: a fixed task file, ``rlagent eval`` of the untrained model and of a
 trained checkpoint (real Ray, vLLM and DeepSpeed, the tiny model on Echo-v0), bad inputs."""
+
 import json
 
 from support.evalcase import _config, _lines
@@ -26,16 +27,41 @@ def test_heldout_task_file_is_deterministic(tmp_path, capsys):
 def test_difficulties_are_taken_in_turn(tmp_path):
     config = _config(tmp_path, "unused")
     out = tmp_path / "calc.jsonl"
-    assert main(["tasks", config, "env.id=rlagent/Calculator-v0", "--n", "5",
-                 "--difficulties", "1", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "tasks",
+                config,
+                "env.id=rlagent/Calculator-v0",
+                "--n",
+                "5",
+                "--difficulties",
+                "1",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert [t["difficulty"] for t in _lines(out)] == [1, 3, 1, 3, 1]
 
 
 def _episode(termination: str, info: dict, reward: float | None) -> Episode:
     task = Task(id="t", env="rlagent/Echo-v0", prompt="a")
-    return Episode(task=task, group=0, messages=[], token_ids=[], loss_mask=[], logprobs=[],
-                   prompt_len=0, turns=[Turn("a", None, 0.0, info, (0, 0), "stop")],
-                   termination=termination, policy_version=0, reward=reward)
+    return Episode(
+        task=task,
+        group=0,
+        messages=[],
+        token_ids=[],
+        loss_mask=[],
+        logprobs=[],
+        prompt_len=0,
+        turns=[Turn("a", None, 0.0, info, (0, 0), "stop")],
+        termination=termination,
+        policy_version=0,
+        reward=reward,
+    )
 
 
 def test_success_is_the_env_flag_else_a_full_reward_and_env_failures_are_not_judged():

@@ -2,6 +2,7 @@
 
 TextWorld games are the committed fixtures in tests/fixtures/textworld (made once with tw-make).
 """
+
 from __future__ import annotations
 
 import doctest
@@ -54,8 +55,7 @@ def tw_env():
 # ---------------------------------------------------------------- contract
 def test_ids_are_registered():
     assert rlagent.envs.BUILTIN_ENVS["rlagent/GymText-v0"] == "rlagent.envs.gym_text:GymTextEnv"
-    assert rlagent.envs.BUILTIN_ENVS["rlagent/TextWorld-v0"] == \
-        "rlagent.envs.textworld_env:TextWorldEnv"
+    assert rlagent.envs.BUILTIN_ENVS["rlagent/TextWorld-v0"] == "rlagent.envs.textworld_env:TextWorldEnv"
     assert {"rlagent/GymText-v0", "rlagent/TextWorld-v0"} <= set(gymnasium.registry)
 
 
@@ -106,11 +106,22 @@ def test_dense_rewards_and_first_line_rule(tw_env):
     assert info["command"] == second and reward == 1.0 and info["score"] == 2
 
 
-@pytest.mark.parametrize("reply, refused", [
-    ("", True), ("   \n  ", True), ("quit", True), ("<command>restart</command>", True),
-    ("\\q", True), ("x" * 500, True), (None, True),
-    ("xyzzy", False), ("eat the moon", False), ("中文 é → ⚠", False), ("<command>", False),
-])
+@pytest.mark.parametrize(
+    "reply, refused",
+    [
+        ("", True),
+        ("   \n  ", True),
+        ("quit", True),
+        ("<command>restart</command>", True),
+        ("\\q", True),
+        ("x" * 500, True),
+        (None, True),
+        ("xyzzy", False),
+        ("eat the moon", False),
+        ("中文 é → ⚠", False),
+        ("<command>", False),
+    ],
+)
 def test_malformed_reply_is_an_observation(tw_env, reply, refused):
     obs0, info0 = tw_env.reset(options={"task": {"id": "t", "prompt": "", "game": "custom_small.z8"}})
     obs, reward, terminated, truncated, info = tw_env.step(reply)
@@ -140,8 +151,13 @@ def test_truncated_after_max_steps_and_game_switch():
 
 
 def test_show_admissible_and_normalized_reward():
-    env = TextWorldEnv(game="simple_dense.z8", games_dir=str(FIXTURES), show_admissible=True,
-                       normalize_reward=True, instructions=None)
+    env = TextWorldEnv(
+        game="simple_dense.z8",
+        games_dir=str(FIXTURES),
+        show_admissible=True,
+        normalize_reward=True,
+        instructions=None,
+    )
     obs, info = env.reset()
     assert obs.splitlines()[-1] == "Admissible commands: " + ", ".join(info["admissible_commands"])
     assert walkthrough("simple_dense.z8")[0] in info["admissible_commands"]
@@ -226,10 +242,10 @@ def test_gym_text_seeds_from_the_task_and_converts_observations():
     assert (obs, reward, guess) == ("Correct!", 1.0, inner.secret)
 
 
-@pytest.mark.parametrize("mode, expected", [
-    ("fields", {"level": 2}), ("task", {"task": {"id": "a", "prompt": "p", "level": 2}}),
-    ("none", None),
-])
+@pytest.mark.parametrize(
+    "mode, expected",
+    [("fields", {"level": 2}), ("task", {"task": {"id": "a", "prompt": "p", "level": 2}}), ("none", None)],
+)
 def test_gym_text_options_modes(mode, expected):
     env = GymTextEnv(TOY, options=mode)
     env.reset(options={"task": {"id": "a", "prompt": "p", "level": 2}})
@@ -306,18 +322,29 @@ def byte_tokenizer():
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
-                                  bos_token="<s>", eos_token="</s>",
-                                  additional_special_tokens=SPECIAL[4:])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        additional_special_tokens=SPECIAL[4:],
+    )
     tok.chat_template = CHAT_TEMPLATE
     return tok
 
 
-@pytest.mark.parametrize("env_id, kwargs, task_file", [
-    ("rlagent/TextWorld-v0", {"games_dir": str(FIXTURES)}, TASKS),
-    ("rlagent/GymText-v0", {"env_id": "rlagent/TextWorld-v0",
-                            "env_kwargs": {"games_dir": str(FIXTURES)}, "options": "task"}, TASKS),
-])
+@pytest.mark.parametrize(
+    "env_id, kwargs, task_file",
+    [
+        ("rlagent/TextWorld-v0", {"games_dir": str(FIXTURES)}, TASKS),
+        (
+            "rlagent/GymText-v0",
+            {"env_id": "rlagent/TextWorld-v0", "env_kwargs": {"games_dir": str(FIXTURES)}, "options": "task"},
+            TASKS,
+        ),
+    ],
+)
 def test_runner_plays_a_game_to_the_win(env_id, kwargs, task_file):
     tok = byte_tokenizer()
     task = load_tasks(task_file, env_id)[1]  # custom_small.z8
@@ -333,8 +360,9 @@ def test_runner_plays_a_game_to_the_win(env_id, kwargs, task_file):
         assert ep.termination == "terminated" and [t.action for t in ep.turns] == replies
         assert ep.turns[0].observation.startswith("That's not a verb")
         assert ep.turns[-1].info["success"] is True and EnvReward().score(ep) == 1.0
-        assert sum(ep.loss_mask) == sum(len(tok.encode(r, add_special_tokens=False)) + 1
-                                        for r in replies)  # each reply and its end-of-turn
+        assert sum(ep.loss_mask) == sum(
+            len(tok.encode(r, add_special_tokens=False)) + 1 for r in replies
+        )  # each reply and its end-of-turn
         assert ep.messages[0] == {"role": "user", "content": ep.messages[0]["content"]}
         assert ep.messages[0]["content"].startswith("You are playing a text adventure game.")
         json.dumps(ep.to_dict())  # rollout files: env infos are plain JSON

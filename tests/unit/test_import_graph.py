@@ -10,6 +10,7 @@ still a dependency; only ``if TYPE_CHECKING:`` blocks are left out), and checks:
   imports no stage package and no driver module, and ``remote`` nothing of the project;
 - the built-in envs import no reward code.
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,8 +22,17 @@ REPO = Path(__file__).resolve().parents[2]
 ROOTS = {"rlagent": REPO / "rlagent", "rlagent.envs": REPO / "envs", "rlagent.rewards": REPO / "rewards"}
 STAGES = ("rlagent.rollout", "rlagent.scoring", "rlagent.learner")
 DRIVER = ("rlagent.trainer", "rlagent.weight_sync", "rlagent.schedule", "rlagent.batch")
-SHARED = ("rlagent.records", "rlagent.episode_view", "rlagent.config", "rlagent.stage_config",
-          "rlagent.typed_config", "rlagent.algos", "rlagent.shaping", "rlagent.tags", "rlagent.remote")
+SHARED = (
+    "rlagent.records",
+    "rlagent.episode_view",
+    "rlagent.config",
+    "rlagent.stage_config",
+    "rlagent.typed_config",
+    "rlagent.algos",
+    "rlagent.shaping",
+    "rlagent.tags",
+    "rlagent.remote",
+)
 
 
 def module_files() -> dict[str, Path]:
@@ -41,7 +51,8 @@ def module_files() -> dict[str, Path]:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports(path: Path, name: str, known: set[str]) -> set[str]:
@@ -69,7 +80,7 @@ def imports(path: Path, name: str, known: set[str]) -> set[str]:
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:
-                    up = package.split(".")[:len(package.split(".")) - (child.level - 1)]
+                    up = package.split(".")[: len(package.split(".")) - (child.level - 1)]
                     base = ".".join(up + ([base] if base else []))
                 for alias in child.names:
                     full = f"{base}.{alias.name}"
@@ -153,16 +164,20 @@ def test_stage_packages_import_neither_each_other_nor_the_driver():
 
 def test_the_shared_layer_imports_no_stage_and_no_driver():
     g = graph()
-    bad = sorted(f"{m} imports {d}" for m in SHARED for d in g[m]
-                 if any(_in(d, p) for p in STAGES + DRIVER))
+    bad = sorted(f"{m} imports {d}" for m in SHARED for d in g[m] if any(_in(d, p) for p in STAGES + DRIVER))
     assert bad == []
     assert g["rlagent.remote"] == set(), "remote.py imports only Ray and the standard library"
 
 
 def test_envs_import_no_reward_code():
     g = graph()
-    bad = sorted(f"{m} imports {d}" for m, deps in g.items() if _in(m, "rlagent.envs")
-                 for d in deps if _in(d, "rlagent.rewards"))
+    bad = sorted(
+        f"{m} imports {d}"
+        for m, deps in g.items()
+        if _in(m, "rlagent.envs")
+        for d in deps
+        if _in(d, "rlagent.rewards")
+    )
     assert bad == []
 
 
@@ -172,12 +187,15 @@ def test_a_cycle_is_found():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-@pytest.mark.parametrize("deps, bad", [
-    ({"rlagent.rollout.pool": {"rlagent.learner.worker"}}, True),
-    ({"rlagent.learner.worker": {"rlagent.scoring.combine"}}, True),
-    ({"rlagent.scoring.service": {"rlagent.trainer"}}, True),
-    ({"rlagent.rollout.pool": {"rlagent.rollout.engine", "rlagent.records"}}, False),
-    ({"rlagent.trainer": {"rlagent.rollout.pool", "rlagent.learner.group"}}, False),
-])
+@pytest.mark.parametrize(
+    "deps, bad",
+    [
+        ({"rlagent.rollout.pool": {"rlagent.learner.worker"}}, True),
+        ({"rlagent.learner.worker": {"rlagent.scoring.combine"}}, True),
+        ({"rlagent.scoring.service": {"rlagent.trainer"}}, True),
+        ({"rlagent.rollout.pool": {"rlagent.rollout.engine", "rlagent.records"}}, False),
+        ({"rlagent.trainer": {"rlagent.rollout.pool", "rlagent.learner.group"}}, False),
+    ],
+)
 def test_a_stage_importing_another_is_found(deps, bad):
     assert bool(stage_violations(deps)) == bad

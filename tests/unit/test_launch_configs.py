@@ -1,4 +1,5 @@
 """Every example config in launch/configs loads, and asks for no more GPUs than its cluster has."""
+
 import re
 from pathlib import Path
 

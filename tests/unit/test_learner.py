@@ -1,6 +1,7 @@
 """The learner's arithmetic: chunked logprobs equal the plain computation, a group's shared
 prompt computed once gives the same logprobs, gradients and update, and two data-parallel
 ranks take the step one rank takes on the whole batch."""
+
 import pytest
 import torch
 from support.batches import _group_batch, _model
@@ -13,7 +14,7 @@ def test_chunked_logprobs_match_full_logits(tiny_model):
     model = _model(tiny_model)
     ids = torch.randint(7, 17, (3, 12))
     attn = torch.ones_like(ids)
-    attn[2, 9:] = 0                                   # a right-padded row
+    attn[2, 9:] = 0  # a right-padded row
     mask = torch.zeros_like(ids)
     mask[:, 5:9] = 1
     mask[1, 10:] = 1
@@ -45,7 +46,10 @@ def test_nucleus_logprobs_by_hand():
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]] * 3)
     head = torch.nn.Identity()
     assert nucleus_mask(logits, torch.tensor([0, 1, 2]), 0.7).tolist() == [
-        [False, False, True, True], [False, False, True, True], [False, False, False, True]]
+        [False, False, True, True],
+        [False, False, True, True],
+        [False, False, False, True],
+    ]
     lp, ent = _chunk_logprobs(head, logits, torch.tensor([0, 1, 2]), 1.0, False, top_p=0.7)
     assert lp.tolist() == pytest.approx([-0.313262, -1.313262, -2.407606], abs=1e-5)
     # the entropy of the renormalised nucleus {0, 1}: p = 0.731059, 0.268941

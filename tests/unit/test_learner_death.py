@@ -1,6 +1,7 @@
 """The learner killed mid-run: the driver stops with an error that says the learner died and
 gives the exact command that resumes the run; that command continues from the last
 checkpoint. Metrics of every finished step were already on disk."""
+
 from __future__ import annotations
 
 from rlagent.cli import main
@@ -13,7 +14,8 @@ def test_resume_hint_names_the_checkpoint_and_the_command(tmp_path):
     (tmp_path / "checkpoints" / "latest").write_text("step_00003")
     assert resume_hint(tmp_path) == (
         f"continue from its last checkpoint (step_00003) with: "
-        f"rlagent train {tmp_path}/config.yaml resume={tmp_path}")
+        f"rlagent train {tmp_path}/config.yaml resume={tmp_path}"
+    )
     err = run_died(RuntimeError("boom\nmore"), [], tmp_path, 4)
     assert str(err).startswith("an actor died during step 4 (boom); the run stopped: continue")
 

@@ -1,6 +1,7 @@
 """One-step-off and async training: rollouts overlap the learner's update; staleness is
 bounded and the stale tokens are trained with the engine's sampling logprobs as the
 behaviour policy (the importance ratio corrects them)."""
+
 import threading
 import time
 
@@ -19,8 +20,13 @@ def test_groups_with_a_too_stale_episode_are_dropped_whole():
         e.policy_version = v
     kept, m = staleness(eps, learner_version=6, max_staleness=2)
     assert kept == eps[:2]  # group 1 has an episode 3 versions behind
-    assert m == {"staleness/mean": 1.0, "staleness/max": 1.0, "staleness/dropped_groups": 1.0,
-                 "staleness/mixed_version_episodes": 0.0, "train/policy_version": 6.0}
+    assert m == {
+        "staleness/mean": 1.0,
+        "staleness/max": 1.0,
+        "staleness/dropped_groups": 1.0,
+        "staleness/mixed_version_episodes": 0.0,
+        "train/policy_version": 6.0,
+    }
 
 
 def test_prefetch_overlaps_the_callers_work_and_next_returns_it():

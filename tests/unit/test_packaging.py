@@ -2,6 +2,7 @@
 
 (The third way, ``ray job submit --working-dir .``, is covered in test_ray_job.py.)
 """
+
 import os
 import shutil
 from pathlib import Path

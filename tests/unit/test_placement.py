@@ -1,5 +1,6 @@
 """Placement: the cluster is checked before anything starts, and a group that cannot be
 placed ends in an error naming the role, its config keys and the resources."""
+
 import pytest
 
 from rlagent.config import load_config
@@ -7,8 +8,9 @@ from rlagent.placement import PlacementError, check_resources
 
 
 def test_more_gpus_than_the_cluster_has_is_named_before_anything_starts():
-    cfg = load_config(None, ["rollout.num_workers=4", "rollout.num_gpus=1", "learner.num_ranks=4",
-                             "learner.num_gpus=1"])
+    cfg = load_config(
+        None, ["rollout.num_workers=4", "rollout.num_gpus=1", "learner.num_ranks=4", "learner.num_gpus=1"]
+    )
     with pytest.raises(PlacementError) as err:
         check_resources(cfg, {"CPU": 64.0, "GPU": 4.0})
     msg = str(err.value)

@@ -1,4 +1,5 @@
 """The reward service: weighted totals, and every plugin failure counted, never a silent 0."""
+
 import time
 
 import pytest
@@ -13,9 +14,18 @@ from rlagent.scoring.service import RewardService
 def _episode(action="<answer>5</answer>", termination="terminated") -> Episode:
     task = Task(id="t", env="rlagent/Calculator-v0", prompt="2+3?", answer=5)
     turn = Turn(action, None, 1.0, {"success": True}, (3, 5), "stop")
-    return Episode(task=task, group=0, messages=[], token_ids=[1, 2, 3, 4, 5],
-                   loss_mask=[0, 0, 0, 1, 1], logprobs=[0, 0, 0, -1.0, -0.5], prompt_len=3,
-                   turns=[turn], termination=termination, policy_version=0)
+    return Episode(
+        task=task,
+        group=0,
+        messages=[],
+        token_ids=[1, 2, 3, 4, 5],
+        loss_mask=[0, 0, 0, 1, 1],
+        logprobs=[0, 0, 0, -1.0, -0.5],
+        prompt_len=3,
+        turns=[turn],
+        termination=termination,
+        policy_version=0,
+    )
 
 
 class _Plugin:
@@ -54,19 +64,23 @@ def _raise(episode):
     raise KeyError("no such field")
 
 
-@pytest.mark.parametrize("name, fn, error", [
-    ("crash", _raise, "KeyError"),
-    ("hang", lambda e: time.sleep(3), "timed out"),
-    ("garbage", lambda e: "1.0", "returned str"),
-    ("nan", lambda e: float("nan"), "returned nan"),
-    ("flag", lambda e: True, "returned bool"),
-])
+@pytest.mark.parametrize(
+    "name, fn, error",
+    [
+        ("crash", _raise, "KeyError"),
+        ("hang", lambda e: time.sleep(3), "timed out"),
+        ("garbage", lambda e: "1.0", "returned str"),
+        ("nan", lambda e: float("nan"), "returned nan"),
+        ("flag", lambda e: True, "returned bool"),
+    ],
+)
 def test_failing_plugin_is_counted_and_the_episode_left_out(name, fn, error):
     ep = score(_service(**{name: fn}), _episode())
     assert error in ep.reward_errors[name]
     assert ep.reward is None, "a failed weighted plugin must not turn into a score"
-    m = reward_metrics([ep, score(_service(), _episode())],
-                       [RewardSpec("outcome", 1.0), RewardSpec(name, 1.0)])
+    m = reward_metrics(
+        [ep, score(_service(), _episode())], [RewardSpec("outcome", 1.0), RewardSpec(name, 1.0)]
+    )
     assert m[f"reward/{name}/errors"] == 1.0 and m["reward/invalid"] == 1.0
     assert m["reward/outcome/mean"] == 1.0
 

@@ -3,6 +3,7 @@
 Every test runs real code in a real sandboxed process (about 50 ms each); limits are small so
 the runaway cases (fork bomb, 10 GB, infinite loop, 1 GB of output) end within seconds.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,9 @@ from support.isolation import needs_namespaces
 import rlagent.envs.sandbox
 from rlagent.envs.sandbox import ERROR_KINDS, Sandbox, SandboxLimits
 
-LIMITS = SandboxLimits(wall_s=2.0, cpu_s=2, memory_mb=512, max_processes=16,
-                       max_output_bytes=16 * 1024, disk_mb=8)
+LIMITS = SandboxLimits(
+    wall_s=2.0, cpu_s=2, memory_mb=512, max_processes=16, max_output_bytes=16 * 1024, disk_mb=8
+)
 
 
 def _no_namespaces(monkeypatch) -> None:
@@ -47,12 +49,15 @@ def test_installed_packages_are_importable(sandbox):
     assert result.ok and result.stdout == "12\n", result
 
 
-@pytest.mark.parametrize("code, kind, needle", [
-    ("1 / 0", "exception", "ZeroDivisionError: division by zero"),
-    ("raise SystemExit(2)", "exit", ""),
-    ("def f(:\n  pass", "exception", "SyntaxError"),
-    ("import ctypes\nctypes.string_at(0)", "crash", ""),
-])
+@pytest.mark.parametrize(
+    "code, kind, needle",
+    [
+        ("1 / 0", "exception", "ZeroDivisionError: division by zero"),
+        ("raise SystemExit(2)", "exit", ""),
+        ("def f(:\n  pass", "exception", "SyntaxError"),
+        ("import ctypes\nctypes.string_at(0)", "crash", ""),
+    ],
+)
 def test_failures_are_results_not_exceptions(sandbox, code, kind, needle):
     result = sandbox.run(code)
     assert not result.ok and result.error == kind and kind in ERROR_KINDS
@@ -96,10 +101,12 @@ def test_fork_bomb_is_stopped_and_leaves_no_process(sandbox):
 
 
 def test_private_directory_is_cwd_home_and_tmpdir_and_is_removed(sandbox):
-    code = ("import os, tempfile\n"
-            "open('notes.txt', 'w').write('kept during the call')\n"
-            "print(os.getcwd()); print(os.environ['HOME']); print(tempfile.gettempdir())\n"
-            "print(open(os.path.join(os.getcwd(), 'notes.txt')).read())")
+    code = (
+        "import os, tempfile\n"
+        "open('notes.txt', 'w').write('kept during the call')\n"
+        "print(os.getcwd()); print(os.environ['HOME']); print(tempfile.gettempdir())\n"
+        "print(open(os.path.join(os.getcwd(), 'notes.txt')).read())"
+    )
     result = sandbox.run(code)
     cwd, home, tmp, text = result.stdout.splitlines()
     assert cwd == home == tmp and text == "kept during the call"
@@ -184,9 +191,11 @@ def test_no_network_even_to_localhost():
 @needs_namespaces
 @pytest.mark.parametrize("where", ["tmp_path", "home", "cwd_of_caller"])
 def test_writes_outside_the_private_directory_fail(tmp_path, where):
-    target = {"tmp_path": tmp_path / "escaped.txt",
-              "home": Path.home() / "rlagent-sandbox-escaped.txt",
-              "cwd_of_caller": Path.cwd() / "rlagent-sandbox-escaped.txt"}[where]
+    target = {
+        "tmp_path": tmp_path / "escaped.txt",
+        "home": Path.home() / "rlagent-sandbox-escaped.txt",
+        "cwd_of_caller": Path.cwd() / "rlagent-sandbox-escaped.txt",
+    }[where]
     sandbox = Sandbox(LIMITS, isolation="namespaces")
     result = sandbox.run(f"open({str(target)!r}, 'w').write('out')")
     assert result.error == "exception", result
@@ -195,18 +204,27 @@ def test_writes_outside_the_private_directory_fail(tmp_path, where):
 
 
 @needs_namespaces
-@pytest.mark.parametrize("code", [
-    # undo the read-only mounts
-    ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-     "assert libc.mount(None, b'/', None, 0x1020, None) == 0, ctypes.get_errno()"),
-    # a fresh /proc or sysfs would be writable
-    ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nos.mkdir('p')\n"
-     "assert libc.mount(b'proc', b'p', b'proc', 0, None) == 0, ctypes.get_errno()"),
-    # a nested user namespace would hand back every capability
-    ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-     "assert libc.unshare(0x10000000) == 0, ctypes.get_errno()"),
-    "open('/proc/sys/kernel/hostname', 'w').write('x')",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        # undo the read-only mounts
+        (
+            "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "assert libc.mount(None, b'/', None, 0x1020, None) == 0, ctypes.get_errno()"
+        ),
+        # a fresh /proc or sysfs would be writable
+        (
+            "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nos.mkdir('p')\n"
+            "assert libc.mount(b'proc', b'p', b'proc', 0, None) == 0, ctypes.get_errno()"
+        ),
+        # a nested user namespace would hand back every capability
+        (
+            "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "assert libc.unshare(0x10000000) == 0, ctypes.get_errno()"
+        ),
+        "open('/proc/sys/kernel/hostname', 'w').write('x')",
+    ],
+)
 def test_privileged_escapes_fail(code):
     result = Sandbox(LIMITS, isolation="namespaces").run(code)
     assert result.error == "exception", result
@@ -214,9 +232,11 @@ def test_privileged_escapes_fail(code):
 
 @needs_namespaces
 def test_only_own_processes_and_no_capabilities_are_visible():
-    code = ("import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
-            "print([l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1])\n"
-            "print(sorted(os.listdir('/tmp')))")
+    code = (
+        "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
+        "print([l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1])\n"
+        "print(sorted(os.listdir('/tmp')))"
+    )
     result = Sandbox(LIMITS, isolation="namespaces").run(code)
     pids, cap_eff, tmp_entries = result.stdout.splitlines()
     assert pids == "[1, 2]" and int(cap_eff, 16) == 0
@@ -228,8 +248,7 @@ def test_credentials_in_the_callers_home_are_hidden():
     secret = Path.home() / f".rlagent-sandbox-secret-{os.getpid()}"
     secret.write_text("api-key-1234")
     try:
-        code = (f"import os\nprint(os.listdir({str(Path.home())!r}))\n"
-                f"print(open({str(secret)!r}).read())")
+        code = f"import os\nprint(os.listdir({str(Path.home())!r}))\nprint(open({str(secret)!r}).read())"
         result = Sandbox(LIMITS, isolation="namespaces").run(code)
     finally:
         secret.unlink()

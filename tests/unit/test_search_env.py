@@ -1,4 +1,5 @@
 """rlagent/Search-v0: protocol, scripted multi-hop episodes, BM25 cache, user corpora, plugins."""
+
 from __future__ import annotations
 
 import doctest
@@ -36,15 +37,24 @@ def _cache_in_tmp(tmp_path_factory, monkeypatch):
 # --- a scripted agent that reads facts out of the observations -------------------------------
 # How the world's documents state each fact (one sentence shape per fact).
 FACT_PATTERNS = {
-    "made_by": r"It was made by (.+?)\.", "founded_by": r"Its founder is (.+?)\.",
-    "headquartered_in": r"headquartered in (.+?)\.", "born_in": r"in the city of (.+?)\.",
-    "studied_at": r"studied at (.+?)\.", "located_in": r"university located in (.+?)\.",
-    "in_country": r"is a city in (.+?),", "category": r"is an? (.+?) released",
-    "release_year": r"released in (\d+)", "industry": r"is an? (.+?) company",
-    "founded_year": r"founded in (\d+)", "occupation": r"is an? (.+?) born",
-    "birth_year": r"born in (\d+)", "established_year": r"established in (\d+)",
-    "population": r"population of ([\d,]+)", "currency": r"currency is the (\w+)",
-    "language": r"language is (\w+)", "independence_year": r"independent in (\d+)",
+    "made_by": r"It was made by (.+?)\.",
+    "founded_by": r"Its founder is (.+?)\.",
+    "headquartered_in": r"headquartered in (.+?)\.",
+    "born_in": r"in the city of (.+?)\.",
+    "studied_at": r"studied at (.+?)\.",
+    "located_in": r"university located in (.+?)\.",
+    "in_country": r"is a city in (.+?),",
+    "category": r"is an? (.+?) released",
+    "release_year": r"released in (\d+)",
+    "industry": r"is an? (.+?) company",
+    "founded_year": r"founded in (\d+)",
+    "occupation": r"is an? (.+?) born",
+    "birth_year": r"born in (\d+)",
+    "established_year": r"established in (\d+)",
+    "population": r"population of ([\d,]+)",
+    "currency": r"currency is the (\w+)",
+    "language": r"language is (\w+)",
+    "independence_year": r"independent in (\d+)",
 }
 RESULT_LINE = re.compile(r"^\[\d+\] \(id: ([^)]*)\) (.*?): (.*)$", re.MULTILINE)
 
@@ -133,8 +143,9 @@ def test_check_env_passes_without_warnings():
     assert gymnasium.spec("rlagent/Search-v0").entry_point == "rlagent.envs.search.env:SearchEnv"
 
 
-@pytest.mark.parametrize("module", [rlagent.envs.search.corpus, rlagent.envs.search.env,
-                                    rlagent.envs.search.retrieval])
+@pytest.mark.parametrize(
+    "module", [rlagent.envs.search.corpus, rlagent.envs.search.env, rlagent.envs.search.retrieval]
+)
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
@@ -151,15 +162,26 @@ def test_reset_shows_instructions_and_question():
     _, task, obs, info = _env_with_task()
     assert obs.startswith("Answer the question. To search the corpus, write <search>query</search>")
     assert obs.endswith(f"\nQuestion: {task['prompt']}")
-    assert info == {"task_id": task["id"], "turn": 0, "searches": 0, "queries": [], "retrieved_ids": [],
-                    "gold_retrieved": 0.0}
+    assert info == {
+        "task_id": task["id"],
+        "turn": 0,
+        "searches": 0,
+        "queries": [],
+        "retrieved_ids": [],
+        "gold_retrieved": 0.0,
+    }
 
 
-@pytest.mark.parametrize("reply, why", [
-    ("I think the answer is Orthwick.", INVALID_ACTION), ("", INVALID_ACTION),
-    ("<search>unclosed", INVALID_ACTION), (None, INVALID_ACTION),
-    ("<search>  \n </search>", "invalid action: the search query is empty"),
-])
+@pytest.mark.parametrize(
+    "reply, why",
+    [
+        ("I think the answer is Orthwick.", INVALID_ACTION),
+        ("", INVALID_ACTION),
+        ("<search>unclosed", INVALID_ACTION),
+        (None, INVALID_ACTION),
+        ("<search>  \n </search>", "invalid action: the search query is empty"),
+    ],
+)
 def test_malformed_actions_are_observations_not_exceptions(reply, why):
     env, _, _, _ = _env_with_task()
     obs, reward, terminated, truncated, info = env.step(reply)
@@ -167,11 +189,17 @@ def test_malformed_actions_are_observations_not_exceptions(reply, why):
     assert info["invalid_action"] is True and info["success"] is False and info["queries"] == []
 
 
-@pytest.mark.parametrize("reply, reward", [
-    ("<answer>no idea</answer>", 0.0), ("<answer></answer>", 0.0),
-    ("<answer>{}</answer>", 1.0), ("<answer>  The {}. </answer>", 1.0),
-    ("<answer>{}</answer><search>x</search>", 1.0), ("<search>x</search><answer>{}</answer>", 1.0),
-])
+@pytest.mark.parametrize(
+    "reply, reward",
+    [
+        ("<answer>no idea</answer>", 0.0),
+        ("<answer></answer>", 0.0),
+        ("<answer>{}</answer>", 1.0),
+        ("<answer>  The {}. </answer>", 1.0),
+        ("<answer>{}</answer><search>x</search>", 1.0),
+        ("<search>x</search><answer>{}</answer>", 1.0),
+    ],
+)
 def test_final_answer_is_exact_match_after_normalisation(reply, reward):
     env, task, _, _ = _env_with_task()
     obs, r, terminated, truncated, info = env.step(reply.format(task["answer"].upper()))
@@ -202,16 +230,20 @@ def test_search_observation_length_is_bounded(top_k, limit):
     assert len(info["retrieved_ids"][0]) == top_k
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"top_k": 0}, "top_k must be an int >= 1"), ({"max_turns": "3"}, "max_turns"),
-    ({"max_obs_chars": 100}, "max_obs_chars must be an int >= 160"),
-    ({"max_obs_chars": 9000}, "must not exceed max_text_length"),
-    ({"retriever": "nope"}, "unknown retriever 'nope'"),
-    ({"retriever": "no_such_module:X"}, "cannot import 'no_such_module:X'"),
-    ({"retriever_kwargs": {"k3": 1.0}}, r"could not be built as BM25Retriever\(corpus, \*\*\{'k3'"),
-    ({"world_seed": -1}, "world_seed must be an int >= 0"),
-    ({"corpus_path": "/nonexistent/corpus.jsonl"}, "No such file"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"top_k": 0}, "top_k must be an int >= 1"),
+        ({"max_turns": "3"}, "max_turns"),
+        ({"max_obs_chars": 100}, "max_obs_chars must be an int >= 160"),
+        ({"max_obs_chars": 9000}, "must not exceed max_text_length"),
+        ({"retriever": "nope"}, "unknown retriever 'nope'"),
+        ({"retriever": "no_such_module:X"}, "cannot import 'no_such_module:X'"),
+        ({"retriever_kwargs": {"k3": 1.0}}, r"could not be built as BM25Retriever\(corpus, \*\*\{'k3'"),
+        ({"world_seed": -1}, "world_seed must be an int >= 0"),
+        ({"corpus_path": "/nonexistent/corpus.jsonl"}, "No such file"),
+    ],
+)
 def test_bad_kwargs_fail_with_a_clear_message(kwargs, match):
     with pytest.raises((ValueError, OSError), match=match):
         SearchEnv(**kwargs)
@@ -229,8 +261,9 @@ def test_reset_without_task_is_seeded_and_rejects_tasks_without_answers():
 def test_index_is_cached_on_disk_and_reused(tmp_path, monkeypatch):
     builds = []
     real_index = bm25s.BM25.index
-    monkeypatch.setattr(bm25s.BM25, "index", lambda self, *a, **k: (builds.append(1),
-                                                                     real_index(self, *a, **k))[1])
+    monkeypatch.setattr(
+        bm25s.BM25, "index", lambda self, *a, **k: (builds.append(1), real_index(self, *a, **k))[1]
+    )
     corpus = build_world(1, 30).corpus()
     first = BM25Retriever(corpus, cache_dir=tmp_path)
     assert (first.from_cache, len(builds)) == (False, 1)
@@ -270,16 +303,25 @@ def _write_jsonl(path, rows):
 
 @pytest.fixture
 def search_r1_files(tmp_path):
-    corpus = _write_jsonl(tmp_path / "corpus.jsonl", [
-        {"id": "0", "contents": '"Brimvale"\nBrimvale is a harbour town founded by Odra Fenn.'},
-        {"id": "1", "title": "Odra Fenn", "text": "Odra Fenn was a shipwright born in Kelt."},
-        {"id": "2", "contents": "A passage without a title line about lighthouses."},
-    ])
-    qa = _write_jsonl(tmp_path / "qa.jsonl", [
-        {"question": "Where was the founder of Brimvale born?", "golden_answers": ["Kelt", "Kelt town"],
-         "data_source": "custom"},
-        {"id": "q2", "question": "Who founded Brimvale?", "golden_answers": ["Odra Fenn"]},
-    ])
+    corpus = _write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [
+            {"id": "0", "contents": '"Brimvale"\nBrimvale is a harbour town founded by Odra Fenn.'},
+            {"id": "1", "title": "Odra Fenn", "text": "Odra Fenn was a shipwright born in Kelt."},
+            {"id": "2", "contents": "A passage without a title line about lighthouses."},
+        ],
+    )
+    qa = _write_jsonl(
+        tmp_path / "qa.jsonl",
+        [
+            {
+                "question": "Where was the founder of Brimvale born?",
+                "golden_answers": ["Kelt", "Kelt town"],
+                "data_source": "custom",
+            },
+            {"id": "q2", "question": "Who founded Brimvale?", "golden_answers": ["Odra Fenn"]},
+        ],
+    )
     return corpus, qa
 
 
@@ -288,7 +330,8 @@ def test_load_search_r1_corpus_and_qa(search_r1_files, tmp_path):
     assert load_corpus(corpus_path) == [
         Passage("0", "Brimvale", "Brimvale is a harbour town founded by Odra Fenn."),
         Passage("1", "Odra Fenn", "Odra Fenn was a shipwright born in Kelt."),
-        Passage("2", "", "A passage without a title line about lighthouses.")]
+        Passage("2", "", "A passage without a title line about lighthouses."),
+    ]
     t1, t2 = load_qa(qa_path)
     assert t1["prompt"] == "Where was the founder of Brimvale born?" and t1["answer"] == "Kelt"
     assert t1["golden_answers"] == ["Kelt", "Kelt town"] and t1["data_source"] == "custom"
@@ -300,16 +343,20 @@ def test_load_search_r1_corpus_and_qa(search_r1_files, tmp_path):
     tasks = load_tasks(out, "rlagent/Search-v0")
     assert [t.id for t in tasks] == [t1["id"], "q2"]
     assert tasks[0].fields["golden_answers"] == ["Kelt", "Kelt town"]
-    cli = subprocess.run([sys.executable, "-m", "rlagent.envs.search", qa_path, str(out)],
-                         capture_output=True, text=True, timeout=60, check=False,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    cli = subprocess.run(
+        [sys.executable, "-m", "rlagent.envs.search", qa_path, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert (cli.returncode, cli.stdout, cli.stderr) == (0, f"wrote 2 tasks to {out}\n", "")
 
 
 def test_episode_on_a_user_corpus(search_r1_files):
     corpus_path, qa_path = search_r1_files
-    env = gymnasium.make("rlagent/Search-v0", corpus_path=corpus_path, qa_path=qa_path,
-                         top_k=2).unwrapped
+    env = gymnasium.make("rlagent/Search-v0", corpus_path=corpus_path, qa_path=qa_path, top_k=2).unwrapped
     obs, info = env.reset(options={"task": load_qa(qa_path)[0]})
     obs, *_, info = env.step("<search>who founded Brimvale</search>")
     assert obs.startswith("<information>\n[1] (id: 0) Brimvale: Brimvale is a harbour town")
@@ -326,12 +373,16 @@ def test_episode_on_a_user_corpus(search_r1_files):
         SearchEnv.generate_task(random.Random(0), 1, corpus_path=corpus_path)
 
 
-@pytest.mark.parametrize("line, match", [
-    ("not json", r"corpus.jsonl:2: not valid JSON"), ('["a list"]', r":2: expected a JSON object"),
-    ('{"contents": "x"}', r":2: a corpus line needs an 'id'"),
-    ('{"id": "a", "title": "t"}', r":2: a corpus line needs 'contents' or 'text'"),
-    ('{"id": "0", "contents": "dup"}', r":2: duplicate passage id '0'"),
-])
+@pytest.mark.parametrize(
+    "line, match",
+    [
+        ("not json", r"corpus.jsonl:2: not valid JSON"),
+        ('["a list"]', r":2: expected a JSON object"),
+        ('{"contents": "x"}', r":2: a corpus line needs an 'id'"),
+        ('{"id": "a", "title": "t"}', r":2: a corpus line needs 'contents' or 'text'"),
+        ('{"id": "0", "contents": "dup"}', r":2: duplicate passage id '0'"),
+    ],
+)
 def test_bad_corpus_line_names_file_and_line(tmp_path, line, match):
     path = tmp_path / "corpus.jsonl"
     path.write_text('{"id": "0", "contents": "ok"}\n' + line + "\n")
@@ -340,8 +391,10 @@ def test_bad_corpus_line_names_file_and_line(tmp_path, line, match):
 
 
 def test_bad_qa_line_names_file_and_line(tmp_path):
-    path = _write_jsonl(tmp_path / "qa.jsonl", [{"question": "q?", "golden_answers": ["a"]},
-                                               {"question": "q2?", "golden_answers": []}])
+    path = _write_jsonl(
+        tmp_path / "qa.jsonl",
+        [{"question": "q?", "golden_answers": ["a"]}, {"question": "q2?", "golden_answers": []}],
+    )
     with pytest.raises(ValueError, match=r"qa.jsonl:2: a QA line needs 'golden_answers'"):
         load_qa(path)
 

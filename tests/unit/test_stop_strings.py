@@ -1,5 +1,6 @@
 """rollout.stop: a turn ends right after a stop string, which stays in the reply, through the
 real engine and trainer; the episode's tokens and logprobs stay aligned."""
+
 import pytest
 
 from rlagent.config import ConfigError, load_config

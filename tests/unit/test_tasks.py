@@ -1,4 +1,5 @@
 """Task sources: the env's generator gets the env's kwargs; samplers resume exactly."""
+
 from __future__ import annotations
 
 from rlagent.config import load_config

@@ -1,5 +1,6 @@
 """rlagent/Tool-v0: Gymnasium contract, a scripted agent that solves every level, failures as
 observations, reasoning-gym and JSONL tasks."""
+
 from __future__ import annotations
 
 import doctest
@@ -22,22 +23,14 @@ import rlagent.envs.sandbox
 import rlagent.envs.tool
 import rlagent.envs.tool_tasks
 from rlagent.envs.tool import INVALID_ACTION, ToolEnv
-from rlagent.envs.tool_tasks import (
-    DEFAULT_DATASETS,
-    LEVELS,
-    generate_task,
-    load_jsonl_tasks,
-    score_answer,
-)
+from rlagent.envs.tool_tasks import DEFAULT_DATASETS, LEVELS, generate_task, load_jsonl_tasks, score_answer
 from rlagent.tasks import load_tasks
 
 JSONL_TASKS = [
     {"id": "sq", "prompt": "What is 17 squared?", "answer": 289, "difficulty": 2},
     {"id": "cap", "prompt": "Capital of France?", "answer": "Paris", "scoring": "exact"},
-    {"id": "pi", "prompt": "pi to 3 decimals?", "answer": "3.142", "scoring": "numeric",
-     "difficulty": 2},
-    {"id": "rev", "prompt": "Reverse 'abc'.", "answer": "c b a", "scoring": "normalized",
-     "difficulty": 3},
+    {"id": "pi", "prompt": "pi to 3 decimals?", "answer": "3.142", "scoring": "numeric", "difficulty": 2},
+    {"id": "rev", "prompt": "Reverse 'abc'.", "answer": "c b a", "scoring": "normalized", "difficulty": 3},
 ]
 
 
@@ -63,16 +56,20 @@ def _solver_call(task: dict) -> str:
     if name == "chain_sum":
         return f"<calc>{meta['expression']}</calc>"
     if name == "basic_arithmetic":  # exact rational arithmetic: "/" must not turn into floats
-        return ("<python>\nimport re\nfrom fractions import Fraction\n"
-                f"expr = {meta['expression']!r}\n"
-                "print(eval(re.sub(r'\\d+', lambda m: f'Fraction({m.group()})', expr)))\n"
-                "</python>")
+        return (
+            "<python>\nimport re\nfrom fractions import Fraction\n"
+            f"expr = {meta['expression']!r}\n"
+            "print(eval(re.sub(r'\\d+', lambda m: f'Fraction({m.group()})', expr)))\n"
+            "</python>"
+        )
     if name in ("gcd", "lcm"):
         return f"<python>import math; print(math.{name}(*{meta['numbers']}))</python>"
     if name == "prime_factorization":
-        return ("<python>```python\nimport sympy\n"
-                f"f = sympy.factorint({meta['number']})\n"
-                "print(' × '.join(str(p) for p in sorted(f) for _ in range(f[p])))\n```</python>")
+        return (
+            "<python>```python\nimport sympy\n"
+            f"f = sympy.factorint({meta['number']})\n"
+            "print(' × '.join(str(p) for p in sorted(f) for _ in range(f[p])))\n```</python>"
+        )
     raise AssertionError(name)
 
 
@@ -97,43 +94,62 @@ def test_check_env_passes_without_warnings():
         warnings.simplefilter("always")
         check_env(env.unwrapped)
     assert [str(w.message) for w in caught] == []
-    assert gymnasium.spec("rlagent/Tool-v0").entry_point == rlagent.envs.BUILTIN_ENVS[
-        "rlagent/Tool-v0"] == "rlagent.envs.tool:ToolEnv"
+    assert (
+        gymnasium.spec("rlagent/Tool-v0").entry_point
+        == rlagent.envs.BUILTIN_ENVS["rlagent/Tool-v0"]
+        == "rlagent.envs.tool:ToolEnv"
+    )
 
 
 def test_reset_shows_instructions_and_task(env):
     task = generate_task(random.Random(0), 1, datasets="gcd")
     obs, info = env.reset(options={"task": task})
     assert obs.startswith("Solve the task.") and obs.endswith("Task: " + task["prompt"])
-    assert info == {"task_id": task["id"], "turn": 0, "tool_calls": 0, "tool_errors": 0,
-                    "sandbox_isolation": env.sandbox.isolation}
+    assert info == {
+        "task_id": task["id"],
+        "turn": 0,
+        "tool_calls": 0,
+        "tool_errors": 0,
+        "sandbox_isolation": env.sandbox.isolation,
+    }
 
 
-@pytest.mark.parametrize("reply, reward, score", [
-    ("<answer>12</answer>", 1.0, 1.0),
-    ("<answer>\n 12 \n</answer>", 1.0, 1.0),       # stripped before scoring
-    ("<answer>13</answer>", 0.0, 0.0),
-    ("<answer>12 apples</answer>", 0.0, 2 / 9),    # reasoning-gym's partial credit: not success
-    ("<answer></answer>", 0.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "reply, reward, score",
+    [
+        ("<answer>12</answer>", 1.0, 1.0),
+        ("<answer>\n 12 \n</answer>", 1.0, 1.0),  # stripped before scoring
+        ("<answer>13</answer>", 0.0, 0.0),
+        ("<answer>12 apples</answer>", 0.0, 2 / 9),  # reasoning-gym's partial credit: not success
+        ("<answer></answer>", 0.0, 0.0),
+    ],
+)
 def test_wrong_answers_score_zero(env, reply, reward, score):
-    task = {"id": "t", "prompt": "7 + 5?", "answer": "12", "dataset": "chain_sum",
-            "dataset_config": {}, "entry": {"question": "7 + 5?", "answer": "12",
-                                            "metadata": {}}}
+    task = {
+        "id": "t",
+        "prompt": "7 + 5?",
+        "answer": "12",
+        "dataset": "chain_sum",
+        "dataset_config": {},
+        "entry": {"question": "7 + 5?", "answer": "12", "metadata": {}},
+    }
     _start(env, task)
     _, r, terminated, _, info = env.step(reply)
     assert terminated and r == reward and info["score"] == pytest.approx(score)
     assert info["success"] is (reward == 1.0)
 
 
-@pytest.mark.parametrize("reply, observation", [
-    ("I think it is 12.", INVALID_ACTION),
-    ("", INVALID_ACTION),
-    (None, INVALID_ACTION),
-    ("<python>print(1)", "invalid action: <python> has no closing </python>"),
-    ("<calc>1 + 1", "invalid action: <calc> has no closing </calc>"),
-    ("<answer>12", "invalid action: <answer> has no closing </answer>"),
-])
+@pytest.mark.parametrize(
+    "reply, observation",
+    [
+        ("I think it is 12.", INVALID_ACTION),
+        ("", INVALID_ACTION),
+        (None, INVALID_ACTION),
+        ("<python>print(1)", "invalid action: <python> has no closing </python>"),
+        ("<calc>1 + 1", "invalid action: <calc> has no closing </calc>"),
+        ("<answer>12", "invalid action: <answer> has no closing </answer>"),
+    ],
+)
 def test_malformed_actions_are_invalid_action_observations(env, reply, observation):
     _start(env, JSONL_TASKS[0])
     obs, reward, terminated, truncated, info = env.step(reply)
@@ -151,15 +167,18 @@ def test_turn_limit_truncates_and_step_after_end_raises():
         env.step("<answer>289</answer>")
 
 
-@pytest.mark.parametrize("reply, kind, shown", [
-    ("<python>1 / 0</python>", "exception", "ZeroDivisionError: division by zero"),
-    ("<python>while True: pass</python>", "timeout", "[stopped: wall-clock limit of 2 s]"),
-    ("<python>x = bytearray(10 * 1024**3)</python>", "memory", "MemoryError"),
-    ("<python>import sys; sys.exit(2)</python>", "exit", "[exited with status 2]"),
-    ("<python>open('/etc/escaped', 'w')</python>", "exception", "Read-only file system"),
-    ("<calc>1 / 0</calc>", "calc", "error: division by zero"),
-    ("<calc>__import__('os')</calc>", "calc", "error: unsupported syntax"),
-])
+@pytest.mark.parametrize(
+    "reply, kind, shown",
+    [
+        ("<python>1 / 0</python>", "exception", "ZeroDivisionError: division by zero"),
+        ("<python>while True: pass</python>", "timeout", "[stopped: wall-clock limit of 2 s]"),
+        ("<python>x = bytearray(10 * 1024**3)</python>", "memory", "MemoryError"),
+        ("<python>import sys; sys.exit(2)</python>", "exit", "[exited with status 2]"),
+        ("<python>open('/etc/escaped', 'w')</python>", "exception", "Read-only file system"),
+        ("<calc>1 / 0</calc>", "calc", "error: division by zero"),
+        ("<calc>__import__('os')</calc>", "calc", "error: unsupported syntax"),
+    ],
+)
 def test_tool_errors_are_observations_with_their_kind(env, reply, kind, shown):
     if "escaped" in reply and env.sandbox.isolation != "namespaces":
         isolation_unavailable("the read-only file system")
@@ -228,11 +247,19 @@ def test_a_task_is_scored_in_another_process_without_regenerating(tmp_path):
     task = generate_task(random.Random(5), 4, datasets=["basic_arithmetic"])
     path = tmp_path / "task.json"
     path.write_text(json.dumps(task))
-    code = ("import json, sys; from rlagent.envs.tool_tasks import score_answer\n"
-            "t = json.load(open(sys.argv[1]))\n"
-            "print(score_answer(t, ' ' + t['entry']['answer']), score_answer(t, '0'))")
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                         text=True, check=True, cwd=REPO, timeout=120)
+    code = (
+        "import json, sys; from rlagent.envs.tool_tasks import score_answer\n"
+        "t = json.load(open(sys.argv[1]))\n"
+        "print(score_answer(t, ' ' + t['entry']['answer']), score_answer(t, '0'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert out.stdout.split() == ["1.0", "0.0"]
 
 
@@ -249,9 +276,14 @@ def test_jsonl_tasks_load_and_score(tmp_path):
     # The trainer's loader gives the same tasks (Task records, back to dicts).
     assert [t.to_dict()["id"] for t in load_tasks(path, "rlagent/Tool-v0")] == list(tasks)
     env = ToolEnv(tasks_file=str(path))
-    for task_id, answer, reward in [("sq", "289.0", 1.0), ("sq", "288", 0.0),
-                                    ("cap", "Paris", 1.0), ("cap", "paris", 0.0),
-                                    ("pi", "3.1420", 1.0), ("rev", " C  B a ", 1.0)]:
+    for task_id, answer, reward in [
+        ("sq", "289.0", 1.0),
+        ("sq", "288", 0.0),
+        ("cap", "Paris", 1.0),
+        ("cap", "paris", 0.0),
+        ("pi", "3.1420", 1.0),
+        ("rev", " C  B a ", 1.0),
+    ]:
         _start(env, tasks[task_id])
         assert env.step(f"<answer>{answer}</answer>")[1] == reward, (task_id, answer)
 
@@ -283,7 +315,7 @@ def test_score_answer_doctests():
 
 def test_score_answer_modes():
     assert score_answer({"prompt": "", "answer": "1,234"}, "1234") == 1.0
-    assert score_answer({"prompt": "", "answer": "abc"}, " ABC ") == 1.0   # auto: normalized
+    assert score_answer({"prompt": "", "answer": "abc"}, " ABC ") == 1.0  # auto: normalized
     assert score_answer({"prompt": "", "answer": "abc", "scoring": "exact"}, " abc ") == 1.0
 
 

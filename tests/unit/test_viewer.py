@@ -6,6 +6,7 @@ replies (one multi-turn, one with an errored reward plugin, one whose reply is a
 Its model is the tiny test model, whose tokenizer is given the transcripts' words so the
 token strip reads like a real one.
 """
+
 import html
 import json
 import math
@@ -60,8 +61,9 @@ def test_trained_tokens_are_marked_at_the_loss_mask(run, page):
     tokens = re.findall(r'<(b|i)( class="s(\d)")? title="id (\d+)[^"]*">(.*?)</\1>', strip, re.S)
     assert [1 if kind == "b" else 0 for kind, *_ in tokens] == ep["loss_mask"]
     assert [int(t[3]) for t in tokens] == ep["token_ids"]
-    assert [html.unescape(t[4]).replace("↵\n", "\n") for t in tokens] == \
-        [tok.decode([i]) for i in ep["token_ids"]]
+    assert [html.unescape(t[4]).replace("↵\n", "\n") for t in tokens] == [
+        tok.decode([i]) for i in ep["token_ids"]
+    ]
     assert sum(ep["loss_mask"]) > 0 and ep["loss_mask"].count(0) > 0
     for (kind, _, shade, _, _), lp in zip(tokens, ep["logprobs"]):
         if kind == "b":  # shaded by sampling probability: s0 p >= 0.9 ... s4 p < 0.05
@@ -79,8 +81,12 @@ def test_without_a_tokenizer_ids_are_shown_and_bad_lines_are_noted(run, tmp_path
     cfg["model"]["path"] = str(tmp_path / "empty-model")
     (other / "config.yaml").write_text(yaml.safe_dump(cfg))
     step_two = other / "rollouts" / "step_00002.jsonl"  # a truncated line and a malformed episode
-    step_two.write_text('{"task": {"id": "calc\n' + json.dumps({"task": {"id": "bad"}, "turns": "x"})
-                        + "\n" + step_two.read_text())
+    step_two.write_text(
+        '{"task": {"id": "calc\n'
+        + json.dumps({"task": {"id": "bad"}, "turns": "x"})
+        + "\n"
+        + step_two.read_text()
+    )
     page = render(other, out=tmp_path / "v.html", max_episodes=3).read_text()
     assert "could not be loaded" in page and "token ids are shown instead" in page
     first = steps[1][0]["token_ids"][0]

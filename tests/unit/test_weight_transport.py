@@ -1,5 +1,6 @@
 """The weight transports: the gloo group on its own (threads of this process stand in for
 the members), then learner -> vLLM engine through Ray with the collective transport."""
+
 import threading
 import time
 
@@ -43,9 +44,13 @@ def _members(world: int, timeout_s: float, fn):
 
 def test_gloo_group_broadcasts_every_tensor_in_order():
     embed = torch.randn(7, 5)
-    weights = {"embed.weight": embed, "norm.weight": torch.rand(5).to(torch.bfloat16),
-               "steps": torch.arange(3), "mlp.t": torch.randn(4, 6).t(),  # not contiguous
-               "lm_head.weight": embed}  # tied: sent once
+    weights = {
+        "embed.weight": embed,
+        "norm.weight": torch.rand(5).to(torch.bfloat16),
+        "steps": torch.arange(3),
+        "mlp.t": torch.randn(4, 6).t(),  # not contiguous
+        "lm_head.weight": embed,
+    }  # tied: sent once
     metas = [TensorMeta.from_wire(m.wire()) for m in describe(weights)]
     assert [m.same_as for m in metas] == [None] * 4 + ["embed.weight"]
 
@@ -67,8 +72,11 @@ def test_gloo_group_broadcasts_every_tensor_in_order():
 def test_a_member_that_never_joins_is_a_clear_error():
     store, address = open_store("127.0.0.1", 2, 1.5, CPU)
     t0 = time.monotonic()
-    with pytest.raises(WeightTransportError, match=r"rank 0 could not form the weight-update "
-                                                   r"gloo group of 2 at 127\.0\.0\.1:\d+ within 2 s"):
+    with pytest.raises(
+        WeightTransportError,
+        match=r"rank 0 could not form the weight-update "
+        r"gloo group of 2 at 127\.0\.0\.1:\d+ within 2 s",
+    ):
         WeightGroup(address, 0, CPU, store)
     assert time.monotonic() - t0 < 10
 
@@ -100,6 +108,8 @@ def test_weight_sync_key():
     forced = load_config(None, ["learner.num_gpus=1", "learner.weight_sync=object_store"])
     assert forced.learner.sync_transport == "object_store"
     assert load_config(None, ["learner.weight_sync=collective"]).learner.sync_transport == "collective"
-    with pytest.raises(ConfigError, match="learner.weight_sync: must be one of 'auto', "
-                                          "'object_store', 'collective', got 'nccl'"):
+    with pytest.raises(
+        ConfigError,
+        match="learner.weight_sync: must be one of 'auto', 'object_store', 'collective', got 'nccl'",
+    ):
         load_config(None, ["learner.weight_sync=nccl"])

@@ -1,14 +1,15 @@
-"""The learning tests' shared set-up: the tiny random model of ``tiny.py`` on Echo-v0 (two
-turns, echo the shown letter), and one verdict for "it learned".
+"""The learning tests' shared set-up: the tiny random model (``rlagent.testing``) on Echo-v0
+(two turns, echo the shown letter), and one verdict for "it learned".
 
 Chance is about 0.1 (the first word is one of 17 tokens, the letter shown among them). The
 settings are chosen for a stable curve, not the fastest one: at lr 0.01 (or 0.005 without
 an entropy bonus) the policy oscillates between about 0.6 and 1.0, or collapses onto a wrong
 letter for some tasks, so where a run ends decided the verdict. With lr 0.003 and an entropy
-bonus of 0.01 every algorithm ends its 80 steps between 0.9 and 1.0 on seeds 1-5 (measured;
-the note of the commit that set them gives the numbers), and the verdict asks for 0.75 over
-the last 10 steps: a margin of 0.15, while a run with the policy loss's sign flipped
-(``pytest --flip-policy-loss``) stays near 0.
+bonus of 0.01 (0.02 for REINFORCE++), the runs that chose these settings ended their 80
+steps at 0.90-1.00 over the last 10 steps on seeds 1-5, and the verdict asks for 0.75 over
+the last 10 steps: a margin of 0.15. ``pytest --run-seed N`` runs the learning tests on
+another seed (another numeric path, as another machine would take), and
+``pytest --flip-policy-loss`` must make every one of them fail.
 """
 
 from __future__ import annotations

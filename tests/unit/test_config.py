@@ -205,3 +205,22 @@ def test_turn_level_credit_needs_the_weighted_sum():
     assert msg.startswith("algo.turn_level_coef: needs rewards.combine: weighted_sum")
     load_config(None, ["algo.turn_level_coef=0.5"])
     load_config(None, ["rewards.combine=group_normalized"])
+
+
+def test_fixed_deadlines_are_named_and_can_be_raised():
+    from rlagent import remote
+
+    cfg = load_config(None, ["ray.timeouts={learner_step: 7200}"])
+    remote.configure(cfg.ray.timeouts)
+    try:
+        assert remote.deadline("learner_step") == remote.Deadline(7200.0, "ray.timeouts.learner_step")
+        assert remote.deadline("checkpoint").seconds == remote.TIMEOUTS["checkpoint"]
+    finally:
+        remote.configure({})
+    assert error(["ray.timeouts={learner_stp: 10}"]).startswith("ray.timeouts.learner_stp: unknown timeout")
+    assert error(["ray.timeouts={checkpoint: 0}"]) == "ray.timeouts.checkpoint: must be > 0"
+    assert "expected float" in error(["ray.timeouts={checkpoint: soon}"])
+
+
+def test_a_misspelt_key_gets_the_closest_one():
+    assert error(["learner.lrr=1"]).startswith("learner.lrr: unknown key (did you mean learner.lr? allowed:")

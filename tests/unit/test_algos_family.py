@@ -330,3 +330,58 @@ def test_lr_schedule_by_hand():
     assert [f(s, "linear") for s in (0, 1, 2, 6, 10)] == pytest.approx([0.5, 1, 1, 0.55, 0.1])
     assert [f(s, "cosine") for s in (2, 6, 10)] == pytest.approx([1, 0.55, 0.1])
     assert [f(s, "constant") for s in (0, 5, 50)] == pytest.approx([0.5, 1, 1])
+
+
+def _policy_inputs(ratio, adv, weights, entropy=(0.0, 0.0, 0.0), ref_ratio=None, sampling_ratio=None):
+    """Three trained tokens at logp = -1 whose ratios pi / pi_old (and pi / pi_ref, pi_old /
+    pi_sampling) are the given ones."""
+    logp = torch.full((3,), -1.0, requires_grad=True)
+    log = lambda xs: torch.log(T(xs))  # noqa: E731
+    old = logp.detach() - log(ratio)
+    return algos.PolicyInputs(
+        logp=logp,
+        old=old,
+        sampling=old - log(sampling_ratio) if sampling_ratio else old.clone(),
+        advantages=T(adv),
+        weights=T(weights),
+        entropy=T(entropy),
+        ref=None if ref_ratio is None else logp.detach() - log(ref_ratio),
+    )
+
+
+def test_clip_loss_by_hand():
+    # ratios 1.5, 0.5, 1 with A = 1, -1, 2, weights 0.5, 0.25, 0.25:
+    #   token 0: max(-1.5, -1.2) = -1.2 (clipped); token 1: max(0.5, 0.8) = 0.8 (clipped);
+    #   token 2: -2. Surrogate: 0.5 * -1.2 + 0.25 * 0.8 + 0.25 * -2 = -0.9.
+    # Entropy 1, 2, 0.5 at coef 0.1: -0.1 * (0.5 + 0.5 + 0.125) = -0.1125.
+    # KL (k3) with pi / ref = 1, 2, 1: only token 1, e^-ln2 + ln2 - 1 = 0.193147, at coef 0.5
+    # and weight 0.25: 0.024143. Loss -0.9 - 0.1125 + 0.024143 = -0.988357.
+    inp = _policy_inputs(
+        [1.5, 0.5, 1.0],
+        [1.0, -1.0, 2.0],
+        [0.5, 0.25, 0.25],
+        entropy=[1.0, 2.0, 0.5],
+        ref_ratio=[1.0, 2.0, 1.0],
+    )
+    terms = algos.POLICY_LOSSES["clip"](inp, 0.2, 0.2, kl_coef=0.5, kl_estimator="k3", entropy_coef=0.1)
+    assert terms.policy == pytest.approx(-0.9, abs=1e-6)
+    assert float(terms.loss.detach()) == pytest.approx(-0.988357, abs=1e-6)
+    assert terms.kl == pytest.approx(0.193147, abs=1e-6) and terms.entropy == pytest.approx(3.5)
+    assert (terms.clipped, terms.capped) == (2.0, 0.0)
+    # Gradients: a clipped token's surrogate has none; token 2's is -A * ratio * w = -2 * 1 *
+    # 0.25 = -0.5; the KL adds kl_coef * w * (1 - ref / pi) = 0.5 * 0.25 * (1 - 0.5) = 0.0625
+    # on token 1 (0 where pi = ref).
+    (grad,) = torch.autograd.grad(terms.loss, inp.logp)
+    assert grad.tolist() == pytest.approx([0.0, 0.0625, -0.5], abs=1e-6)
+
+
+def test_clip_loss_dual_clip_and_tis_by_hand():
+    # ratios 4 and 1, A = -1 and 1, weights 0.5 each; pi_old / pi_sampling = 3 and 1.
+    #   token 0: max(4, 1.2) = 4, dual clip c = 3 bounds it at -c A = 3 (clipped);
+    #   token 1: -1. TIS weights min(3, 2) = 2 (capped) and 1.
+    #   Surrogate: 0.5 * 2 * 3 + 0.5 * 1 * -1 = 2.5.
+    inp = _policy_inputs([4.0, 1.0, 1.0], [-1.0, 1.0, 0.0], [0.5, 0.5, 0.0], sampling_ratio=[3.0, 1.0, 1.0])
+    terms = algos.clip_loss(inp, 0.2, 0.2, dual_clip=3.0, tis_cap=2.0)
+    assert terms.policy == pytest.approx(2.5, abs=1e-5)
+    assert float(terms.loss.detach()) == pytest.approx(2.5, abs=1e-5)
+    assert (terms.clipped, terms.capped) == (1.0, 1.0) and terms.kl == 0.0

@@ -9,7 +9,7 @@ import time
 import pytest
 from support.runs import tiny_run_config
 
-from rlagent.records import Task
+from rlagent.records import Scores, Task
 
 FAULTY = "rlagent.testing:faults/FaultyEcho-v0"  # importable in Ray's workers too
 
@@ -27,8 +27,10 @@ def test_weights_land_between_two_turns_while_the_batch_plays(tiny_model, ray_cl
 
     @ray.remote
     class Keep:
-        def score(self, e):
-            return e
+        """A reward service that scores nothing (this test is about weights, not rewards)."""
+
+        def score(self, view):
+            return Scores(components={}, errors={}, latency={}, total=0.0)
 
     cfg = tiny_run_config(
         tiny_model,

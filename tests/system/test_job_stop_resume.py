@@ -123,7 +123,7 @@ def test_submit_stop_and_resume(tiny_model, tmp_path):
     assert [r["policy_version"] for r in m] == list(range(1, stopped_at + 3))
     # W&B: the stopped run's service was signalled too; the resumed run sent what it missed,
     # so the two offline parts of the one W&B run hold every step.
-    from wandb_records import history
+    from support.wandb_records import history
 
     ids, steps = set(), set()
     for f in run_dir.glob("wandb/offline-run-*/run-*.wandb"):

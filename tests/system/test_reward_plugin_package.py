@@ -72,7 +72,7 @@ def test_installed_plugin_is_listed_trained_logged_and_scored(
             e["rewards"]["env_reward"] + 0.1 * e["rewards"]["example_brevity"]
         )
 
-    from wandb_records import history
+    from support.wandb_records import history
 
     [wandb_file] = glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
     rows = [r for r in history(Path(wandb_file)) if "reward/example_brevity/mean" in r]

@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-# The learning tests' settings (echo_learning.py): a stable curve, 80 steps.
+# The learning tests' settings (support/echo.py): a stable curve, 80 steps.
 ECHO = {
     "run": {"name": "echo", "steps": 80, "seed": 1},
     "env": {"id": "rlagent/Echo-v0", "kwargs": {"num_turns": 2}},

@@ -15,9 +15,11 @@ import pytest
 from rlagent.envs import sandbox
 
 
-def isolation_unavailable(what: str) -> None:
+def isolation_unavailable(
+    what: str, missing: str = "unprivileged user namespaces are not available here"
+) -> None:
     """End the running test, which checks ``what``: a skip, or a failure when ``CI`` is set."""
-    reason = f"{what} needs sandbox isolation: unprivileged user namespaces are not available here"
+    reason = f"{what} needs sandbox isolation: {missing}"
     if os.environ.get("CI"):
         pytest.fail(
             f"{reason}; CI is set, and CI machines must run the sandbox's security tests, not skip them",

@@ -4,7 +4,7 @@ model's valid actions reach the env, which carries them out.
 
 The model is a tiny Llama on the real SmolLM2 tokenizer and ChatML template (so no
 observation turns into unknown tokens), briefly fitted to reply one fixed valid action of the
-env (tests/tiny.py: ``make_smol_action_model``). A random model would almost never write one,
+env (tests/support/tiny.py: ``make_smol_action_model``). A random model would almost never write one,
 and the env would only ever see nonsense.
 """
 

@@ -1,6 +1,6 @@
 """The whole trainer learns: a tiny random model goes from chance to a reliable 0.75+ reward
 on Echo-v0 with each algorithm family (real Ray, vLLM and DeepSpeed). Settings and verdict:
-``echo_learning.py``; ``--run-seed N`` and ``--flip-policy-loss`` check that the verdict
+``support/echo.py``; ``--run-seed N`` and ``--flip-policy-loss`` check that the verdict
 holds on other numeric paths and fails for a wrong sign."""
 
 import pytest

@@ -1,9 +1,10 @@
-"""Sync against one step off against async (with in-flight weight updates): steps per hour
-and reward, the same config and seed, one mode after the other in one session.
+"""Sync against one step off against async (partial rollouts: syncs land mid-generation):
+steps per hour and reward, the same config and seed, one mode after the other in one session.
 
     .venv/bin/python bench/modes.py web --steps 12 [--out DIR] [key=value ...]
+    .venv/bin/python bench/modes.py launch/configs/bench/calculator-latency.yaml --steps 12
 
-NAME is an experiment config, ``launch/configs/results/<name>.yaml``. Each mode trains
+NAME is an experiment config, ``launch/configs/results/<name>.yaml``, or a config's path. Each mode trains
 ``--steps`` steps into ``OUT/<mode>`` (a mode whose ``metrics.jsonl`` already has them is not
 run again). The overlapped modes give the engine and the learner one core each
 (``--split-threads``); sync lets them take turns on all of them. Prints a Markdown table:
@@ -24,12 +25,7 @@ RLAGENT = str(Path(sys.executable).parent / "rlagent")
 MODES = {
     "sync": ["rollout.mode=sync"],
     "one_step_off": ["rollout.mode=one_step_off"],
-    "async_inflight": [
-        "rollout.mode=async",
-        "rollout.async_buffer=1",
-        "rollout.max_staleness=2",
-        "rollout.inflight_updates=true",
-    ],
+    "async": ["rollout.mode=async", "rollout.async_buffer=1", "rollout.max_staleness=2"],
 }
 
 
@@ -71,6 +67,9 @@ def summary(mode: str, rows: list[dict]) -> dict:
         "reward_last_half": sum(r["reward/mean"] for r in half) / len(half),
         "reward_first_half": sum(r["reward/mean"] for r in rows[: len(rows) // 2]) / (len(rows) // 2),
         "rollout_wait_s": sum(r["timing/rollout_wait_s"] for r in later) / len(later),
+        "rollout_s": sum(r["timing/rollout_s"] for r in later) / len(later),
+        "train_s": sum(r["timing/train_s"] for r in later) / len(later),
+        "sync_s": sum(r["timing/sync_s"] for r in later) / len(later),
         "staleness_mean": sum(r.get("staleness/mean", 0.0) for r in rows) / len(rows),
         "mixed_version_episodes": sum(r.get("staleness/mixed_version_episodes", 0.0) for r in rows),
     }
@@ -89,23 +88,28 @@ def main() -> None:
     )
     ap.add_argument("overrides", nargs="*", help="dotted.key=value for every mode")
     a = ap.parse_args()
-    cfg = REPO / "launch" / "configs" / "results" / f"{a.name}.yaml"
+    cfg = (
+        Path(a.name)
+        if a.name.endswith(".yaml")
+        else REPO / "launch" / "configs" / "results" / f"{a.name}.yaml"
+    )
     if not cfg.exists():
         sys.exit(f"no experiment {a.name!r}: {cfg} does not exist")
-    out = (Path(a.out) / a.name).resolve()
+    out = (Path(a.out) / cfg.stem).resolve()
     results = [summary(m, train(cfg, out, m, a.steps, a.split_threads.split(), a.overrides)) for m in a.modes]
     (out / "modes.json").write_text(json.dumps(results, indent=1))
     base = next((r for r in results if r["mode"] == "sync"), results[0])
     print(f"\n{a.steps} steps each; seconds per step: mean of steps 2-{a.steps}\n")
     print(
-        "| mode | s/step | steps/hour | vs sync | waited for rollouts s/step | reward, first half "
-        "| reward, last half | staleness mean | mixed-version episodes |"
+        "| mode | s/step | steps/hour | vs sync | rollout s | waited for rollouts s | train s | sync s "
+        "| reward, first half | reward, last half | staleness mean | mixed-version episodes |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['mode']} | {r['step_s']:.1f} | {r['steps_per_hour']:.0f} | "
-            f"{r['steps_per_hour'] / base['steps_per_hour']:.2f}x | {r['rollout_wait_s']:.1f} | "
+            f"{r['steps_per_hour'] / base['steps_per_hour']:.2f}x | {r['rollout_s']:.1f} | "
+            f"{r['rollout_wait_s']:.1f} | {r['train_s']:.1f} | {r['sync_s']:.1f} | "
             f"{r['reward_first_half']:.3f} | {r['reward_last_half']:.3f} | "
             f"{r['staleness_mean']:.2f} | {r['mixed_version_episodes']:.0f} |"
         )

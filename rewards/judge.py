@@ -252,12 +252,12 @@ class JudgeReward:
         from transformers import AutoTokenizer
 
         from rlagent.model_source import resolve_model
-        from rlagent.rollout.engine import VLLMEngine
+        from rlagent.rollout.engine import BlockingEngine
 
         o = self.options
         path = resolve_model(o.model)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        engine = VLLMEngine(
+        engine = BlockingEngine(
             path, seed=0, max_model_len=o.max_model_len, dtype=o.dtype, max_num_seqs=o.max_batch
         )
         return engine, tokenizer

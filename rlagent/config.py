@@ -10,6 +10,7 @@ The stages' sections live in ``rlagent.stage_config``; the YAML-to-dataclass mac
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,18 @@ class ModelConfig:
 
 
 @dataclass
+class LatencyConfig:
+    """Sleeps around every env step (``rlagent.envs.latency``): the stand-in for remote tools."""
+
+    mean_s: float = 1.0
+    """Mean sleep before each ``step``, seconds."""
+    p99_s: float = 6.0
+    """99th percentile of the sleep (lognormal: most steps fast, a few slow)."""
+    seed: int = 0
+    """Seeds each env instance's sleeps."""
+
+
+@dataclass
 class EnvConfig:
     id: str = "rlagent/Calculator-v0"
     """A registered Gymnasium id (``rlagent envs`` lists the built-ins)."""
@@ -91,6 +104,8 @@ class EnvConfig:
     """Keyword arguments for ``gymnasium.make``."""
     system_prompt: str | None = None
     """Optional system message placed before the env's first observation."""
+    latency: LatencyConfig | None = None
+    """Added latency around every env step, e.g. ``{mean_s: 1.0, p99_s: 6.0}`` (None: off)."""
 
 
 @dataclass
@@ -279,6 +294,7 @@ class Config:
                 1 <= self.algo.mini_batches <= self.episodes_per_step,
                 f"algo.mini_batches: must be in [1, {self.episodes_per_step}] (episodes per step)",
             ),
+            *_latency_checks(self.env.latency),
             (
                 self.algo.turn_level_coef == 0 or self.rewards.combine == "weighted_sum",
                 "algo.turn_level_coef: needs rewards.combine: weighted_sum (with group_normalized "
@@ -288,11 +304,30 @@ class Config:
         ]
 
 
+def _latency_checks(latency: LatencyConfig | None) -> list[tuple[bool, str]]:
+    """A lognormal's p99/mean is at most exp(z99^2 / 2), z99 the normal's 99th percentile."""
+    if latency is None:
+        return []
+    ratio = math.exp(2.3263478740408408**2 / 2)
+    ok = 0 < latency.mean_s <= latency.p99_s <= latency.mean_s * ratio
+    return [
+        (
+            ok,
+            f"env.latency: need 0 < mean_s <= p99_s <= {ratio:.1f} x mean_s (a lognormal "
+            f"with that mean and 99th percentile), got mean_s={latency.mean_s}, p99_s={latency.p99_s}",
+        )
+    ]
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML config, apply ``dotted.key=value`` overrides, validate."""
     raw: dict[str, Any] = {}
     if path is not None:
-        raw = parse_yaml(Path(path).read_text(), str(path)) or {}
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from err
+        raw = parse_yaml(text, str(path)) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
     for item in overrides:

@@ -61,7 +61,17 @@ class Turn:
     info: dict[str, Any]  # env facts for rewards (never scores)
     span: tuple[int, int]  # [start, end) of this turn's generated tokens in Episode.token_ids
     finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
-    policy_version: int = 0  # weights version that generated this turn's tokens
+    policy_version: int = 0  # weights version that generated this turn's first token
+    # (version, start, end) over Episode.token_ids: which weights generated which of this
+    # turn's tokens; several spans when new weights landed mid-generation (partial rollout).
+    # Empty: every token is ``policy_version``'s.
+    versions: list[tuple[int, int, int]] = field(default_factory=list)
+    # Seconds since the rollout began (the step's, for a batch): when this turn's
+    # generation started and ended, and when the env step started and ended.
+    generate_start: float = 0.0
+    generate_end: float = 0.0
+    env_start: float = 0.0
+    env_end: float = 0.0
 
 
 @dataclass
@@ -82,7 +92,7 @@ class Episode:
     prompt_len: int  # tokens before the first generated one
     turns: list[Turn]
     termination: str  # "terminated" | "truncated" | "max_turns" | "max_tokens" | "env_error"
-    policy_version: int  # oldest weights version among its tokens (its first turn's)
+    policy_version: int  # oldest weights version among its tokens
     rewards: dict[str, Any] = field(default_factory=dict)  # plugin name -> score (None: n/a)
     reward_errors: dict[str, str] = field(default_factory=dict)  # plugin name -> error text
     reward_latency: dict[str, float] = field(default_factory=dict)  # plugin name -> seconds
@@ -99,11 +109,17 @@ class Episode:
 
     def token_versions(self) -> list[int]:
         """[T] the weights version that generated each token; -1 on prompt and observation
-        tokens. With in-flight weight updates the turns of one episode can differ."""
+        tokens. Weights that land while an episode plays (async mode) give its later tokens,
+        even those of the same turn, a newer version."""
         out = [-1] * len(self.token_ids)
         for t in self.turns:
-            out[t.span[0] : t.span[1]] = [t.policy_version] * (t.span[1] - t.span[0])
+            for version, start, end in t.versions or [(t.policy_version, *t.span)]:
+                out[start:end] = [version] * (end - start)
         return out
+
+    def versions_used(self) -> set[int]:
+        """The weights versions that generated this episode's tokens."""
+        return {v for t in self.turns for v, _, _ in (t.versions or [(t.policy_version, 0, 0)])}
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -12,10 +12,11 @@ Only Ray and the standard library are imported here, so every layer may use it.
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,9 +99,28 @@ def wait(refs: Any, timeout: float | Deadline, what: str) -> Any:
     return values if isinstance(refs, list) else values[0]
 
 
-def wait_named(calls: dict[str, Any], timeout: float | Deadline, what: str) -> dict[str, Any]:
+async def wait_async(refs: list[Any], timeout: float | Deadline, what: str) -> list[Any]:
+    """``wait`` for a coroutine of an async actor: the values of ``refs`` (awaited on the
+    actor's event loop, which goes on serving its other calls meanwhile)."""
+    import asyncio
+
+    try:
+        return list(await asyncio.wait_for(asyncio.gather(*refs), _seconds(timeout)))
+    except TimeoutError:
+        raise _timed_out(timeout, what) from None
+
+
+def wait_named(
+    calls: dict[str, Any],
+    timeout: float | Deadline,
+    what: str,
+    died: Callable[[str, Exception], bool] | None = None,
+) -> dict[str, Any]:
     """Results of named calls (``{"learner rank 0": ref, ...}``). The first one to fail
-    raises at once, naming it; a timeout names the calls still running."""
+    raises at once, naming it; a timeout names the calls still running. ``died(name, err)``
+    sees a call whose actor died: when it returns True the death was dealt with (e.g. a
+    restarted rollout worker got its weights another way) and the call is left out of the
+    results; otherwise the error is raised."""
     names = {ref: name for name, ref in calls.items()}
     pending, results = list(names), {}
     end = time.monotonic() + _seconds(timeout)
@@ -113,7 +133,10 @@ def wait_named(calls: dict[str, Any], timeout: float | Deadline, what: str) -> d
         except ray.exceptions.RayTaskError as err:
             cause = getattr(err, "cause", None) or err
             raise CallFailed(f"{what}: {names[ready[0]]} failed: {type(cause).__name__}: {cause}") from err
-    return {name: results[name] for name in calls}
+        except ray.exceptions.RayActorError as err:
+            if died is None or not died(names[ready[0]], err):
+                raise
+    return {name: results[name] for name in calls if name in results}
 
 
 def as_completed(refs: list[Any], end: float, what: str, timeout: Deadline) -> Iterator[Any]:
@@ -150,8 +173,6 @@ def placed(placement: Any, role: str, index: int) -> dict[str, Any]:
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
     """Connect to the job's cluster (``ray job submit``, RAY_ADDRESS, or ``address``) or
     start a local one; a session already open (a test's, a notebook's) is used as it is."""
-    import os
-
     if ray.is_initialized():
         yield
         return
@@ -187,6 +208,32 @@ def free_port(host: str = "") -> int:
         return int(s.getsockname()[1])
 
 
-def peak_rss_gb() -> float:
-    """This process's peak resident memory (``ru_maxrss``), in GB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+def peak_rss_gb(children: bool = False) -> float:
+    """This process's peak resident memory (``ru_maxrss``), in GB; with ``children``, plus
+    the peaks of its live child processes (an engine's own process), read from /proc."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return own + (sum(_peak_kb(pid) for pid in _children(os.getpid())) / 2**20 if children else 0.0)
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (Linux; none elsewhere)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in map(int, f.read().split()):
+                    found += [child, *_children(child)]
+    except OSError:
+        pass
+    return found
+
+
+def _peak_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -9,12 +9,11 @@ episodes of step t+1 come from the weights of step t-1: exactly one version behi
 learner, never more.
 
 ``rollout.mode: async`` keeps a producer thread collecting batches into a buffer of
-``rollout.async_buffer`` finished ones; it stops only while the buffer is full. Each weight
-sync reaches an engine between two of its batches, so a batch is at most
-``async_buffer + 1`` versions behind the learner that trains on it. With
-``rollout.inflight_updates`` a sync reaches the engine between two turns instead: the
-learner never waits for a batch to finish, and an episode's later turns can come from newer
-weights than its first (each turn records its version; staleness counts the oldest).
+``rollout.async_buffer`` finished ones; it stops only while the buffer is full. A weight sync
+never waits for a batch: it pauses the engines mid-generation, loads, and resumes them
+(partial rollouts), so an episode's later tokens, even within one turn, can come from newer
+weights than its first; each token records its version, and staleness counts the oldest.
+A batch is at most ``async_buffer + 1`` versions behind the learner that trains on it.
 """
 
 from __future__ import annotations
@@ -53,9 +52,6 @@ class Rollouts:
         self.buffer: queue.Queue[Future[tuple[Collected, float]]] = queue.Queue(maxsize=buffer)
         self.producer: threading.Thread | None = None
         self.sampler: Any = None  # set by for_run: the sampler the loop updates
-        # How long a weight sync may queue behind an engine's batch (async mode: an engine
-        # takes new weights between two batches, and rollout.timeout_s bounds one).
-        self.sync_queue_s = 0.0
 
     @classmethod
     def for_run(cls, cfg: Config, sampler: Any, pool: Any, on_progress: Any = None) -> Rollouts:
@@ -68,13 +64,7 @@ class Rollouts:
         shown = on_progress if mode == "sync" else None
         rollouts = cls(mode, lambda: collect(cfg, shared, pool, shown), cfg.rollout.async_buffer)
         rollouts.sampler = shared
-        rollouts.sync_queue_s = cfg.rollout.timeout_s if mode == "async" else 0.0
         return rollouts
-
-    @property
-    def workers_idle(self) -> bool:
-        """Whether the rollout workers are idle after a step (async: they never are)."""
-        return self.mode != "async"
 
     def _timed(self) -> tuple[Collected, float]:
         t0 = time.perf_counter()
@@ -163,7 +153,7 @@ def staleness(
     stale = {e.group for e in episodes if lag[id(e)] > max_staleness}
     kept = [e for e in episodes if e.group not in stale]
     values = [lag[id(e)] for e in kept] or [0]
-    mixed = sum(len({t.policy_version for t in e.turns}) > 1 for e in kept)
+    mixed = sum(len(e.versions_used()) > 1 for e in kept)
     return kept, {
         "staleness/mean": sum(values) / len(values),
         "staleness/max": float(max(values)),

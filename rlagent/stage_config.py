@@ -44,6 +44,9 @@ class RolloutConfig:
     """Share of GPU memory vLLM may take (GPU only)."""
     engine_threads: int = 2
     """CPU threads for the engine (on CPU it takes turns with the learner)."""
+    max_concurrent_episodes: int = 64
+    """Episodes one rollout worker plays at once (each its own coroutine on the engine); the
+    next starts as soon as one ends. Also the engine's batch size (vLLM ``max_num_seqs``)."""
     step_timeout_s: float = 30.0
     """Longest an env step may take; a slower step truncates the episode."""
     timeout_s: float = 1800.0
@@ -53,17 +56,13 @@ class RolloutConfig:
     reference). ``one_step_off``: the episodes of step t+1 are generated while the learner
     trains on those of step t, so every episode is one policy version behind the learner
     (the importance ratio against the engine's sampling logprobs corrects for it). ``async``:
-    a producer collects batches continuously into a buffer of ``async_buffer`` (each at most
-    ``async_buffer + 1`` versions behind). See docs/throughput.md."""
+    a producer collects batches continuously into a buffer of ``async_buffer``, and each
+    weight sync lands in the middle of the generations in flight (partial rollouts: every
+    token records the version that produced it). See docs/throughput.md."""
     async_buffer: int = 1
     """async: finished batches that may wait for the learner (generation pauses when full)."""
-    inflight_updates: bool = False
-    """async: a weight sync reaches the engines between two turns of the batch they are
-    generating, instead of waiting for the batch to finish. Episodes then mix versions;
-    each turn records its own (``Turn.policy_version``), the importance ratio uses each
-    token's sampling logprob, and staleness counts an episode's oldest turn."""
     max_staleness: int = 1
-    """Most policy versions an episode may lag the learner (its oldest turn); groups with an
+    """Most policy versions an episode may lag the learner (its oldest token); groups with an
     older episode are dropped and counted in ``staleness/dropped_groups``."""
     max_retries: int = 2
     """Times one worker's share of a step is played again after the worker died (Ray
@@ -90,10 +89,7 @@ class RolloutConfig:
             (self.step_timeout_s > 0, "rollout.step_timeout_s: must be > 0"),
             (self.timeout_s > 0, "rollout.timeout_s: must be > 0"),
             (self.max_retries >= 0, "rollout.max_retries: must be >= 0"),
-            (
-                not self.inflight_updates or self.mode == "async",
-                "rollout.inflight_updates: needs rollout.mode: async",
-            ),
+            (self.max_concurrent_episodes >= 1, "rollout.max_concurrent_episodes: must be >= 1"),
             (tp >= 1, "rollout.tensor_parallel_size: must be >= 1"),
             (
                 tp == 1 or self.num_gpus == tp,

@@ -57,7 +57,8 @@ class FaultyEcho(EchoEnv):
     ``raise_rate`` (RuntimeError), ``hang_rate`` (sleeps ``hang_s``, past the runner's step
     timeout). ``delay_s`` slows every step (logged as ``delay``); ``exit_process`` ends the
     process hosting the env at its first step (``os._exit``, no clean-up, logged as ``exit``);
-    ``child`` starts a ``sleep`` process that reset and step need alive."""
+    ``child`` starts a ``sleep`` process that reset and step need alive. A task's
+    ``step_s`` field sets the delay of its own episode's steps instead of ``delay_s``."""
 
     difficulties = (2,)  # generated tasks have two turns, as the tests' max_turns expects
 
@@ -86,6 +87,8 @@ class FaultyEcho(EchoEnv):
 
     def reset(self, *, seed=None, options=None):
         self._check_child()
+        task = (options or {}).get("task") or {}
+        self.step_s = float(task.get("step_s", self.delay_s))
         return super().reset(seed=seed, options=options)
 
     def step(self, action):
@@ -94,9 +97,9 @@ class FaultyEcho(EchoEnv):
             with _exiting:  # one "exit" per process: other threads wait here until it ends
                 record(self.log, "exit")
                 os._exit(1)
-        if self.delay_s:
+        if getattr(self, "step_s", self.delay_s):
             record(self.log, "delay")
-            time.sleep(self.delay_s)
+            time.sleep(self.step_s)
         draw = self.rng.random()
         if draw < self.raise_rate:
             record(self.log, "raise")

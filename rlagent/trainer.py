@@ -52,11 +52,7 @@ def train(cfg: Config) -> Path:
         clock = StepClock(Progress(cfg.run.steps))
         rollouts = Rollouts.for_run(cfg, sampler, pool, clock.progress.episodes)
         sync = WeightSync(
-            learner,
-            pool,
-            cfg.learner.sync_timeout_s + rollouts.sync_queue_s,
-            cfg.learner.sync_check_tol,
-            cfg.learner.sync_transport,
+            learner, pool, cfg.learner.sync_timeout_s, cfg.learner.sync_check_tol, cfg.learner.sync_transport
         )
         print(f"{PREFIX} weight sync: {sync.transport}", flush=True)
         state = restore(resume, run_dir, learner, sampler, sync, pool.pad_id) if resume else {}
@@ -151,10 +147,10 @@ def step_metrics(
         "batch/sampling_rounds": rounds,
         "timing/rollout_s": rollouts.elapsed,
         "throughput/tokens_per_s": generated / max(rollouts.elapsed, 1e-9),
+        "rollout/worker_restarts": float(pool.restarts),
+        "memory/rollout_peak_gb": pool.peak_memory_gb(),
         **clock.metrics(),
     }
-    if rollouts.workers_idle:  # async: the workers are busy generating, not polled
-        out["memory/rollout_peak_gb"] = pool.peak_memory_gb()
     return out
 
 

@@ -35,6 +35,7 @@ from rlagent.viewer_data import (
     read_rollouts,
     rollout_files,
 )
+from rlagent.viewer_timeline import TIMELINE_CSS, timeline
 
 # Sampling probability floors of the shade classes s0 (confident) .. s4 (surprising).
 SHADE_FLOORS = (0.9, 0.5, 0.2, 0.05)
@@ -283,7 +284,8 @@ def step_section(
         templates.append(f'<script type="text/x-rlagent-episode" id="ep-{step}-{i}">{detail}</script>')
     note_html = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
     return (
-        f'{head}{note_html}<p class="count"></p><div class="eps">{"".join(rows)}</div>'
+        f"{head}{note_html}{timeline(rollouts.episodes)}"
+        f'<p class="count"></p><div class="eps">{"".join(rows)}</div>'
         f'{"".join(templates)}</section>'
     )
 
@@ -338,7 +340,8 @@ def write_page(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-        f"<title>{esc(run_dir.name)} · rlagent view</title><style>{PAGE_CSS}</style></head><body>"
+        f"<title>{esc(run_dir.name)} · rlagent view</title>"
+        f"<style>{PAGE_CSS}{TIMELINE_CSS}</style></head><body>"
         f"{_header(run_dir, config, token_note)}<div class='top'>{_controls(steps)}"
         f"{_sparkline(metrics)}</div>{_LEGEND}"
     )

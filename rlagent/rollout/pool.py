@@ -1,7 +1,7 @@
 """The rollout workers (Ray actors, each one vLLM engine and its envs) behind one facade.
 
 ``RolloutPool.run(tasks, group_size) -> episodes`` plays a step's episodes on every worker;
-each worker hands every finished episode's view to a reward service actor while the others
+each worker hands every finished group's views to a reward service actor while the others
 still play, and returns its episodes scored. Weight sync talks to the engines through the
 pool's methods, which return one named Ray call per worker (``rlagent.weight_sync`` waits).
 Ray restarts a worker whose process dies; ``run`` then loads the current weights into it
@@ -10,6 +10,9 @@ Ray restarts a worker whose process dies; ``run`` then loads the current weights
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,94 +22,133 @@ import ray
 from rlagent.config import Config
 from rlagent.episode_view import EpisodeView
 from rlagent.records import Episode, Scores, Task
-from rlagent.remote import Deadline, as_completed, await_restart, deadline, peak_rss_gb, placed, wait
+from rlagent.remote import (
+    Deadline,
+    as_completed,
+    await_restart,
+    deadline,
+    peak_rss_gb,
+    placed,
+    wait,
+    wait_async,
+)
 from rlagent.rollout.engine import engine_env
 
 
 class RolloutWorker:
-    """One engine and a pool of envs; plays episodes, has each finished one scored."""
+    """One engine and a pool of envs; plays episodes, has each finished group scored.
+
+    An async Ray actor: its methods are coroutines on one event loop, so a weight load runs
+    beside the episodes in flight (the engine pauses them, takes the weights, resumes them).
+    The engine starts on the first call (and again in a process Ray restarted)."""
 
     def __init__(self, cfg: Config, model_path: str, index: int):
-        from transformers import AutoTokenizer
+        self.cfg, self.model_path, self.index = cfg, model_path, index
+        self.engine: Any = None
+        self.runner: Any = None
+        self._starting: asyncio.Lock | None = None
 
-        import rlagent.envs  # noqa: F401  (registers the built-in env ids in this process)
-        from rlagent.rollout.chat import ChatTokens
-        from rlagent.rollout.engine import VLLMEngine
-        from rlagent.rollout.episodes import EpisodeRunner
+    async def _ready(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self.engine is not None:
+                return
+            from transformers import AutoTokenizer
 
-        self.cfg = cfg
-        self.engine = VLLMEngine(
-            model_path,
-            seed=cfg.run.seed + index,
-            # +1: scoring a full-length episode asks for one more token
-            max_model_len=cfg.rollout.max_episode_tokens + 1,
-            dtype=cfg.model.dtype,
-            gpu_memory_utilization=cfg.rollout.gpu_memory_utilization,
-            tensor_parallel_size=cfg.rollout.tensor_parallel_size,
-        )
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.runner = EpisodeRunner(
-            self.engine,
-            ChatTokens(self.tokenizer),
-            cfg.env.id,
-            cfg.env.kwargs,
-            cfg.rollout,
-            cfg.env.system_prompt,
-        )
-        self.version = 0
+            import rlagent.envs  # noqa: F401  (registers the built-in env ids in this process)
+            from rlagent.rollout.chat import ChatTokens
+            from rlagent.rollout.engine import AsyncEngine
+            from rlagent.rollout.episodes import EpisodeRunner
 
-    def pad_id(self) -> int:
+            cfg, r = self.cfg, self.cfg.rollout
+            engine = AsyncEngine(
+                self.model_path,
+                seed=cfg.run.seed + self.index,
+                # +1: scoring a full-length episode asks for one more token
+                max_model_len=r.max_episode_tokens + 1,
+                dtype=cfg.model.dtype,
+                gpu_memory_utilization=r.gpu_memory_utilization,
+                max_num_seqs=r.max_concurrent_episodes,
+                tensor_parallel_size=r.tensor_parallel_size,
+            )
+            await engine.start()
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            self.runner = EpisodeRunner(
+                engine,
+                ChatTokens(self.tokenizer),
+                cfg.env.id,
+                cfg.env.kwargs,
+                r,
+                cfg.env.system_prompt,
+                cfg.env.latency,
+            )
+            self.engine = engine
+
+    async def pad_id(self) -> int:
+        await self._ready()
         tok = self.tokenizer
-        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
 
-    def run(self, tasks: list[tuple[int, Task]], group_size: int, rewards: list[Any]) -> list[Episode]:
-        """Play the tasks; each finished episode's view goes at once to a reward actor (round
-        robin), and its ``Scores`` are recorded on it before the episodes are returned."""
+    async def run(
+        self, tasks: list[tuple[int, Task]], group_size: int, rewards: list[Any], started: float | None = None
+    ) -> list[Episode]:
+        """Play the tasks; each group, the moment its last episode ends, goes to a reward
+        actor (round robin, one call per episode's view), and its ``Scores`` are recorded on
+        the episodes before they are returned. Turn times count from ``started``."""
+        await self._ready()
         sent: list[tuple[Episode, Any]] = []
 
-        def done(e: Episode) -> None:
-            sent.append((e, rewards[len(sent) % len(rewards)].score.remote(EpisodeView.of(e))))
+        def scored(group: list[Episode]) -> None:
+            for e in group:
+                sent.append((e, rewards[len(sent) % len(rewards)].score.remote(EpisodeView.of(e))))
 
-        # read at each turn: with in-flight updates new weights can land mid-episode
-        self.runner.run(tasks, group_size, lambda: self.version, on_done=done)
-        scores: list[Scores] = wait(
+        await self.runner.run(tasks, group_size, scored, started)
+        scores: list[Scores] = await wait_async(
             [ref for _, ref in sent],
-            self.cfg.rewards.timeout_s * max(len(sent), 1) + 60,
+            Deadline(self.cfg.rewards.timeout_s * max(len(sent), 1) + 60, "rewards.timeout_s"),
             "the reward service to score this worker's episodes",
         )
         for (e, _), s in zip(sent, scores):
             e.take(s)
         return [e for e, _ in sent]
 
-    def load_weights(self, named_tensors: list, version: int) -> None:
-        """Object-store transport: the weights arrive as this call's argument."""
-        with self.runner.weights_lock:
-            self.engine.load_weights(named_tensors)
-            self.version = version
+    async def load_weights(self, named_tensors: list, version: int) -> None:
+        """Object-store transport: the weights arrive as this call's argument; episodes in
+        flight pause for the load and go on with the new weights."""
+        await self._ready()
+        await self.engine.load_weights(named_tensors, version)
 
-    def weight_group_members(self) -> int:
+    async def weight_group_members(self) -> int:
         """Collective transport: members this worker brings to the weight-update group."""
-        return self.engine.num_workers
+        await self._ready()
+        return int(self.engine.num_workers)
 
-    def join_weight_group(self, address: dict, first_rank: int) -> None:
-        self.engine.join_weight_group(address, first_rank)
+    async def join_weight_group(self, address: dict, first_rank: int) -> None:
+        await self._ready()
+        await self.engine.join_weight_group(address, first_rank)
 
-    def receive_weights(self, metas: list[list], version: int) -> None:
+    async def receive_weights(self, metas: list[list], version: int) -> None:
         """Collective transport: the engine's workers receive what learner rank 0 broadcasts."""
-        with self.runner.weights_lock:
-            self.engine.receive_weights(metas)
-            self.version = version
+        await self._ready()
+        await self.engine.receive_weights(metas, version)
 
-    def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
-        with self.runner.weights_lock:
-            return self.engine.score(sequences, start)
+    async def score(self, sequences: list[list[int]], start: int) -> list[list[float]]:
+        await self._ready()
+        return list(await self.engine.score(sequences, start))
 
-    def peak_memory_gb(self) -> float:
-        return peak_rss_gb()
+    async def pid(self) -> int:
+        return os.getpid()
 
-    def shutdown(self) -> None:
-        self.runner.close()
-        self.engine.shutdown()
+    async def peak_memory_gb(self) -> float:
+        """Peak resident memory of this worker and its engine's processes (summed)."""
+        return peak_rss_gb(children=True)
+
+    async def shutdown(self) -> None:
+        if self.engine is not None:
+            self.runner.close()
+            self.engine.shutdown()
+            self.engine = None
 
 
 class RolloutWorkerDied(RuntimeError):
@@ -128,8 +170,8 @@ class RolloutPool:
                 num_cpus=r.num_cpus,
                 num_gpus=r.num_gpus,
                 max_restarts=-1,
-                # in-flight updates: a weight sync runs beside ``run``, between two turns
-                max_concurrency=2 if r.inflight_updates else 1,
+                # an async actor: runs, weight loads and the sync's check run beside each other
+                max_concurrency=64,
                 runtime_env={
                     "env_vars": engine_env(r.engine_threads, r.kv_cache_gib, first_core=i * r.engine_threads)
                 },
@@ -139,9 +181,14 @@ class RolloutPool:
             for i in range(r.num_workers)
         ]
         self.pad_id = wait(
-            self._workers[0].pad_id.remote(), deadline("engine_start"), "the rollout engines to start"
-        )
+            [w.pad_id.remote() for w in self._workers],
+            deadline("engine_start"),
+            "the rollout engines to start",
+        )[0]
         self._reload: Reload | None = None  # None: the engines run the weights they started with
+        self.restarts = 0  # rollout worker processes Ray restarted so far
+        self._pids = wait([w.pid.remote() for w in self._workers], deadline("housekeeping"), "worker pids")
+        self._reviving = [threading.Lock() for _ in self._workers]
 
     def __len__(self) -> int:
         return len(self._workers)
@@ -154,10 +201,12 @@ class RolloutPool:
     def run(self, tasks: list[Task], group_size: int, on_progress: Any = None) -> list[Episode]:
         """Episodes sorted by group. ``on_progress(finished, total)`` is called as each
         worker's share of the episodes comes back (workers report whole shares only)."""
-        n = len(self._workers)
+        n, started = len(self._workers), time.time()
         shares = {i: [(g, t) for g, t in enumerate(tasks) if g % n == i] for i in range(n)}
         calls = {
-            self._workers[i].run.remote(s, group_size, self.rewards): (i, 0) for i, s in shares.items() if s
+            self._workers[i].run.remote(s, group_size, self.rewards, started): (i, 0)
+            for i, s in shares.items()
+            if s
         }
         timeout = Deadline(self.cfg.rollout.timeout_s, "rollout.timeout_s")
         end = time.monotonic() + timeout.seconds
@@ -169,7 +218,7 @@ class RolloutPool:
                 episodes += ray.get(ref)
             except ray.exceptions.RayActorError as err:
                 self._restarted(i, attempt + 1, err, end)
-                again = self._workers[i].run.remote(shares[i], group_size, self.rewards)
+                again = self._workers[i].run.remote(shares[i], group_size, self.rewards, started)
                 calls[again] = (i, attempt + 1)
                 pending.append(again)
                 continue
@@ -194,11 +243,24 @@ class RolloutPool:
         )
         until = min(end, time.monotonic() + deadline("worker_restart").seconds)
         try:
-            await_restart(self._workers[i], until, f"rollout worker {i} to restart")
-            if self._reload is not None:
-                self._reload(self, i, max(until - time.monotonic(), 1.0))
+            self.revive(i, until)
         except ray.exceptions.RayActorError as again:
             raise RolloutWorkerDied(f"rollout worker {i} died and did not come back: {again}") from err
+
+    def revive(self, i: int, until: float) -> None:
+        """Wait until Ray has restarted worker ``i`` (which died), then load the current
+        weights into it. The rollout that lost it and a weight sync that saw it die may both
+        call this; each restart is counted once (by the new process's pid)."""
+        with self._reviving[i]:
+            await_restart(self._workers[i], until, f"rollout worker {i} to restart")
+            pid = wait(
+                self._workers[i].pid.remote(), max(until - time.monotonic(), 1.0), f"rollout worker {i}"
+            )
+            if pid != self._pids[i]:
+                self._pids[i] = pid
+                self.restarts += 1
+            if self._reload is not None:
+                self._reload(self, i, max(until - time.monotonic(), 1.0))
 
     # ---------------------------------------------------------------- for the weight sync
     def set_reload(self, reload: Reload) -> None:

@@ -14,7 +14,7 @@ import signal
 
 import psutil
 import pytest
-from support.engines import OneWordEngine, runner
+from support.engines import OneWordEngine, play, runner
 
 from rlagent.records import Task
 
@@ -46,14 +46,14 @@ def test_web_env_whose_chromium_is_killed_gets_a_fresh_browser(tok):
     )
     try:
         kill_browser.armed = True  # the browser dies between reset and the first step
-        [broken] = r.run([(0, task)], 1, 0)
+        [broken] = play(r, [(0, task)], 1)
         assert broken.termination == "env_error" and len(groups) == 1
-        [fresh] = r.run([(0, task)], 1, 0)  # a new env, with its own browser
+        [fresh] = play(r, [(0, task)], 1)  # a new env, with its own browser
         assert fresh.termination in ("truncated", "terminated", "max_turns"), fresh.turns
         [env] = r._free_envs
         assert env.unwrapped.browser.pgid != groups[0]
         os.killpg(env.unwrapped.browser.pgid, signal.SIGKILL)  # dies while idle
-        [again] = r.run([(0, task)], 1, 0)  # replaced before use: nothing flagged
+        [again] = play(r, [(0, task)], 1)  # replaced before use: nothing flagged
         assert again.termination in ("truncated", "terminated", "max_turns"), again.turns
     finally:
         r.close()

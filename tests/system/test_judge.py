@@ -47,15 +47,15 @@ def test_concurrent_calls_share_one_generate_call(judge):
     assert alone == [judge.score(ep) for ep in EPISODES], "scores must be deterministic"
     assert len({round(s, 5) for s in alone}) == len(alone), f"scores should differ: {alone}"
 
-    llm = judge._engine.llm
+    engine = judge._engine
     calls: list[int] = []
-    real_generate = llm.generate
+    real_call = engine.next_token_logprobs
 
-    def counting_generate(prompts, *args, **kwargs):
+    def counting_call(prompts, *args, **kwargs):
         calls.append(len(prompts))
-        return real_generate(prompts, *args, **kwargs)
+        return real_call(prompts, *args, **kwargs)
 
-    llm.generate = counting_generate
+    engine.next_token_logprobs = counting_call
     engine_calls = judge.engine_calls
     start = threading.Barrier(8)
 
@@ -67,7 +67,7 @@ def test_concurrent_calls_share_one_generate_call(judge):
         with ThreadPoolExecutor(8) as pool:
             scores = list(pool.map(call, range(8)))
     finally:
-        del llm.generate
+        del engine.next_token_logprobs
     assert calls == [8], f"expected one engine call with 8 prompts, got batches {calls}"
     assert judge.engine_calls == engine_calls + 1
     for i, s in enumerate(scores):

@@ -91,6 +91,37 @@ def test_worker_killed_mid_step_is_restarted_with_current_weights(tiny_model, ra
         pool.shutdown()
 
 
+def test_worker_killed_during_a_weight_sync_is_revived_with_the_new_weights(tiny_model, ray_cluster):
+    """The sync goes on without the dead worker; Ray restarts it, it gets the new weights
+    through the pool's reload hook, and the next step's episodes are the new policy's. Its
+    engine process does not outlive it."""
+    import psutil
+
+    cfg = config(tiny_model, "rollout.num_workers=2", "rollout.engine_threads=1")
+    pool = RolloutPool(cfg, tiny_model, start_reward_service(cfg.rewards))
+    learner = LearnerGroup(cfg, tiny_model)
+    sync, sampler = WeightSync(learner, pool, timeout_s=120, tol=1e-3), UniformSampler(cfg)
+    try:
+        first = pool.run(sampler.sample(4), 2)
+        batch, _ = build_batch(first, cfg, pool.pad_id)
+        batch.advantages = [1.0 if i % 2 else -1.0 for i in range(len(batch))]
+        learner.train_step(batch)
+        dead = psutil.Process(pid(pool.workers[0]))
+        engines = [c for c in dead.children(recursive=True) if "EngineCore" in c.name()]
+        assert engines, "the worker's engine runs in a process of its own"
+        ray.kill(pool.workers[0], no_restart=False)  # SIGKILL, just before the sync
+        probe = max(first, key=lambda e: e.num_generated)
+        out = sync.push(probe.token_ids, probe.prompt_len)
+        assert out["policy_version"] == 1 and pool.restarts == 1
+        episodes = pool.run(sampler.sample(4), 2)
+        assert {e.policy_version for e in episodes} == {1}
+        assert max(logprob_gaps(learner, episodes)) < 3e-4
+        psutil.wait_procs(engines, timeout=30)
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in engines)
+    finally:
+        pool.shutdown()
+
+
 def test_worker_that_keeps_dying_ends_the_step_with_a_clear_error(tiny_model, ray_cluster, tmp_path):
     log = str(tmp_path / "faults.log")
     cfg = config(tiny_model, "rollout.max_retries=1", exit_process=True, log=log)

@@ -25,6 +25,14 @@ def test_bad_config_key_is_named_and_nothing_starts(tmp_path):
     assert not any(tmp_path.iterdir()), "a run directory was created for a bad config"
 
 
+def test_a_missing_config_file_is_one_line():
+    out = _run("train", "nonexist.yaml")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "rlagent: config error: nonexist.yaml: cannot read the config file (No such file or directory)"
+    ]
+
+
 def test_listings():
     rewards = _run("rewards")
     assert rewards.returncode == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from support.engines import ECHO_TASK, OneWordEngine, runner
+from support.engines import ECHO_TASK, OneWordEngine, play, runner
 from support.processes import kill, sleep_children
 
 from rlagent.testing import ENV_ID, count
@@ -22,7 +22,7 @@ def test_hung_step_truncates_its_episode_at_the_timeout_and_is_counted(tok, tmp_
     r = runner(tok, ENV_ID, {"hang_rate": 0.5, "hang_s": 5.0, "log": log}, step_timeout_s=0.5)
     t0 = time.monotonic()
     try:
-        episodes = r.run([(0, ECHO_TASK)], group_size=12, version=0)
+        episodes = play(r, [(0, ECHO_TASK)], 12)
     finally:
         r.close()
     assert time.monotonic() - t0 < 4.0  # never waited for a hung step to finish
@@ -39,7 +39,7 @@ def test_raising_env_is_flagged_counted_and_replaced(tok, tmp_path):
     log = str(tmp_path / "faults.log")
     r = runner(tok, ENV_ID, {"raise_rate": 0.3, "log": log})
     try:
-        first = r.run([(0, ECHO_TASK)], group_size=10, version=0)
+        first = play(r, [(0, ECHO_TASK)], 10)
         failed = count(log, "raise")
         assert episode_metrics(first)["env/errors"] == failed > 0
         assert all(
@@ -48,7 +48,7 @@ def test_raising_env_is_flagged_counted_and_replaced(tok, tmp_path):
         time.sleep(0.2)  # failed envs are closed off the loop
         assert count(log, "close") == failed  # a failed env is closed, never reused
         assert len(r._free_envs) == 10 - failed
-        r.run([(0, ECHO_TASK)], group_size=10, version=0)
+        play(r, [(0, ECHO_TASK)], 10)
         assert count(log, "make") == 10 + failed  # the failed ones were built anew
     finally:
         r.close()
@@ -66,11 +66,11 @@ def test_env_whose_child_process_dies_mid_episode_is_replaced(tok, tmp_path):
         tok, ENV_ID, {"child": True, "log": log}, engine=OneWordEngine(tok, before_reply=kill_children_once)
     )
     try:
-        first = r.run([(0, ECHO_TASK)], group_size=3, version=0)
+        first = play(r, [(0, ECHO_TASK)], 3)
         assert len(killed) == 3
         assert [e.termination for e in first] == ["env_error"] * 3
         assert all("child process" in e.turns[-1].info["error"] for e in first)
-        second = r.run([(0, ECHO_TASK)], group_size=3, version=0)
+        second = play(r, [(0, ECHO_TASK)], 3)
         assert [e.termination for e in second] == ["terminated"] * 3  # fresh instances
         assert count(log, "make") == 6
         assert not {p.pid for p in sleep_children()} & set(killed)
@@ -83,10 +83,10 @@ def test_env_whose_child_process_died_while_idle_is_replaced_before_use(tok, tmp
     log = str(tmp_path / "faults.log")
     r = runner(tok, ENV_ID, {"child": True, "log": log})
     try:
-        assert [e.termination for e in r.run([(0, ECHO_TASK)], 2, 0)] == ["terminated"] * 2
+        assert [e.termination for e in play(r, [(0, ECHO_TASK)], 2)] == ["terminated"] * 2
         assert len(kill(sleep_children())) == 2
         # The reused envs fail to reset; each is replaced at once, and no episode is lost.
-        assert [e.termination for e in r.run([(0, ECHO_TASK)], 2, 0)] == ["terminated"] * 2
+        assert [e.termination for e in play(r, [(0, ECHO_TASK)], 2)] == ["terminated"] * 2
         assert count(log, "make") == 4
     finally:
         r.close()

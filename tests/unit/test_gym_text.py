@@ -5,6 +5,7 @@ TextWorld games are the committed fixtures in tests/fixtures/textworld (made onc
 
 from __future__ import annotations
 
+import asyncio
 import doctest
 import json
 import random
@@ -299,17 +300,19 @@ def test_gym_text_generates_seeded_tasks_without_a_dataset():
 
 # ---------------------------------------------------------------- the episode runner
 class ScriptedEngine:
-    """Answers every prompt of a call with the next scripted reply (the engine interface of
-    rlagent.rollout.engine.VLLMEngine; vLLM itself is covered by the slow tests)."""
+    """Answers each episode's n-th turn with the n-th scripted reply (the engine interface of
+    rlagent.rollout.engine.AsyncEngine; vLLM itself is covered by the slow tests)."""
+
+    version = 0
 
     def __init__(self, tok, replies: list[str]):
-        self.tok, self.replies, self.calls = tok, replies, 0
+        self.tok, self.replies = tok, replies
 
-    def generate(self, prompts, max_tokens, *, temperature, top_p=1.0, stop=None):
-        ids = self.tok.encode(self.replies[self.calls], add_special_tokens=False)
+    async def generate(self, prompt, max_tokens, *, temperature, top_p=1.0, stop=None):
+        turn = prompt.count(self.tok.convert_tokens_to_ids("<|assistant|>")) - 1
+        ids = self.tok.encode(self.replies[turn], add_special_tokens=False)
         ids.append(self.tok.eos_token_id)
-        self.calls += 1
-        return [Generation(list(ids), [-0.5] * len(ids), "stop") for _ in prompts]
+        return Generation(list(ids), [-0.5] * len(ids), "stop", [(0, 0, len(ids))])
 
 
 def byte_tokenizer():
@@ -352,7 +355,7 @@ def test_runner_plays_a_game_to_the_win(env_id, kwargs, task_file):
     cfg = RolloutConfig(max_new_tokens=64, max_episode_tokens=8000, max_turns=6)
     runner = EpisodeRunner(ScriptedEngine(tok, replies), ChatTokens(tok), env_id, kwargs, cfg)
     try:
-        episodes = runner.run([(0, task)], group_size=2, version=0)
+        episodes = asyncio.run(runner.run([(0, task)], group_size=2))
     finally:
         runner.close()
     assert len(episodes) == 2

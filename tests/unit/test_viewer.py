@@ -103,3 +103,37 @@ def test_cli_writes_the_page_and_prints_its_path(run, tmp_path, capsys):
     assert main(["view", str(run_dir), "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert out.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_a_steps_timeline_draws_each_episodes_phases():
+    from rlagent.viewer_timeline import timeline
+
+    def turn(g0, g1, e0, e1):
+        return {"generate_start": g0, "generate_end": g1, "env_start": e0, "env_end": e1}
+
+    episodes = [
+        {"turns": [turn(0.0, 0.5, 0.5, 5.5), turn(5.5, 6.0, 6.0, 6.1)]},  # a slow env step
+        {"turns": [turn(0.0, 0.4, 0.4, 0.5)]},
+        {"turns": [{"action": "<b>", "generate_start": 0.0}]},  # no times: no bars
+    ]
+    svg = timeline(episodes)
+    assert svg.count('class="gen"') == 3 and svg.count('class="env"') == 3
+    assert "episode 0, turn 1: env 0.50-5.50 s (5.00 s)" in svg
+    assert ">0s<" in svg and ">6s<" in svg and "6.1 s" in svg  # axis and total
+    widths = [float(w) for w in re.findall(r'class="env" x="[\d.]+" y="\d+" width="([\d.]+)"', svg)]
+    assert widths[0] > 40 * widths[1]  # 5 s against 0.1 s, to scale
+    assert timeline([{"turns": [{"action": "x"}]}]) == ""  # rollouts from before turn times
+
+
+def test_the_page_shows_the_timeline_of_steps_with_turn_times(run, tmp_path):
+    run_dir, steps, _ = run
+    timed = tmp_path / "runs" / "timed"
+    shutil.copytree(run_dir, timed)
+    shutil.copytree(run_dir.parent / "model", tmp_path / "runs" / "model")
+    episodes = [dict(ep, turns=[dict(t) for t in ep["turns"]]) for ep in steps[2]]
+    for ep in episodes:
+        for i, t in enumerate(ep["turns"]):
+            t.update(generate_start=i, generate_end=i + 0.5, env_start=i + 0.5, env_end=i + 1.0)
+    (timed / "rollouts" / "step_00002.jsonl").write_text("".join(json.dumps(e) + "\n" for e in episodes))
+    text = render(timed, out=timed / "view.html").read_text()
+    assert text.count('<details class="timeline">') == 1  # step 2 only: step 1 has no times

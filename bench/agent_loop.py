@@ -3,9 +3,9 @@ Ray rollout worker with its vLLM engine, the reward service scoring), against th
 
     .venv/bin/python bench/agent_loop.py calculator --episodes 16 64 128 [--new-tokens 32]
     .venv/bin/python bench/agent_loop.py web --episodes 16
-    .venv/bin/python bench/agent_loop.py calculator --latency 0 --episodes 32   # engine efficiency
+    .venv/bin/python bench/agent_loop.py calculator --latency 0 --turns 1 --episodes 32  # efficiency
 
-``calculator``: ``rlagent/Calculator-v0`` (difficulties 1-2), 3 turns of at most
+``calculator``: ``rlagent/Calculator-v0`` (difficulties 1-2), ``--turns`` (3) turns of at most
 ``--new-tokens`` new tokens, each env step behind the latency wrapper (``--latency MEAN P99``,
 lognormal, default 1 s and 6 s; ``--latency 0``: none). ``web``: ``rlagent/Web-v0`` on the six
 MiniWoB++ tasks of ``launch/configs/results/web.yaml`` (real Chromium, no added latency). The
@@ -60,18 +60,18 @@ def config(env: str, a: argparse.Namespace, episodes: int):
         return load_config(REPO / "launch/configs/results/web.yaml", over)
     over += [
         f"rollout.max_new_tokens={a.new_tokens}",
-        "rollout.max_turns=3",
+        f"rollout.max_turns={a.turns}",
         "rollout.max_episode_tokens=1024",
     ]
     if a.latency[0] > 0:
         mean, p99 = a.latency
         inner = (
-            "{env_id: rlagent/Calculator-v0, max_turns: 3, "
-            + f"mean_s: {mean}, p99_s: {p99}, seed: {a.seed}}}"
+            f"{{env_id: rlagent/Calculator-v0, max_turns: {a.turns}, "
+            f"mean_s: {mean}, p99_s: {p99}, seed: {a.seed}}}"
         )
         over += ["env.id=rlagent.envs.latency:rlagent/Latency-v0", f"env.kwargs={inner}"]
     else:
-        over += ["env.kwargs={max_turns: 3}"]
+        over += [f"env.kwargs={{max_turns: {a.turns}}}"]
     return load_config(REPO / "launch/configs/results/calculator.yaml", over)
 
 
@@ -113,6 +113,7 @@ def measure(env: str, episodes: int, a: argparse.Namespace) -> dict:
         "env": env,
         "episodes": episodes,
         "new_tokens": a.new_tokens,
+        "turns_max": a.turns,
         "latency": a.latency,
         "walls": walls,
         "wall_s": wall,
@@ -177,6 +178,7 @@ def main() -> None:
     ap.add_argument("env", choices=["calculator", "web"])
     ap.add_argument("--episodes", type=int, nargs="+", default=[16, 64, 128])
     ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--turns", type=int, default=3, help="calculator: most turns an episode plays")
     ap.add_argument("--latency", type=float, nargs="+", default=[1.0, 6.0], help="MEAN P99 seconds, or 0")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)

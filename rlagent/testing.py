@@ -155,6 +155,24 @@ if ENV_ID not in gymnasium.registry:
     gymnasium.register(id=ENV_ID, entry_point=FaultyEcho)
 
 
+def flip_policy_loss() -> None:
+    """A wrong sign on purpose: negate the policy-gradient loss in this process. Installed in
+    every Ray worker by ``pytest --flip-policy-loss`` (Ray's ``worker_process_setup_hook``),
+    so that each learning test can be seen to fail for a sign-flipped trainer."""
+    from rlagent import algos
+
+    plain = algos.clipped_policy_loss
+    if getattr(plain, "flipped", False):
+        return
+
+    def flipped(*args, **kwargs):
+        loss, clipped = plain(*args, **kwargs)
+        return -loss, clipped
+
+    flipped.flipped = True  # type: ignore[attr-defined]
+    algos.clipped_policy_loss = flipped  # type: ignore[assignment]
+
+
 # ---------------------------------------------------------------- a tiny model
 SPECIAL = ["<unk>", "<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
 WORDS = ["a", "b", "c", "d", "e", "f", "g", "h", "yes", "no"]

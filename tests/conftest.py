@@ -65,7 +65,7 @@ def ray_cluster(request):
     # still be shutting down when the next run starts.
     runtime_env = {}
     if request.config.getoption("--flip-policy-loss"):
-        runtime_env["worker_process_setup_hook"] = "tests.support.flip_policy_loss.install"
+        runtime_env["worker_process_setup_hook"] = "rlagent.testing.flip_policy_loss"
     ray.init(
         num_cpus=4,
         include_dashboard=False,

@@ -31,6 +31,7 @@ from rlagent.remote import (
     placed,
     wait,
     wait_async,
+    wait_named,
 )
 from rlagent.rollout.engine import engine_env
 
@@ -295,11 +296,11 @@ class RolloutPool:
 
     # ---------------------------------------------------------------- housekeeping
     def peak_memory_gb(self) -> float:
-        return max(
-            wait(
-                [w.peak_memory_gb.remote() for w in self._workers], deadline("housekeeping"), "worker memory"
-            )
-        )
+        """The largest worker's peak (worker and engine process); a worker that is dead just
+        now (it is being restarted) is left out."""
+        calls = self._each(lambda w: w.peak_memory_gb.remote())
+        got = wait_named(calls, deadline("housekeeping"), "worker memory", died=lambda name, err: True)
+        return max(got.values(), default=0.0)
 
     def shutdown(self) -> None:
         wait(

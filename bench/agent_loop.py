@@ -4,6 +4,7 @@ Ray rollout worker with its vLLM engine, the reward service scoring), against th
     .venv/bin/python bench/agent_loop.py calculator --episodes 16 64 128 [--new-tokens 32]
     .venv/bin/python bench/agent_loop.py web --episodes 16
     .venv/bin/python bench/agent_loop.py calculator --latency 0 --turns 1 --episodes 32  # efficiency
+    .venv/bin/python bench/agent_loop.py --summary docs/data/agent_loop.jsonl  # speed-ups, 95% CIs
 
 ``calculator``: ``rlagent/Calculator-v0`` (difficulties 1-2), ``--turns`` (3) turns of at most
 ``--new-tokens`` new tokens, each env step behind the latency wrapper (``--latency MEAN P99``,
@@ -13,9 +14,12 @@ same tasks (seeded) for every run; each size plays once to warm up, then ``--rep
 rounds of ``pool.run``; episodes/min = episodes / median wall time.
 
 The floor (agent loop only: it reads the turns' recorded times) is the longer of
-- generation: the same requests (each turn's prompt ids and its number of generated tokens),
-  all at once on a bare ``AsyncLLM`` in this process, at its tokens/s;
-- the longest episode's own chain of generations and env steps.
+- generation: the same requests (each turn's prompt ids and its number of generated tokens)
+  on a bare ``AsyncLLM`` in this process, as many at once as the loop may run
+  (``rollout.max_concurrent_episodes``, here the episode count): its wall time;
+- the slowest episode's own chain of generations and env steps, end to end, as recorded.
+Also reported: that chain with each generation as long as it takes alone on the bare engine
+(a strict lower bound no batch can reach).
 ``efficiency`` = floor / wall. With ``--latency 0`` and single-turn tasks the generation floor
 is the whole story: the loop's tokens/s against bare ``AsyncLLM.generate`` on the same requests.
 
@@ -108,7 +112,7 @@ def measure(env: str, episodes: int, a: argparse.Namespace) -> dict:
     finally:
         pool.shutdown()
     wall = statistics.median(walls)
-    played = runs[walls.index(wall)]
+    played = runs[min(range(len(walls)), key=lambda k: abs(walls[k] - wall))]  # the floor's rollout
     row = {
         "env": env,
         "episodes": episodes,
@@ -129,51 +133,107 @@ def measure(env: str, episodes: int, a: argparse.Namespace) -> dict:
 
 
 def floor(played: list, model: str, cfg) -> dict:
-    """The generation floor (the same requests on a bare engine) and the longest chain."""
+    """The floors a rollout of ``played`` cannot beat: generation (the same requests on a
+    bare engine, as many at once as the loop may run), and the slowest episode's own chain
+    (its generations and env steps end to end, as recorded; ``alone``: with each generation
+    as long as it takes on the bare engine with no batch to share, a strict lower bound)."""
     requests = []
     for e in played:
         for t in e.turns:
             start, end = t.span
             if end > start:
                 requests.append((e.token_ids[:start], end - start))
-    chain = max(
-        sum((t.generate_end - t.generate_start) + (t.env_end - t.env_start) for t in e.turns) for e in played
+    cap = (
+        cfg.rollout.max_concurrent_episodes
+        if hasattr(cfg.rollout, "max_concurrent_episodes")
+        else len(played)
     )
-    gen_s, tokens = asyncio.run(bare_generate(requests, model, cfg))
-    rate = tokens / gen_s
+    gen_s, tokens, alone = asyncio.run(bare_generate(requests, model, cfg, cap))
+
+    def chain(e) -> float:
+        return sum((t.generate_end - t.generate_start) + (t.env_end - t.env_start) for t in e.turns)
+
+    def chain_alone(e) -> float:
+        return sum(t.env_end - t.env_start + alone(t.span[1] - t.span[0]) for t in e.turns)
+
     return {
-        "bare_tokens_per_s": rate,
+        "bare_tokens_per_s": tokens / gen_s,
         "loop_generated": tokens,
-        "generation_floor_s": tokens / rate,
-        "chain_floor_s": chain,
-        "floor_s": max(tokens / rate, chain),
+        "generation_floor_s": gen_s,
+        "chain_floor_s": max(chain(e) for e in played),
+        "chain_alone_s": max(chain_alone(e) for e in played),
+        "floor_s": max(gen_s, max(chain(e) for e in played)),
     }
 
 
-async def bare_generate(requests: list[tuple[list[int], int]], model: str, cfg) -> tuple[float, int]:
-    """All ``requests`` at once on a fresh ``AsyncLLM`` (each exactly its token count): wall
-    seconds and tokens, after a warm-up round."""
+async def bare_generate(requests: list[tuple[list[int], int]], model: str, cfg, cap: int):
+    """``requests`` on a fresh ``AsyncLLM`` (each exactly its token count), at most ``cap`` at
+    once: wall seconds and tokens, after a warm-up round; and the time one request of n
+    tokens takes alone (a linear fit of 8 and 32 tokens)."""
     from rlagent.rollout.engine import AsyncEngine
 
-    engine = AsyncEngine(
-        model, seed=0, max_model_len=cfg.rollout.max_episode_tokens + 1, max_num_seqs=max(len(requests), 1)
-    )
+    engine = AsyncEngine(model, seed=0, max_model_len=cfg.rollout.max_episode_tokens + 1, max_num_seqs=cap)
     await engine.start()
+    slots = asyncio.Semaphore(cap)
     try:
 
         async def one(prompt: list[int], n: int) -> int:
-            g = await engine.generate(prompt, n, temperature=1.0, ignore_eos=True)
+            async with slots:
+                g = await engine.generate(prompt, n, temperature=1.0, ignore_eos=True)
             return len(g.token_ids)
 
         await asyncio.gather(*(one(p, n) for p, n in requests[:8]))
         t0 = time.perf_counter()
         tokens = sum(await asyncio.gather(*(one(p, n) for p, n in requests)))
-        return time.perf_counter() - t0, tokens
+        wall = time.perf_counter() - t0
+        prompt = requests[0][0]
+        single = {}
+        for n in (8, 32):
+            runs = []
+            for _ in range(3):
+                t = time.perf_counter()
+                await one(prompt, n)
+                runs.append(time.perf_counter() - t)
+            single[n] = statistics.median(runs)
+        per_token = (single[32] - single[8]) / 24
+        fixed = single[8] - 8 * per_token
+        return wall, tokens, lambda n: fixed + n * per_token if n else 0.0
     finally:
         engine.shutdown()
 
 
+def summarize(path: Path, seed: int = 0) -> None:
+    """Agent loop against lockstep per setting, every timed round of every run pooled: the
+    ratio of median wall times with a 95% bootstrap interval (rounds resampled on both sides)."""
+    rows = [json.loads(line) for line in path.open()]
+    key = lambda r: (r["env"], r["episodes"], r["new_tokens"], tuple(r["latency"]), r.get("turns_max", 3))  # noqa: E731
+    walls: dict[tuple, dict[str, list[float]]] = {}
+    for r in rows:
+        side = "lockstep" if r["label"].startswith("lockstep") else "loop"
+        walls.setdefault(key(r), {}).setdefault(side, []).extend(r["walls"])
+    rng = random.Random(seed)
+    print("| env | episodes | new tokens | lockstep s (n) | agent loop s (n) | speed-up [95% CI] |")
+    print("|---|---|---|---|---|---|")
+    for (env, n, tokens, _, _), sides in sorted(walls.items()):
+        if set(sides) != {"loop", "lockstep"}:
+            continue
+        old, new = sides["lockstep"], sides["loop"]
+        boot = sorted(
+            statistics.median(rng.choices(old, k=len(old))) / statistics.median(rng.choices(new, k=len(new)))
+            for _ in range(10000)
+        )
+        ratio = statistics.median(old) / statistics.median(new)
+        print(
+            f"| {env} | {n} | {tokens} | {statistics.median(old):.1f} ({len(old)}) | "
+            f"{statistics.median(new):.1f} ({len(new)}) | "
+            f"**{ratio:.2f}x** [{boot[250]:.2f}, {boot[9750]:.2f}] |"
+        )
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--summary"]:
+        summarize(Path(sys.argv[2]))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("env", choices=["calculator", "web"])
     ap.add_argument("--episodes", type=int, nargs="+", default=[16, 64, 128])
@@ -201,7 +261,7 @@ def main() -> None:
     print(f"command: python bench/agent_loop.py {' '.join(sys.argv[1:])}  (commit {commit})", flush=True)
     print(
         "| runner | episodes | new tokens | wall s (reps) | episodes/min "
-        "| floor s (gen, chain) | efficiency |"
+        "| floor s (generation, chain, chain alone) | efficiency |"
     )
     print("|---|---|---|---|---|---|---|")
     with remote.ray_session(None, num_cpus=4):
@@ -210,7 +270,8 @@ def main() -> None:
             with a.out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             fl = (
-                f"{row['floor_s']:.1f} ({row['generation_floor_s']:.1f}, {row['chain_floor_s']:.1f})"
+                f"{row['floor_s']:.1f} ({row['generation_floor_s']:.1f}, {row['chain_floor_s']:.1f}, "
+                f"{row['chain_alone_s']:.1f})"
                 if "floor_s" in row
                 else "-"
             )

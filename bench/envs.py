@@ -11,9 +11,10 @@ env never count against another. In it, for each concurrency N:
    start, page and game loads, index build);
 2. the memory of the process tree is read (RSS and PSS, the worker and every descendant:
    for Web-v0 the Chromium processes);
-3. a fixed number of episodes is played in lockstep batches of N, as ``EpisodeRunner`` plays
-   them: all N resets, then one turn of every live episode at a time, each env call in its own
-   thread of a pool of N. The scripted replies cost next to nothing, so the time is the envs'.
+3. a fixed number of episodes is played in lockstep batches of N (as the episode runner played
+   them before it gave every episode its own coroutine): all N resets, then one turn of every
+   live episode at a time, each env call in its own thread of a pool of N. The scripted
+   replies cost next to nothing, so the time is the envs'.
 
 A level is skipped when the measured memory per instance says it would take the process tree
 past ``--memory-budget-gib`` (Web-v0 at 32: one Chromium per instance). Prints a Markdown table

@@ -51,6 +51,7 @@ class Rollouts:
         self.elapsed = 0.0
         self.buffer: queue.Queue[Future[tuple[Collected, float]]] = queue.Queue(maxsize=buffer)
         self.producer: threading.Thread | None = None
+        self.stopped = threading.Event()  # set by close(): the producer starts no new batch
         self.sampler: Any = None  # set by for_run: the sampler the loop updates
 
     @classmethod
@@ -84,11 +85,21 @@ class Rollouts:
         return out
 
     def _produce(self) -> None:
-        while True:
+        while not self.stopped.is_set():
             batch = _run(self._timed)
-            self.buffer.put(batch)  # waits while the buffer is full
+            while not self.stopped.is_set():  # waits while the buffer is full
+                try:
+                    self.buffer.put(batch, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
             if batch.exception() is not None:
                 return
+
+    def close(self) -> None:
+        """The run is over: the async producer starts no new batch (the one it is collecting
+        ends with the pool's shutdown)."""
+        self.stopped.set()
 
     def prefetch(self, last: bool = False) -> None:
         """One step off: start the next step's collection now (not after the last step)."""

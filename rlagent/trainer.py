@@ -89,6 +89,7 @@ def train(cfg: Config) -> Path:
         except (ray.exceptions.RayActorError, RolloutWorkerDied) as err:
             raise run_died(err, learner.ranks, run_dir, step) from err
         finally:
+            rollouts.close()
             clock.progress.close()
             tracker.close()
             with contextlib.suppress(Exception):

@@ -190,6 +190,7 @@ class RolloutPool:
         self.restarts = 0  # rollout worker processes Ray restarted so far
         self._pids = wait([w.pid.remote() for w in self._workers], deadline("housekeeping"), "worker pids")
         self._reviving = [threading.Lock() for _ in self._workers]
+        self.closed = False  # shutdown() was called: a share that dies now is not played again
 
     def __len__(self) -> int:
         return len(self._workers)
@@ -218,6 +219,8 @@ class RolloutPool:
             try:
                 episodes += ray.get(ref)
             except ray.exceptions.RayActorError as err:
+                if self.closed:
+                    raise RolloutWorkerDied(f"rollout worker {i} stopped: the pool was shut down") from err
                 self._restarted(i, attempt + 1, err, end)
                 again = self._workers[i].run.remote(shares[i], group_size, self.rewards, started)
                 calls[again] = (i, attempt + 1)
@@ -303,6 +306,7 @@ class RolloutPool:
         return max(got.values(), default=0.0)
 
     def shutdown(self) -> None:
+        self.closed = True
         wait(
             [w.shutdown.remote() for w in self._workers],
             deadline("housekeeping"),

@@ -125,5 +125,6 @@ def test_async_with_partial_rollouts_learns_echo(tiny_model, ray_cluster, tmp_pa
     assert_learned([r["reward/mean"] for r in rows], end=0.9)
     assert max(r["staleness/max"] for r in rows) <= 2
     assert all(r["staleness/dropped_groups"] == 0 for r in rows)
+    assert sum(r["staleness/mean"] for r in rows) / len(rows) > 0.5, "async is off-policy"
     mixed = [r["staleness/mixed_version_episodes"] for r in rows]
     assert sum(mixed) > 0, "no sync landed inside an episode"

@@ -66,6 +66,22 @@ def test_async_producer_stops_when_the_buffer_is_full():
     assert len(calls) == 7
 
 
+def test_closed_async_producer_starts_no_new_batch_and_ends():
+    calls = []
+
+    def collect():
+        calls.append(1)
+        return [], len(calls), []
+
+    r = Rollouts("async", collect, buffer=1)
+    r.next()
+    time.sleep(0.3)  # batch 2 in the buffer, batch 3 waiting for room
+    r.close()
+    r.producer.join(timeout=2)
+    assert not r.producer.is_alive(), "the producer outlived the run"
+    assert len(calls) == 3
+
+
 def test_async_producer_errors_reach_the_loop():
     def collect():
         raise RuntimeError("engine gone")

@@ -47,8 +47,10 @@ def train(cfg: Config) -> Path:
         RunControl(cfg.run, run_dir) as control,
         Placement(cfg) as placement,
     ):
-        pool = RolloutPool(cfg, model_path, start_reward_service(cfg.rewards, placement), placement)
-        learner = LearnerGroup(cfg, model_path, placement)
+        rewards = start_reward_service(cfg.rewards, placement)
+        pool = RolloutPool(cfg, model_path, rewards, placement, wait_ready=False)  # engines start...
+        learner = LearnerGroup(cfg, model_path, placement)  # ...while the learner starts
+        pool.ready()
         clock = StepClock(Progress(cfg.run.steps))
         rollouts = Rollouts.for_run(cfg, sampler, pool, clock.progress.episodes)
         sync = WeightSync(

@@ -162,7 +162,12 @@ Reload = Callable[["RolloutPool", int, float], None]
 class RolloutPool:
     """The rollout workers, as one object: ``run(tasks, group_size) -> episodes``."""
 
-    def __init__(self, cfg: Config, model_path: str, rewards: Any, placement: Any = None):
+    def __init__(
+        self, cfg: Config, model_path: str, rewards: Any, placement: Any = None, wait_ready: bool = True
+    ):
+        """Starts the workers and (``wait_ready``) waits for their engines; without it, call
+        ``ready()`` before using the pool, so that the engines start while the caller starts
+        other actors (the trainer's learner)."""
         r = cfg.rollout
         self.cfg, self.rewards = cfg, rewards
         self._workers = [
@@ -181,16 +186,23 @@ class RolloutPool:
             .remote(cfg, model_path, i)
             for i in range(r.num_workers)
         ]
-        self.pad_id = wait(
-            [w.pad_id.remote() for w in self._workers],
-            deadline("engine_start"),
-            "the rollout engines to start",
-        )[0]
+        self._starting = [w.pad_id.remote() for w in self._workers]  # each engine starts now
+        self.pad_id = -1
+        self._pids: list[int] = []
         self._reload: Reload | None = None  # None: the engines run the weights they started with
         self.restarts = 0  # rollout worker processes Ray restarted so far
-        self._pids = wait([w.pid.remote() for w in self._workers], deadline("housekeeping"), "worker pids")
         self._reviving = [threading.Lock() for _ in self._workers]
         self.closed = False  # shutdown() was called: a share that dies now is not played again
+        if wait_ready:
+            self.ready()
+
+    def ready(self) -> RolloutPool:
+        """Wait until every worker's engine has started (``remote.deadline("engine_start")``)."""
+        if not self._pids:
+            self.pad_id = wait(self._starting, deadline("engine_start"), "the rollout engines to start")[0]
+            pids = [w.pid.remote() for w in self._workers]
+            self._pids = wait(pids, deadline("housekeeping"), "worker pids")
+        return self
 
     def __len__(self) -> int:
         return len(self._workers)

@@ -4,6 +4,7 @@ and policy version, so the curves continue without gaps or duplicates."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,10 +39,22 @@ def task_ids(run_dir: Path, step: int) -> list[str]:
 
 
 def test_resume_continues_steps_sampler_and_policy_version(tiny_model, ray_cluster, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
     common = ["tracking.wandb_mode=disabled"]
     whole = train(load_config(None, overrides(tiny_model, tmp_path, "whole", 4, *common)))
     half = train(load_config(None, overrides(tiny_model, tmp_path, "half", 2, "run.save_every=2", *common)))
     assert (half / "checkpoints" / "latest").read_text() == "step_00002"
+    # Resumed at its last step, the run trains no more: the final model it writes through the
+    # trainer's restore path is the checkpoint's, bit for bit.
+    shutil.rmtree(half / "checkpoints" / "final")
+    train(load_config(None, overrides(tiny_model, tmp_path, "half", 2, f"run.resume={half}", *common)))
+    saved = load_file(half / "checkpoints" / "step_00002" / "model" / "model.safetensors")
+    final = load_file(half / "checkpoints" / "final" / "model.safetensors")
+    base = load_file(f"{tiny_model}/model.safetensors")
+    assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in saved)
+    assert any(not torch.equal(saved[k], base[k]) for k in saved), "training changed nothing"
     again = train(
         load_config(None, overrides(tiny_model, tmp_path, "half", 4, f"run.resume={half}", *common))
     )
@@ -195,21 +208,3 @@ def test_resumed_learner_state_equals_the_checkpoint_bit_for_bit(tiny_model, ray
     assert again.keys() == next_step.keys()
     same = [k for k in next_step if not k.startswith(("timing/", "memory/"))]
     assert {k: again[k] for k in same} == {k: next_step[k] for k in same}
-
-
-def test_resume_with_no_steps_left_restores_the_checkpointed_model(tiny_model, ray_cluster, tmp_path):
-    """Through the trainer's own restore path: a run resumed at its last step trains no more,
-    so the final model it writes is the checkpoint's, bit for bit."""
-    from safetensors.torch import load_file
-
-    common = ["tracking.wandb_mode=disabled"]
-    run = train(load_config(None, overrides(tiny_model, tmp_path, "done", 2, "run.save_every=2", *common)))
-    again = train(load_config(None, overrides(tiny_model, tmp_path, "done", 2, f"run.resume={run}", *common)))
-    saved = load_file(run / "checkpoints" / "step_00002" / "model" / "model.safetensors")
-    final = load_file(again / "checkpoints" / "final" / "model.safetensors")
-    import torch
-
-    base = load_file(f"{tiny_model}/model.safetensors")
-    assert saved.keys() == final.keys()
-    assert all(torch.equal(saved[k], final[k]) for k in saved)
-    assert any(not torch.equal(saved[k], base[k]) for k in saved), "training changed nothing"

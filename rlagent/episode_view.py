@@ -69,6 +69,7 @@ class EpisodeView:
     termination: str  # terminated | truncated | max_turns | max_tokens | env_error | env_timeout
     group: int = 0  # the task's index in its step: samples of one task share it
     policy_version: int = 0  # its oldest turn's
+    uid: str = ""  # the episode's id (its env's reset saw it as options["episode_id"])
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -124,6 +125,7 @@ class EpisodeView:
             termination=str(d.get("termination", "")),
             group=int(d.get("group", 0)),
             policy_version=int(d.get("policy_version", 0)),
+            uid=str(d.get("uid", "")),
         )
 
     @classmethod
@@ -149,5 +151,6 @@ class EpisodeView:
                 "termination": episode.termination,
                 "group": episode.group,
                 "policy_version": episode.policy_version,
+                "uid": getattr(episode, "uid", ""),
             }
         )

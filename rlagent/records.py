@@ -97,6 +97,9 @@ class Episode:
     reward_errors: dict[str, str] = field(default_factory=dict)  # plugin name -> error text
     reward_latency: dict[str, float] = field(default_factory=dict)  # plugin name -> seconds
     reward: float | None = None  # weighted total; None when a weighted component failed
+    # unique per attempt (a replayed episode gets a new one); the env's reset gets it as
+    # ``options["episode_id"]``, so an env's own logs can be joined with the rollout records
+    uid: str = ""
 
     @property
     def num_generated(self) -> int:

@@ -34,8 +34,10 @@ _instances = itertools.count()
 _exiting = threading.Lock()
 
 
-def record(log: str | None, what: str) -> None:
-    """Append ``what`` as one line (O_APPEND: lines from several processes do not mix)."""
+def record(log: str | None, what: str, episode: str = "") -> None:
+    """Append ``what`` (and the episode's id, when known) as one line (O_APPEND: lines from
+    several processes do not mix)."""
+    what = f"{what} {episode}" if episode else what
     if log:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -46,10 +48,15 @@ def record(log: str | None, what: str) -> None:
 
 def count(log: str, what: str) -> int:
     """How many ``what`` lines the log holds (0 when nothing was injected)."""
+    return len(episodes(log, what))
+
+
+def episodes(log: str, what: str) -> list[str]:
+    """The episode id of every ``what`` line of the log ("" where none was recorded)."""
     if not os.path.exists(log):
-        return 0
+        return []
     with open(log) as f:
-        return sum(line.strip() == what for line in f)
+        return [(line.split() + [""])[1] for line in f if line.split()[:1] == [what]]
 
 
 class FaultyEcho(EchoEnv):
@@ -77,6 +84,7 @@ class FaultyEcho(EchoEnv):
         super().__init__(**echo_kwargs)
         self.raise_rate, self.hang_rate, self.hang_s = raise_rate, hang_rate, hang_s
         self.delay_s, self.exit_process, self.log = delay_s, exit_process, log
+        self.episode = ""  # the id of the episode being played (reset's options["episode_id"])
         self.rng = random.Random(f"{seed}-{os.getpid()}-{next(_instances)}")
         self.child = subprocess.Popen(["sleep", "3600"]) if child else None
         record(log, "make")
@@ -89,6 +97,7 @@ class FaultyEcho(EchoEnv):
         self._check_child()
         task = (options or {}).get("task") or {}
         self.step_s = float(task.get("step_s", self.delay_s))
+        self.episode = str((options or {}).get("episode_id", ""))
         return super().reset(seed=seed, options=options)
 
     def step(self, action):
@@ -102,10 +111,10 @@ class FaultyEcho(EchoEnv):
             time.sleep(self.step_s)
         draw = self.rng.random()
         if draw < self.raise_rate:
-            record(self.log, "raise")
+            record(self.log, "raise", self.episode)
             raise RuntimeError("injected env fault")
         if draw < self.raise_rate + self.hang_rate:
-            record(self.log, "hang")
+            record(self.log, "hang", self.episode)
             time.sleep(self.hang_s)
         return super().step(action)
 
@@ -139,14 +148,15 @@ class FlakyReward:
     def score(self, episode):
         draw = self.rng.random()
         raise_rate, hang_rate, garbage_rate = self.rates
+        uid = getattr(episode, "uid", "")
         if draw < raise_rate:
-            record(self.log, "reward_raise")
+            record(self.log, "reward_raise", uid)
             raise RuntimeError("injected reward fault")
         if draw < raise_rate + hang_rate:
-            record(self.log, "reward_hang")
+            record(self.log, "reward_hang", uid)
             time.sleep(self.hang_s)
         elif draw < raise_rate + hang_rate + garbage_rate:
-            record(self.log, "reward_garbage")
+            record(self.log, "reward_garbage", uid)
             return "1.0"
         return 1.0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ class _Live:
     logprobs: list[float] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
     termination: str | None = None
+    uid: str = ""
 
     def append(self, ids: list[int], policy: bool, logprobs: list[float] | None = None) -> None:
         self.ids += ids
@@ -99,10 +101,11 @@ class EpisodeRunner:
 
     async def _episode(self, group: int, task: Task, t0: float, slots: asyncio.Semaphore) -> Episode:
         async with slots:
+            uid = uuid.uuid4().hex[:16]
             try:
-                e = await self._start(group, task)
+                e = await self._start(group, task, uid)
             except Exception as err:  # the env failed to reset: the episode exists, flagged
-                return self._failed_start(group, task, err, self.engine.version)
+                return self._failed_start(group, task, err, self.engine.version, uid)
             while e.termination is None:
                 await self._turn(e, t0)
             return self._finish(e)
@@ -167,11 +170,11 @@ class EpisodeRunner:
             e.append(obs_ids, policy=False)
 
     # ------------------------------------------------------------ start and finish
-    async def _start(self, group: int, task: Task) -> _Live:
+    async def _start(self, group: int, task: Task, uid: str) -> _Live:
         env = self._free_envs.pop() if self._free_envs else None
         obs: Any = None
         if env is not None:
-            obs = await self._in_thread(_reset, env, task)
+            obs = await self._in_thread(_reset, env, task, uid)
             if isinstance(obs, BaseException):
                 # A reused env that cannot reset most likely broke while it sat idle (its
                 # browser or game process died): one more try, on a fresh instance.
@@ -180,7 +183,7 @@ class EpisodeRunner:
             env = await self._in_thread(self._make_env)
             if isinstance(env, BaseException):
                 raise env
-            obs = await self._in_thread(_reset, env, task)
+            obs = await self._in_thread(_reset, env, task, uid)
         if isinstance(obs, BaseException):
             raise obs
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -195,6 +198,7 @@ class EpisodeRunner:
             prompt_len=len(ids),
             mask=[0] * len(ids),
             logprobs=[0.0] * len(ids),
+            uid=uid,
         )
 
     def _make_env(self) -> Any:
@@ -219,13 +223,14 @@ class EpisodeRunner:
             turns=e.turns,
             termination=e.termination or "max_turns",
             policy_version=self.engine.version,
+            uid=e.uid,
         )
         if e.turns:
             episode.policy_version = min(episode.versions_used())
         return episode
 
     @staticmethod
-    def _failed_start(group: int, task: Task, err: BaseException, version: int) -> Episode:
+    def _failed_start(group: int, task: Task, err: BaseException, version: int, uid: str) -> Episode:
         info = {"error": f"{type(err).__name__}: {err}"}
         return Episode(
             task=task,
@@ -238,6 +243,7 @@ class EpisodeRunner:
             turns=[Turn("", None, 0.0, info, (0, 0), "")],
             termination="env_error",
             policy_version=version,
+            uid=uid,
         )
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -273,10 +279,10 @@ class EpisodeRunner:
         self._free_envs.clear()
 
 
-def _reset(env: Any, task: Task) -> str:
+def _reset(env: Any, task: Task, uid: str) -> str:
     """The first observation; an env that fails to reset is closed and the error raised."""
     try:
-        obs, _ = env.reset(options={"task": task.to_dict()})
+        obs, _ = env.reset(options={"task": task.to_dict(), "episode_id": uid})
     except BaseException:
         _close_quietly(env)
         raise

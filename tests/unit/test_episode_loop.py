@@ -70,6 +70,23 @@ def test_a_group_is_handed_on_when_its_last_episode_ends(tok):
     assert [e.group for e in episodes] == [0, 0, 0, 1, 1, 1]
 
 
+def test_each_episode_has_its_own_id_which_its_env_and_reward_view_see(tok, tmp_path):
+    from rlagent.episode_view import EpisodeView
+    from rlagent.testing import episodes as logged
+
+    log = tmp_path / "faults.log"
+    r = runner(tok, ENV_ID, {"raise_rate": 1.0, "log": str(log)}, OneWordEngine(tok))
+    try:
+        played = play(r, [(0, task(0, 0.0)), (1, task(1, 0.0))], 2)
+    finally:
+        r.close()
+    uids = [e.uid for e in played]
+    assert len(set(uids)) == 4 and all(len(u) == 16 for u in uids)
+    assert sorted(logged(str(log), "raise")) == sorted(uids)  # each env's step saw its episode's id
+    assert [EpisodeView.of(e).uid for e in played] == uids
+    assert [EpisodeView.from_dict(e.to_dict()).uid for e in played] == uids
+
+
 def test_latency_wrapper_draws_the_configured_lognormal():
     mu, sigma = lognormal_params(1.0, 6.0)
     env = Latency(gymnasium.make("rlagent/Echo-v0"), 1.0, 6.0, seed=3)

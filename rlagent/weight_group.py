@@ -3,7 +3,7 @@ dedicated process group (gloo on CPU, NCCL on GPU) over which rank 0 broadcasts 
 
 This is the member side, run inside the learner (rank 0: ``open_store``, ``WeightGroup.send``)
 and inside each vLLM worker (``WeightGroup``, ``WeightGroup.receive``, fed straight into the
-engine's in-place reload by ``rlagent.rollout.engine.WeightLoaderExtension``). The driver
+engine's in-place reload by ``rlagent.rollout.engine_worker.WeightLoaderExtension``). The driver
 side, which forms the group and pushes each version, is ``rlagent.weight_sync``.
 
 The group is not built on torch.distributed's default group: in the learner ranks that one

@@ -50,13 +50,19 @@ def test_prefetch_overlaps_the_callers_work_and_next_returns_it():
     assert len(calls) == 2 and sync.next()[1] == 3
 
 
-def test_async_producer_stops_when_the_buffer_is_full():
-    calls = []
+def counting_collect():
+    """A collect that records each call; batch n's ``rounds`` is n."""
+    calls: list[int] = []
 
     def collect():
         calls.append(1)
         return [], len(calls), []
 
+    return calls, collect
+
+
+def test_async_producer_stops_when_the_buffer_is_full():
+    calls, collect = counting_collect()
     r = Rollouts("async", collect, buffer=2)
     assert r.next()[1] == 1  # starts the producer; the first batch
     time.sleep(0.3)
@@ -67,12 +73,7 @@ def test_async_producer_stops_when_the_buffer_is_full():
 
 
 def test_closed_async_producer_starts_no_new_batch_and_ends():
-    calls = []
-
-    def collect():
-        calls.append(1)
-        return [], len(calls), []
-
+    calls, collect = counting_collect()
     r = Rollouts("async", collect, buffer=1)
     r.next()
     time.sleep(0.3)  # batch 2 in the buffer, batch 3 waiting for room

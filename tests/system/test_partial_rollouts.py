@@ -82,8 +82,10 @@ def test_a_generation_frozen_by_a_sync_resumes_on_the_new_weights(ray_cluster):
         learner.train_step(batch)
         probe = max(before, key=lambda e: e.num_generated)
         with ThreadPoolExecutor(1) as background:
-            playing = background.submit(pool.run, [count, count], 2)
-            time.sleep(3.0)  # the replies are being generated
+            # 8 replies at once, each slower in the shared batch; the sync lands early, while
+            # even a short reply is still being generated (some end after 11 tokens)
+            playing = background.submit(pool.run, [count] * 4, 2)
+            time.sleep(1.0)
             out = sync.push(probe.token_ids, probe.prompt_len)
             episodes = playing.result(timeout=900)
         assert out["policy_version"] == 1

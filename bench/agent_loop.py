@@ -4,6 +4,7 @@ Ray rollout worker with its vLLM engine, the reward service scoring), against th
     .venv/bin/python bench/agent_loop.py calculator --episodes 16 64 128 [--new-tokens 32]
     .venv/bin/python bench/agent_loop.py web --episodes 16
     .venv/bin/python bench/agent_loop.py calculator --latency 0 --turns 1 --episodes 32  # efficiency
+    .venv/bin/python bench/agent_loop.py calculator --latency 0 --turns 1 --episodes 32 --agent  # endpoint
     .venv/bin/python bench/agent_loop.py --summary docs/data/agent_loop.jsonl  # speed-ups, 95% CIs
 
 ``calculator``: ``rlagent/Calculator-v0`` (difficulties 1-2), ``--turns`` (3) turns of at most
@@ -23,6 +24,10 @@ Also reported: that chain with each generation as long as it takes alone on the 
 ``efficiency`` = floor / wall. With ``--latency 0`` and single-turn tasks the generation floor
 is the whole story: the loop's tokens/s against bare ``AsyncLLM.generate`` on the same requests.
 
+``--agent``: the same episodes played by an agent with its own loop (``play_env`` below: the
+env in the agent, the model through the rollout worker's OpenAI-compatible endpoint and the
+``openai`` client), for the endpoint's tokens/s against the in-process loop's.
+
 The script uses only the pool's public API (``RolloutPool.run``), so it also measures the
 lockstep runner of an earlier commit: run it from a worktree of that commit with this file
 and ``envs/latency.py`` copied in (``--no-floor``). Prints Markdown rows and writes JSON.
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -67,6 +73,8 @@ def config(env: str, a: argparse.Namespace, episodes: int):
         f"rollout.max_turns={a.turns}",
         "rollout.max_episode_tokens=1024",
     ]
+    if getattr(a, "agent", False):
+        over += ["agent.entrypoint=bench.agent_loop:play_env"]
     if a.latency[0] > 0:
         mean, p99 = a.latency
         inner = (
@@ -79,6 +87,38 @@ def config(env: str, a: argparse.Namespace, episodes: int):
     return load_config(REPO / "launch/configs/results/calculator.yaml", over)
 
 
+@functools.cache
+def _client(base_url: str):
+    """One client per process: a new one loads its TLS certificates (~30 ms of CPU)."""
+    import openai
+
+    return openai.OpenAI(base_url=base_url, api_key="per-session", max_retries=0)
+
+
+def play_env(task: dict, session) -> None:
+    """An agent that plays the task's env as the in-process loop does, through the endpoint:
+    the same system prompt and observations, one call per turn, the reply as the action. The
+    config's reward plugins score what it recorded (it returns None)."""
+    import gymnasium
+
+    import rlagent.envs  # noqa: F401  (registers the env ids)
+
+    client = _client(session.base_url).with_options(api_key=session.api_key)
+    env = gymnasium.make(task["env"], max_turns=task["bench_turns"])
+    try:
+        observation, _ = env.reset(options={"task": task, "episode_id": session.episode_id})
+        system = [{"role": "system", "content": task["bench_system"]}] if task.get("bench_system") else []
+        messages, done = [*system, {"role": "user", "content": observation}], False
+        while not done:
+            reply = client.chat.completions.create(model=session.model, messages=messages).choices[0]
+            observation, _, terminated, truncated, _ = env.step(reply.message.content or "")
+            done = terminated or truncated
+            messages += [{"role": "assistant", "content": reply.message.content or ""}]
+            messages += [{"role": "user", "content": observation}]
+    finally:
+        env.close()
+
+
 def tasks_for(env: str, cfg, n_tasks: int, seed: int):
     from rlagent.records import Task
 
@@ -89,7 +129,8 @@ def tasks_for(env: str, cfg, n_tasks: int, seed: int):
         return make_sampler(cfg).sample(n_tasks)
     from rlagent.envs.calculator import generate_task
 
-    return [Task.from_dict(generate_task(rng, 1 + i % 2)) for i in range(n_tasks)]
+    extra = {"bench_turns": cfg.rollout.max_turns, "bench_system": cfg.env.system_prompt}  # for play_env
+    return [Task.from_dict(generate_task(rng, 1 + i % 2) | extra) for i in range(n_tasks)]
 
 
 def measure(env: str, episodes: int, a: argparse.Namespace) -> dict:
@@ -244,6 +285,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--step-timeout", type=float, default=60.0)
     ap.add_argument("--no-floor", action="store_true", help="skip the floor (an older commit's runner)")
+    ap.add_argument("--agent", action="store_true", help="play through the endpoint (play_env)")
     ap.add_argument("--label", default="", help="the row's name (e.g. the commit)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/agent_loop.jsonl"))
     a = ap.parse_args()

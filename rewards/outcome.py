@@ -49,6 +49,26 @@ class NumericMatchReward:
         return 1.0 if ok else 0.0
 
 
+class AgentReward:
+    """The number the agent returned (``agent.entrypoint``), from the last turn's
+    ``info["agent_reward"]``; None when it returned None (or there was no agent).
+
+    Added to ``rewards.components`` with weight 1 whenever ``agent`` is configured and the
+    components do not name it.
+
+    Kwargs: none.
+    """
+
+    kind = "outcome"
+
+    def __init__(self, **kwargs: Any):
+        _checks.reject_unknown(type(self), kwargs)
+
+    def score(self, episode: EpisodeView) -> float | None:
+        value = episode.final_info.get("agent_reward")
+        return None if value is None else float(value)
+
+
 class EnvReward:
     """The sum of the env's own per-step rewards (``Turn.env_reward``).
 

@@ -1,7 +1,8 @@
 """rlagent: online agentic reinforcement learning for LLMs.
 
 The public types are importable from here: ``Config`` (and ``load_config``), ``Task``,
-``Episode``, ``EpisodeView`` (what a reward plugin scores); ``train`` runs a config. They load
+``Episode``, ``EpisodeView`` (what a reward plugin scores), ``AgentSession`` (what an agent's
+entrypoint is handed); ``train`` runs a config. They load
 on first use, so ``import rlagent`` stays cheap (Ray workers import it for every actor).
 """
 
@@ -51,6 +52,7 @@ _EXPORTS = {
     "Task": "rlagent.records",
     "Episode": "rlagent.records",
     "EpisodeView": "rlagent.episode_view",
+    "AgentSession": "rlagent.rollout.agents",
     "train": "rlagent.trainer",
 }
 __all__ = sorted(_EXPORTS)

@@ -22,6 +22,7 @@ from rlagent.stage_config import AlgoConfig, LearnerConfig, RewardConfig, Reward
 from rlagent.typed_config import ConfigError, build, parse_yaml, set_dotted
 
 __all__ = [
+    "AgentConfig",
     "AlgoConfig",
     "Config",
     "ConfigError",
@@ -106,6 +107,30 @@ class EnvConfig:
     """Optional system message placed before the env's first observation."""
     latency: LatencyConfig | None = None
     """Added latency around every env step, e.g. ``{mean_s: 1.0, p99_s: 6.0}`` (None: off)."""
+
+
+@dataclass
+class AgentConfig:
+    """An agent that runs its own loop against the rollout workers' OpenAI-compatible endpoint
+    (``docs/agents.md``); the env is then not stepped, only its tasks are drawn."""
+
+    entrypoint: str = ""
+    """``package.module:function``, called once per episode as ``function(task, session)``
+    (sync or async); returns the reward component ``agent`` (a number) or None."""
+    timeout_s: float = 300.0
+    """Longest one episode's agent call may run; a slower one counts in ``agent/timeouts``."""
+    request_log: str | None = None
+    """Folder for each endpoint call's engine input and output (``worker_<i>.jsonl``)."""
+
+    def check(self) -> list[tuple[bool, str]]:
+        module, _, name = self.entrypoint.partition(":")
+        return [
+            (
+                bool(module and name),
+                f"agent.entrypoint: expected 'package.module:function', got {self.entrypoint!r}",
+            ),
+            (self.timeout_s > 0, "agent.timeout_s: must be > 0"),
+        ]
 
 
 @dataclass
@@ -267,6 +292,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    agent: AgentConfig | None = None
 
     @property
     def episodes_per_step(self) -> int:
@@ -290,6 +316,7 @@ class Config:
         )
         return [
             *(c for s in sections for c in s.check()),
+            *(self.agent.check() if self.agent is not None else []),
             (
                 1 <= self.algo.mini_batches <= self.episodes_per_step,
                 f"algo.mini_batches: must be in [1, {self.episodes_per_step}] (episodes per step)",
@@ -336,6 +363,9 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             raise ConfigError(f"override {item!r}: expected dotted.key=value")
         set_dotted(raw, key.strip(), parse_yaml(value, key.strip()))
     cfg: Config = build(Config, raw, "")
+    if cfg.agent is not None and "agent" not in {c.name for c in cfg.rewards.components}:
+        # the agent's returned number is a reward component like any plugin's
+        cfg.rewards.components.append(RewardSpec("agent", 1.0))
     validate(cfg)
     return cfg
 

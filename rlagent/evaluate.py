@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rlagent.config import Config, ConfigError, RewardSpec
-from rlagent.records import ENV_FAILURES, Episode, Task, succeeded
+from rlagent.records import FAILURES, Episode, Task, succeeded
 
 ROLES = ("rollout workers", "reward service")  # what an evaluation places: no learner
 
@@ -172,7 +172,7 @@ def success_counts(verdicts: list[bool | None], prefix: str) -> dict[str, float]
 def info_metrics(episodes: list[Episode]) -> dict[str, float]:
     values: dict[str, list[float]] = {}
     for e in episodes:
-        if e.termination in ENV_FAILURES or not e.turns:
+        if e.termination in FAILURES or not e.turns:
             continue
         for key, v in e.turns[-1].info.items():
             if isinstance(v, (bool, int, float)) and math.isfinite(v):

@@ -91,7 +91,7 @@ class Episode:
     logprobs: list[float]  # [T] sampling logprob of each generated token, 0.0 elsewhere
     prompt_len: int  # tokens before the first generated one
     turns: list[Turn]
-    termination: str  # "terminated" | "truncated" | "max_turns" | "max_tokens" | "env_error"
+    termination: str  # "terminated" | "truncated" | "max_turns" | "max_tokens" | one of FAILURES
     policy_version: int  # oldest weights version among its tokens
     rewards: dict[str, Any] = field(default_factory=dict)  # plugin name -> score (None: n/a)
     reward_errors: dict[str, str] = field(default_factory=dict)  # plugin name -> error text
@@ -104,6 +104,15 @@ class Episode:
     @property
     def num_generated(self) -> int:
         return sum(self.loss_mask)
+
+    @classmethod
+    def failed(
+        cls, task: Task, group: int, termination: str, error: str, version: int = 0, uid: str = ""
+    ) -> Episode:
+        """An episode that never got to a turn (its env failed to reset, its agent never called
+        the model): no tokens, one empty turn whose ``info["error"]`` says why."""
+        turn = Turn("", None, 0.0, {"error": error}, (0, 0), "")
+        return cls(task, group, [], [], [], [], 0, [turn], termination, version, uid=uid)
 
     def take(self, scores: Scores) -> None:
         """Record what the reward service returned for this episode."""
@@ -167,14 +176,16 @@ class TrainBatch:
 
 
 ENV_FAILURES = ("env_error", "env_timeout")  # episode ends that are the env's fault, not the policy's
+AGENT_FAILURES = ("agent_error", "agent_timeout")  # an agent (agent.entrypoint) raised or hung
+FAILURES = ENV_FAILURES + AGENT_FAILURES  # no reward, no success: left out of the update
 
 
 def succeeded(episode: Episode, success_reward: float = 1.0) -> bool | None:
     """Did the episode solve its task? The env's ``info["success"]`` on the last turn when it
     reports one, else whether the total reward reached ``success_reward``. None when it
-    cannot be told: the env failed (not the policy's fault), or there is no flag and no
+    cannot be told: the env or the agent failed, or there is no flag and no
     reward (a weighted plugin failed). Curriculum and evaluation both count this way."""
-    if episode.termination in ENV_FAILURES:
+    if episode.termination in FAILURES:
         return None
     info = episode.turns[-1].info if episode.turns else {}
     if info.get("success") is not None:

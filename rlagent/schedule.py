@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from rlagent.batch import groups_with_signal, shaped_rewards
 from rlagent.config import Config
-from rlagent.records import Episode
+from rlagent.records import AGENT_FAILURES, FAILURES, Episode
 from rlagent.scoring.combine import group_normalized
 
 
@@ -224,7 +224,10 @@ def regroup(episodes: list[Episode], offset: int, single: bool = False) -> list[
 
 
 def check_episodes(episodes: list[Episode]) -> None:
-    """A step where every episode failed in the env is a broken setup, not bad luck."""
-    if episodes and all(e.termination in ("env_error", "env_timeout") for e in episodes):
+    """A step where every episode failed in the env (or the agent) is a broken setup, not bad luck."""
+    if episodes and all(e.termination in FAILURES for e in episodes):
         error = next((t.info.get("error") for e in episodes for t in e.turns if t.info.get("error")), "?")
-        raise RuntimeError(f"every episode of the step failed in the env ({episodes[0].task.env}): {error}")
+        where = (
+            "the agent" if episodes[0].termination in AGENT_FAILURES else f"the env ({episodes[0].task.env})"
+        )
+        raise RuntimeError(f"every episode of the step failed in {where}: {error}")

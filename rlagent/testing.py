@@ -17,6 +17,7 @@ the run counted with what was injected.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import random
@@ -229,3 +230,33 @@ def make_tiny_model(path: Path, seed: int = 0, hidden: int = 64, layers: int = 2
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+# ---------------------------------------------------------------- an agent of its own loop
+@functools.cache
+def _openai_client(base_url: str):
+    """One client per process (a session's key is set per call with ``with_options``):
+    creating one loads its TLS certificates, ~30 ms of CPU per episode otherwise."""
+    import openai
+
+    return openai.OpenAI(base_url=base_url, api_key="per-session", max_retries=0)
+
+
+def echo_agent(task: dict, session) -> float:
+    """Echo-v0 played by an agent with its own loop and the plain ``openai`` client, through
+    the rollout workers' endpoint (``agent.entrypoint: rlagent.testing:echo_agent``): it
+    shows the env's observation, sends the model's reply back as the action, and returns the
+    env's summed reward. The learning test's endpoint variant."""
+    client = _openai_client(session.base_url).with_options(api_key=session.api_key)
+    env = EchoEnv()
+    observation, _ = env.reset(options={"task": task, "episode_id": session.episode_id})
+    messages, total, done = [{"role": "user", "content": observation}], 0.0, False
+    while not done:
+        reply = client.chat.completions.create(model=session.model, messages=messages).choices[0].message
+        observation, reward, done, _, _ = env.step(reply.content or "")
+        total += float(reward)
+        messages += [
+            {"role": "assistant", "content": reply.content or ""},
+            {"role": "user", "content": observation},
+        ]
+    return total

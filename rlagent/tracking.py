@@ -277,6 +277,23 @@ def transcript_rows(
     return columns, rows
 
 
+def agent_metrics(episodes: list[Episode]) -> dict[str, float]:
+    """Agent sessions (``agent.entrypoint``) that raised or hung, and those whose history was
+    not append-only (several samples: their episodes' ids are ``<session>.<k>``)."""
+    sessions: dict[str, str] = {}
+    split = set()
+    for e in episodes:
+        root, dot, _ = e.uid.partition(".")
+        sessions[root] = e.termination
+        if dot:
+            split.add(root)
+    return {
+        "agent/errors": float(sum(t == "agent_error" for t in sessions.values())),
+        "agent/timeouts": float(sum(t == "agent_timeout" for t in sessions.values())),
+        "agent/split_sessions": float(len(split)),
+    }
+
+
 def episode_metrics(episodes: list[Episode]) -> dict[str, Any]:
     """Episode shape and env health: turns, lengths, how episodes ended, env failures."""
     n = max(len(episodes), 1)
@@ -286,6 +303,7 @@ def episode_metrics(episodes: list[Episode]) -> dict[str, Any]:
         "episode/length_mean": sum(len(e.token_ids) for e in episodes) / n,
         "env/errors": float(sum(e.termination == "env_error" for e in episodes)),
         "env/timeouts": float(sum(e.termination == "env_timeout" for e in episodes)),
+        **agent_metrics(episodes),
     }
     for reason in sorted({e.termination for e in episodes}):
         out[f"episode/end_{reason}"] = sum(e.termination == reason for e in episodes) / n

@@ -8,6 +8,7 @@ checkpoint and stop is ``RunControl``'s, phase timing ``StepClock``'s.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from rlagent.model_source import resolve_model
 from rlagent.placement import Placement
 from rlagent.progress import PREFIX, Progress
 from rlagent.records import Episode
+from rlagent.rollout.agents import load_entrypoint
 from rlagent.rollout.pool import RolloutPool, RolloutWorkerDied
 from rlagent.schedule import Rollouts, staleness
 from rlagent.scoring.combine import reward_metrics
@@ -36,6 +38,8 @@ def train(cfg: Config) -> Path:
     """Run steps up to ``cfg.run.steps`` (from the checkpoint with ``run.resume``); returns
     the run directory."""
     sampler = make_sampler(cfg)  # fails fast on a bad dataset or env id
+    if cfg.agent is not None:
+        load_entrypoint(cfg.agent.entrypoint, os.getcwd())  # and on an agent that cannot load
     model_path = resolve_model(cfg.model.path)
     resume = checkpoint.latest(Path(cfg.run.resume)) if cfg.run.resume else None
     run_dir = Path(cfg.run.resume).resolve() if resume else make_run_dir(cfg)

@@ -54,7 +54,13 @@ class ChatTokens:
     def observation(self, text: str, turn_ids: list[int]) -> list[int]:
         """Ids to append after a generated turn: close the turn, the user message, the
         next generation prompt. ``turn_ids`` are the ids the engine just produced."""
-        full = self._render(self._PROBE + [{"role": "user", "content": text}], True)
+        return self.append([{"role": "user", "content": text}], turn_ids)
+
+    def append(self, messages: list[dict[str, str]], turn_ids: list[int]) -> list[int]:
+        """Ids to append after a generated turn for ``messages`` that follow it: close the
+        turn (the eos, unless the engine sampled it), the messages as the template writes
+        them after an assistant turn, the next generation prompt."""
+        full = self._render(self._PROBE + messages, True)
         if full[: self._probe_len] != self._probe:
             raise ValueError(
                 "the chat template is not prefix-stable: appending a message "

@@ -131,6 +131,28 @@ def _versions(spans: Any, n: int, fallback: int) -> list[tuple[int, int, int]]:
     return [(int(s.version), int(s.start), int(s.end)) for s in spans if s.end > s.start]
 
 
+def parse_tool_calls(text: str, tokenizer: Any) -> tuple[str | None, list[dict[str, Any]]] | None:
+    """The tool calls in a reply written in the endpoint's format (``<tool_call>{"name": ...,
+    "arguments": {...}}</tool_call>``, vLLM's Hermes parser): (the text before the first
+    call, the calls in OpenAI's form); None when the reply holds a malformed call (it is then
+    plain content). A reply without a call gives (text, [])."""
+    import logging
+
+    from vllm.tool_parsers.hermes_tool_parser import Hermes2ProToolParser
+
+    if "<tool_call>" not in text:
+        return text, []
+    log = logging.getLogger("vllm.tool_parsers.hermes_tool_parser")
+    disabled, log.disabled = log.disabled, True  # a malformed call is counted, not logged
+    try:
+        got = Hermes2ProToolParser(tokenizer).extract_tool_calls(text, None)  # type: ignore[arg-type]
+    finally:
+        log.disabled = disabled
+    if not got.tools_called:
+        return None
+    return got.content, [c.model_dump(include={"id", "type", "function"}) for c in got.tool_calls]
+
+
 class AsyncEngine:
     """A vLLM ``AsyncLLM`` that works on token ids. Create it inside the event loop that
     will use it; every method is a coroutine of that loop (but ``shutdown``)."""

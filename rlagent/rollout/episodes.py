@@ -18,7 +18,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,40 @@ import gymnasium
 from rlagent.config import LatencyConfig, RolloutConfig
 from rlagent.records import Episode, Task, Turn
 from rlagent.rollout.chat import ChatTokens
+
+
+class Slots:
+    """At most ``n`` episodes at once, on whichever event loop plays them (a semaphore
+    belongs to one loop: a new loop gets a new one)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._by: tuple[Any, asyncio.Semaphore] | None = None
+
+    def get(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._by is None or self._by[0] is not loop:
+            self._by = (loop, asyncio.Semaphore(self.n))
+        return self._by[1]
+
+
+async def play_groups(
+    tasks: list[tuple[int, Task]],
+    group_size: int,
+    on_group: Callable[[list[Episode]], None],
+    play: Callable[[int, Task], Awaitable[list[Episode]]],
+) -> list[Episode]:
+    """``group_size`` plays of each (group id, task) at once, each giving its episodes;
+    ``on_group`` sees a group's episodes the moment its last play ends."""
+
+    async def group(g: int, task: Task) -> list[Episode]:
+        played = await asyncio.gather(*(play(g, task) for _ in range(group_size)))
+        episodes = [e for one in played for e in one]
+        on_group(episodes)
+        return episodes
+
+    groups = await asyncio.gather(*(group(g, t) for g, t in tasks))
+    return [e for g in groups for e in g]
 
 
 @dataclass
@@ -70,7 +104,7 @@ class EpisodeRunner:
         self.env_id, self.env_kwargs, self.system_prompt = env_id, env_kwargs, system_prompt
         self.latency = latency
         self._free_envs: list[Any] = []
-        self._slots: tuple[Any, asyncio.Semaphore] | None = None  # (its loop, the semaphore)
+        self._slots = Slots(cfg.max_concurrent_episodes)
 
     async def run(
         self,
@@ -83,21 +117,13 @@ class EpisodeRunner:
         group the moment its last episode ends. Turn times are seconds since ``started``
         (a ``time.time()``; default: now). Several calls may run at once: they share the
         ``max_concurrent_episodes`` slots."""
-        loop = asyncio.get_running_loop()
-        if self._slots is None or self._slots[0] is not loop:  # a semaphore serves one loop
-            self._slots = (loop, asyncio.Semaphore(self.cfg.max_concurrent_episodes))
-        slots = self._slots[1]
+        slots = self._slots.get()
         t0 = time.time() if started is None else started
 
-        async def group(g: int, task: Task) -> list[Episode]:
-            episodes = list(
-                await asyncio.gather(*(self._episode(g, task, t0, slots) for _ in range(group_size)))
-            )
-            on_group(episodes)
-            return episodes
+        async def one(g: int, task: Task) -> list[Episode]:
+            return [await self._episode(g, task, t0, slots)]
 
-        groups = await asyncio.gather(*(group(g, t) for g, t in tasks))
-        return [e for g in groups for e in g]
+        return await play_groups(tasks, group_size, on_group, one)
 
     async def _episode(self, group: int, task: Task, t0: float, slots: asyncio.Semaphore) -> Episode:
         async with slots:
@@ -105,7 +131,8 @@ class EpisodeRunner:
             try:
                 e = await self._start(group, task, uid)
             except Exception as err:  # the env failed to reset: the episode exists, flagged
-                return self._failed_start(group, task, err, self.engine.version, uid)
+                error = f"{type(err).__name__}: {err}"
+                return Episode.failed(task, group, "env_error", error, self.engine.version, uid)
             while e.termination is None:
                 await self._turn(e, t0)
             return self._finish(e)
@@ -228,23 +255,6 @@ class EpisodeRunner:
         if e.turns:
             episode.policy_version = min(episode.versions_used())
         return episode
-
-    @staticmethod
-    def _failed_start(group: int, task: Task, err: BaseException, version: int, uid: str) -> Episode:
-        info = {"error": f"{type(err).__name__}: {err}"}
-        return Episode(
-            task=task,
-            group=group,
-            messages=[],
-            token_ids=[],
-            loss_mask=[],
-            logprobs=[],
-            prompt_len=0,
-            turns=[Turn("", None, 0.0, info, (0, 0), "")],
-            termination="env_error",
-            policy_version=version,
-            uid=uid,
-        )
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in a thread of its own: its result, or the exception it raised

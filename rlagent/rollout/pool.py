@@ -43,8 +43,9 @@ class RolloutWorker:
     beside the episodes in flight (the engine pauses them, takes the weights, resumes them).
     The engine starts on the first call (and again in a process Ray restarted)."""
 
-    def __init__(self, cfg: Config, model_path: str, index: int):
+    def __init__(self, cfg: Config, model_path: str, index: int, search_path: str | None = None):
         self.cfg, self.model_path, self.index = cfg, model_path, index
+        self.search_path = search_path  # where the driver imports from (an agent's module)
         self.engine: Any = None
         self.runner: Any = None
         self._starting: asyncio.Lock | None = None
@@ -75,16 +76,35 @@ class RolloutWorker:
             )
             await engine.start()
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-            self.runner = EpisodeRunner(
-                engine,
-                ChatTokens(self.tokenizer),
-                cfg.env.id,
-                cfg.env.kwargs,
-                r,
-                cfg.env.system_prompt,
-                cfg.env.latency,
-            )
+            chat = ChatTokens(self.tokenizer)
+            if cfg.agent is not None:
+                self.runner = await self._agent_runner(engine, chat)
+            else:
+                self.runner = EpisodeRunner(
+                    engine, chat, cfg.env.id, cfg.env.kwargs, r, cfg.env.system_prompt, cfg.env.latency
+                )
             self.engine = engine
+
+    async def _agent_runner(self, engine: Any, chat: Any) -> Any:
+        """The agent endpoint on this engine, and the runner that calls the agent."""
+        from pathlib import Path
+
+        from rlagent.remote import node_address
+        from rlagent.rollout.agents import AgentRunner, load_entrypoint
+        from rlagent.rollout.endpoint import AgentEndpoint
+
+        agent = self.cfg.agent
+        assert agent is not None
+        log = None
+        if agent.request_log:  # a relative folder is the driver's
+            log = str(Path(self.search_path or ".", agent.request_log) / f"worker_{self.index}.jsonl")
+        model = Path(self.cfg.model.path).name
+        self.endpoint = AgentEndpoint(
+            engine, chat, self.tokenizer, self.cfg.rollout, model, node_address(), log
+        )
+        await self.endpoint.start()
+        fn = load_entrypoint(agent.entrypoint, self.search_path)
+        return AgentRunner(self.endpoint, fn, agent.timeout_s, self.cfg.rollout.max_concurrent_episodes)
 
     async def pad_id(self) -> int:
         await self._ready()
@@ -148,6 +168,8 @@ class RolloutWorker:
     async def shutdown(self) -> None:
         if self.engine is not None:
             self.runner.close()
+            if getattr(self, "endpoint", None) is not None:
+                await self.endpoint.stop()
             self.engine.shutdown()
             self.engine = None
 
@@ -183,7 +205,7 @@ class RolloutPool:
                 },
                 **placed(placement, "rollout workers", i),
             )
-            .remote(cfg, model_path, i)
+            .remote(cfg, model_path, i, os.getcwd())
             for i in range(r.num_workers)
         ]
         self._starting = [w.pad_id.remote() for w in self._workers]  # each engine starts now

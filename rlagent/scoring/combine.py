@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlagent.config import RewardSpec
-from rlagent.records import ENV_FAILURES, Episode
+from rlagent.records import FAILURES, Episode
 
 Score = float | list[float | None] | None
 
@@ -54,8 +54,8 @@ def total(
     >>> total({"a": 1.0}, {"b": "ValueError: x"}, "terminated", specs, "drop_component")
     1.0
     """
-    if termination in ENV_FAILURES:
-        return None  # the env broke, not the policy: nothing to learn from this episode
+    if termination in FAILURES:
+        return None  # the env or the agent broke: nothing to learn from this episode
     result, applied = 0.0, False
     for spec in specs:
         if spec.weight == 0:

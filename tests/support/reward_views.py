@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rlagent.episode_view import EpisodeView
 from rlagent.rewards.format import FormatReward, TagsReward, ToolCallFormatReward
-from rlagent.rewards.outcome import EnvReward, EnvSuccessReward, NumericMatchReward
+from rlagent.rewards.outcome import AgentReward, EnvReward, EnvSuccessReward, NumericMatchReward
 from rlagent.rewards.process import (
     GoldEvidenceReward,
     RepeatedQueryReward,
@@ -50,6 +50,7 @@ BUILTINS = {
     "outcome": (NumericMatchReward, {}),
     "numeric": (NumericMatchReward, {}),
     "env_reward": (EnvReward, {}),
+    "agent": (AgentReward, {}),
     "env_success": (EnvSuccessReward, {}),
     "exact_match": (ExactMatchReward, {}),
     "f1": (F1Reward, {}),

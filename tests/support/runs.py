@@ -7,9 +7,15 @@ W&B off; a test adds what it is about (later overrides win).
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from rlagent.config import Config, load_config
+
+RLAGENT = str(Path(sys.executable).parent / "rlagent")
 
 TINY_RUN = (
     "env.id=rlagent/Echo-v0",
@@ -37,3 +43,22 @@ def tiny_run_config(
 ) -> Config:
     """``tiny_run`` loaded (over the YAML file ``path``, when given)."""
     return load_config(path, tiny_run(tiny_model, out, *overrides, name=name))
+
+
+def cli_train(config: str, *overrides: str) -> Path:
+    """``rlagent train CONFIG OVERRIDES`` in a fresh process from the repository root, as a
+    user runs it (its own local Ray); the run directory it names when done."""
+    from support import REPO
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run(
+        [RLAGENT, "train", config, *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
+    return Path(re.search(r"\[rlagent\] done: (\S+)", out.stdout).group(1))

@@ -23,3 +23,16 @@ ALGOS = {
 def test_tiny_model_learns_echo(tiny_model, ray_cluster, tmp_path, run_seed, algo):
     rows = train_echo(tiny_model, tmp_path, run_seed, f"algo.name={algo}", *ALGOS[algo])
     assert_learned([r["reward/mean"] for r in rows])
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_echo_through_the_agent_endpoint(tiny_model, ray_cluster, tmp_path, run_seed):
+    """Echo-v0 played by an agent with its own loop and the ``openai`` client
+    (``rlagent.testing.echo_agent``) through the rollout worker's endpoint: GRPO on the
+    numbers it returns learns as the env's own loop does, and rises above 0.9."""
+    agent = ["agent.entrypoint=rlagent.testing:echo_agent", "rewards.components=[{name: agent, weight: 1.0}]"]
+    rows = train_echo(tiny_model, tmp_path, run_seed, *agent)
+    rewards = [r["reward/mean"] for r in rows]
+    assert_learned(rewards)
+    assert max(sum(rewards[i : i + 5]) / 5 for i in range(len(rewards) - 4)) > 0.9, rewards
+    assert all(r["agent/errors"] == 0 and r["agent/timeouts"] == 0 for r in rows)

@@ -2,19 +2,14 @@
 
 import glob
 import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import REPO
+from support.runs import cli_train
 from support.wandb_records import history
 
 from rlagent.config import load_config
 
-RLAGENT = str(Path(sys.executable).parent / "rlagent")
 SMALL = [
     "algo.tasks_per_step=2",
     "algo.group_size=2",
@@ -41,18 +36,7 @@ REQUIRED = [
 
 
 def _train(*overrides: str) -> Path:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    env.pop("RAY_ADDRESS", None)
-    out = subprocess.run(
-        [RLAGENT, "train", "launch/configs/quickstart.yaml", *SMALL, *overrides],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
-    return Path(re.search(r"\[rlagent\] done: (\S+)", out.stdout).group(1))
+    return cli_train("launch/configs/quickstart.yaml", *SMALL, *overrides)
 
 
 def _check_episode(e: dict) -> None:

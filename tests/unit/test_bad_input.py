@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlagent.config import Config, ConfigError, load_config
+from rlagent.config import AgentConfig, Config, ConfigError, load_config
 from rlagent.tasks import load_tasks
 
 SETTINGS = settings(
@@ -19,7 +19,9 @@ SETTINGS = settings(
 )
 
 
-SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+# every section, the optional ones (default None) included
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.default is dataclasses.MISSING}
+SECTIONS["agent"] = AgentConfig
 KEYS = [f"{s}.{f.name}" for s, make in SECTIONS.items() for f in dataclasses.fields(make())]
 
 

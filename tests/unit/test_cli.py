@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from support import REPO
 
-from rlagent.records import Episode, Task, Turn
+from rlagent.records import Episode, Task
 from rlagent.schedule import check_episodes
 
 RLAGENT = str(Path(sys.executable).parent / "rlagent")
@@ -44,19 +44,7 @@ def test_listings():
 
 
 def _failed(termination: str, error: str) -> Episode:
-    task = Task(id="t", env="rlagent/Echo-v0", prompt="a")
-    return Episode(
-        task=task,
-        group=0,
-        messages=[],
-        token_ids=[],
-        loss_mask=[],
-        logprobs=[],
-        prompt_len=0,
-        turns=[Turn("", None, 0.0, {"error": error}, (0, 0), "")],
-        termination=termination,
-        policy_version=0,
-    )
+    return Episode.failed(Task(id="t", env="rlagent/Echo-v0", prompt="a"), 0, termination, error)
 
 
 def test_a_step_where_every_episode_failed_in_the_env_stops_the_run():

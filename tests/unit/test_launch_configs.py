@@ -54,3 +54,12 @@ def test_gpu_configs_state_their_cluster():
     assert by_name["gpu-1node-8.yaml"] == (1, 8)
     assert by_name["gpu-2nodes-16.yaml"] == (2, 8)
     assert by_name["quickstart.yaml"] is None
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "\nagent:" in p.read_text()], ids=lambda p: p.name)
+def test_agent_configs_name_an_agent_that_loads(path):
+    from rlagent.rollout.agents import load_entrypoint
+
+    cfg = load_config(path)
+    assert cfg.agent is not None and "agent" in {c.name for c in cfg.rewards.components}
+    assert callable(load_entrypoint(cfg.agent.entrypoint, str(REPO)))

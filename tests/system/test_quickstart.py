@@ -91,5 +91,11 @@ def test_quickstart_end_to_end(tmp_path):
         safe_open(Path(resolve_model(cfg.model.path)) / "model.safetensors", "pt") as base,
     ):
         assert not new.get_tensor(name).equal(base.get_tensor(name)), "training changed nothing"
-    resumed = _train("run.steps=1", f"run.output_dir={tmp_path}", "run.name=from-ckpt", f"model.path={final}")
-    assert json.loads(open(resumed / "metrics.jsonl").readline())["policy_version"] == 1
+    # It loads as a model with its tokenizer (what a new run's learner does with model.path);
+    # an engine playing a trained final checkpoint: tests/system/test_eval.py.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(final)
+    assert AutoTokenizer.from_pretrained(final).chat_template
+    with safe_open(final / "model.safetensors", "pt") as new:
+        assert model.state_dict()[name].equal(new.get_tensor(name))

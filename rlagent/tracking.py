@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlagent.config import Config, save_config
-from rlagent.records import Episode
+from rlagent.records import FAILURES, Episode, succeeded
 
 
 def make_run_dir(cfg: Config) -> Path:
@@ -47,11 +47,12 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
 
 
 def wandb_mode(setting: str) -> str:
-    """auto: online when the user is logged in (API key in the env or ~/.netrc), else offline."""
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
+    """The config's mode when it names one. ``auto``: ``WANDB_MODE`` when set, else online
+    when the user is logged in (API key in the env or ~/.netrc), else offline."""
     if setting != "auto":
         return setting
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
     netrc = Path.home() / ".netrc"
     logged_in = bool(os.environ.get("WANDB_API_KEY")) or (
         netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
@@ -294,8 +295,36 @@ def agent_metrics(episodes: list[Episode]) -> dict[str, float]:
     }
 
 
+def success_counts(verdicts: list[bool | None], prefix: str) -> dict[str, float]:
+    """``<prefix>/rate`` over the episodes that could be judged (``/scored``); the others
+    (``/unscored``: env failures, no flag and no reward) are counted, never failures."""
+    scored = [v for v in verdicts if v is not None]
+    return {
+        f"{prefix}/rate": sum(scored) / len(scored) if scored else float("nan"),
+        f"{prefix}/successes": float(sum(scored)),
+        f"{prefix}/scored": float(len(scored)),
+        f"{prefix}/unscored": float(len(verdicts) - len(scored)),
+    }
+
+
+def info_metrics(episodes: list[Episode]) -> dict[str, float]:
+    """The mean of each number in the env's last ``info`` (``info/<key>``; a list counts as
+    its length, ``info/<key>/len``), over the episodes the env did not fail."""
+    values: dict[str, list[float]] = {}
+    for e in episodes:
+        if e.termination in FAILURES or not e.turns:
+            continue
+        for key, v in e.turns[-1].info.items():
+            if isinstance(v, (bool, int, float)) and math.isfinite(v):
+                values.setdefault(f"info/{key}", []).append(float(v))
+            elif isinstance(v, (list, tuple)):
+                values.setdefault(f"info/{key}/len", []).append(float(len(v)))
+    return {k: sum(v) / len(v) for k, v in sorted(values.items())}
+
+
 def episode_metrics(episodes: list[Episode]) -> dict[str, Any]:
-    """Episode shape and env health: turns, lengths, how episodes ended, env failures."""
+    """Episode shape and env health: turns, lengths, how episodes ended, env failures; success
+    (``rlagent.records.succeeded``) and the env's last ``info`` numbers."""
     n = max(len(episodes), 1)
     out: dict[str, Any] = {
         "episode/turns_mean": sum(len(e.turns) for e in episodes) / n,
@@ -304,6 +333,8 @@ def episode_metrics(episodes: list[Episode]) -> dict[str, Any]:
         "env/errors": float(sum(e.termination == "env_error" for e in episodes)),
         "env/timeouts": float(sum(e.termination == "env_timeout" for e in episodes)),
         **agent_metrics(episodes),
+        **success_counts([succeeded(e) for e in episodes], "success"),
+        **info_metrics(episodes),
     }
     for reason in sorted({e.termination for e in episodes}):
         out[f"episode/end_{reason}"] = sum(e.termination == reason for e in episodes) / n

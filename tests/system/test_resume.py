@@ -12,6 +12,7 @@ from support.runs import tiny_run
 
 from rlagent import checkpoint
 from rlagent.config import load_config
+from rlagent.curriculum import make_sampler
 from rlagent.trainer import train
 
 pytestmark = pytest.mark.slow
@@ -28,17 +29,11 @@ def rows(run_dir: Path) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def task_ids(run_dir: Path, step: int) -> list[str]:
-    with open(run_dir / "rollouts" / f"step_{step:05d}.jsonl") as f:
-        return [json.loads(line)["task"]["id"] for line in f]
-
-
 def test_resume_continues_steps_sampler_and_policy_version(tiny_model, ray_cluster, tmp_path):
     import torch
     from safetensors.torch import load_file
 
     common = ["tracking.wandb_mode=disabled"]
-    whole = train(load_config(None, overrides(tiny_model, tmp_path, "whole", 4, *common)))
     half = train(load_config(None, overrides(tiny_model, tmp_path, "half", 2, "run.save_every=2", *common)))
     assert (half / "checkpoints" / "latest").read_text() == "step_00002"
     # Resumed at its last step, the run trains no more: the final model it writes through the
@@ -57,9 +52,16 @@ def test_resume_continues_steps_sampler_and_policy_version(tiny_model, ray_clust
     m = rows(half)
     assert [r["step"] for r in m] == [1, 2, 3, 4]
     assert [r["policy_version"] for r in m] == [1, 2, 3, 4]
-    # the task sampler continued from its saved state: the same tasks as the unbroken run
+    # The task sampler continued from its saved state: the checkpoint's sampler draws exactly
+    # the tasks of steps 3 and 4 (an unbroken run's; the uniform sampler learns nothing).
+    cfg = load_config(None, overrides(tiny_model, tmp_path, "half", 4, *common))
+    sampler = make_sampler(cfg)
+    sampler.load_state_dict(checkpoint.load_state(half / "checkpoints" / "step_00002")["sampler"])
     for step in (3, 4):
-        assert task_ids(half, step) == task_ids(whole, step)
+        want = [t.id for t in sampler.sample(cfg.algo.tasks_per_step)]
+        with open(half / "rollouts" / f"step_{step:05d}.jsonl") as f:
+            got = {(e["group"], e["task"]["id"]) for e in map(json.loads, f)}
+        assert sorted(got) == list(enumerate(want)) and len(want) == 3
 
 
 def test_max_minutes_ends_the_run_like_its_last_step(tiny_model, ray_cluster, tmp_path):

@@ -306,3 +306,27 @@ def test_progress_ticker_thread_stops_on_close():
     assert p._thread is not None and p._thread.is_alive()
     p.close()
     assert not p._thread.is_alive()
+
+
+def test_an_explicit_wandb_mode_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert rlagent.tracking.wandb_mode("disabled") == "disabled"
+    assert rlagent.tracking.wandb_mode("auto") == "offline"
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no ~/.netrc
+    assert rlagent.tracking.wandb_mode("auto") == "offline"
+
+
+def test_training_logs_success_and_the_envs_info_numbers():
+    ok = episode("a", [("<answer>5</answer>", None)], 3, 1.2)
+    ok.turns[-1].info = {"success": True, "tool_calls": 2, "seen": ["x", "y", "z"], "note": "text"}
+    wrong = episode("b", [("<answer>4</answer>", None)], 3, 0.2)
+    wrong.turns[-1].info = {"success": False, "tool_calls": 0, "seen": ["x"]}
+    failed = episode("c", [], 0, None, termination="env_error")
+    failed.turns = [Turn("", None, 0.0, {"error": "boom", "tool_calls": 9}, (0, 0), "")]
+    m = episode_metrics([ok, wrong, failed])
+    assert (m["success/rate"], m["success/scored"], m["success/unscored"]) == (0.5, 2, 1)
+    # the env's failure is neither a success nor counted in the info means
+    assert m["info/tool_calls"] == 1.0 and m["info/seen/len"] == 2.0 and m["info/success"] == 0.5
+    assert "info/note" not in m and "info/error" not in m

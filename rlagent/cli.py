@@ -1,18 +1,26 @@
-"""``rlagent`` command line: train, tasks, eval, envs, rewards, view."""
+"""``rlagent`` command line: train, tasks, eval, envs, rewards, view, plot."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from rlagent.terminal import sorted_output
+
+VERBOSE = "also show third-party output (library warnings, the actors' logs) on the terminal; "
+VERBOSE += "without it, that goes to output.log in the run's directory"
+
 
 def _train(args: argparse.Namespace) -> int:
     from rlagent.config import load_config
-    from rlagent.trainer import train
 
     # `resume=<run dir>` is short for `run.resume=<run dir>`
     overrides = [f"run.{o}" if o.startswith("resume=") else o for o in args.overrides]
-    train(load_config(args.config, overrides))
+    cfg = load_config(args.config, overrides)
+    with sorted_output(not args.verbose):  # before the libraries' loggers are made at import
+        from rlagent.trainer import train
+
+        train(cfg)
     return 0
 
 
@@ -22,10 +30,13 @@ EVAL_SHORT = ("checkpoint", "tasks", "samples", "temperature", "out")
 
 def _eval(args: argparse.Namespace) -> int:
     from rlagent.config import load_config
-    from rlagent.evaluate import evaluate
 
     overrides = [f"eval.{o}" if o.partition("=")[0] in EVAL_SHORT else o for o in args.overrides]
-    report = evaluate(load_config(args.config, overrides))
+    cfg = load_config(args.config, overrides)
+    with sorted_output(not args.verbose):  # before the libraries' loggers are made at import
+        from rlagent.evaluate import evaluate
+
+        report = evaluate(cfg)
     if report["metrics"]["success/scored"] == 0:
         print("rlagent: no episode could be scored (see env/errors and the episodes)", file=sys.stderr)
         return 1
@@ -83,6 +94,13 @@ def _rewards_score(args: argparse.Namespace) -> int:
     return score_file(args.name, args.rollouts, args.kwargs, args.timeout)
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from rlagent.plot import plot
+
+    print(plot(args.run_dir, args.out))
+    return 0
+
+
 def _view(args: argparse.Namespace) -> int:
     import webbrowser
 
@@ -101,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train a policy: rlagent train CONFIG [key=value ...]")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. algo.group_size=8")
+    p.add_argument("--verbose", action="store_true", help=VERBOSE)
     p.set_defaults(fn=_train)
     t = sub.add_parser(
         "tasks",
@@ -135,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         help="checkpoint=, tasks=, samples=, temperature=, out= "
         "(short for eval.*) and dotted config overrides",
     )
+    e.add_argument("--verbose", action="store_true", help=VERBOSE)
     e.set_defaults(fn=_eval)
     sub.add_parser("envs", help="list the registered rlagent environments").set_defaults(fn=_envs)
     r = sub.add_parser("rewards", help="list the installed reward plugins, or score saved episodes")
@@ -157,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--open", action="store_true", help="open it in the web browser")
     v.add_argument("--max-episodes", type=int, default=64, help="episodes shown per step (default 64)")
     v.set_defaults(fn=_view)
+    c = sub.add_parser(
+        "plot", help="draw a run's reward, success and time per step: rlagent plot runs/<name>"
+    )
+    c.add_argument("run_dir")
+    c.add_argument("--out", help="PNG file to write (default RUN_DIR/curves.png)")
+    c.set_defaults(fn=_plot)
     args = parser.parse_args(argv)
     from rlagent.config import ConfigError
     from rlagent.failures import RunDied
@@ -166,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"rlagent: config error: {err}", file=sys.stderr)
         return 2
-    except RunDied as err:
+    except (RunDied, OSError, ValueError) as err:
+        # one line naming what is wrong (a missing file or run directory, a bad line in one)
         print(f"rlagent: {err}", file=sys.stderr)
         return 1
 

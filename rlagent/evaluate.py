@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlagent import terminal
 from rlagent.config import Config, ConfigError, RewardSpec
-from rlagent.records import FAILURES, Episode, Task, succeeded
+from rlagent.records import Episode, Task, succeeded
 
 ROLES = ("rollout workers", "reward service")  # what an evaluation places: no learner
 
@@ -86,6 +87,8 @@ def evaluate(cfg: Config) -> dict[str, Any]:
 
     tasks = load_heldout(cfg)  # both checked before anything starts
     model, out = resolve_checkpoint(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    terminal.attach(out)  # third-party output, when the CLI sorts it
     play_cfg = copy.deepcopy(cfg)
     if cfg.eval.temperature is not None:
         play_cfg.rollout.temperature = cfg.eval.temperature  # 0 (greedy) passes to vLLM as is
@@ -120,7 +123,8 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         "config": cfg.to_dict(),
     }
     write(out, report, episodes)
-    print(summary(report, cfg.rewards.components), flush=True)
+    for line in summary(report, cfg.rewards.components).splitlines():
+        print(f"[rlagent] {line}", flush=True)
     print(f"[rlagent] wrote {out / 'eval.json'} and {out / 'episodes.jsonl'}", flush=True)
     return report
 
@@ -142,44 +146,18 @@ def play(cfg: Config, pool: Any, tasks: list[Task], samples: int) -> list[Episod
 
 
 def eval_metrics(episodes: list[Episode], specs: list[RewardSpec]) -> dict[str, float]:
-    """Success (overall and per difficulty), the training loop's reward and episode metrics,
-    and the mean of each number in the env's last ``info`` (``info/<key>``; a list counts
-    as its length, ``info/<key>/len``)."""
+    """The training loop's reward and episode metrics (success overall, the mean of each
+    number in the env's last ``info``), and success per difficulty."""
     from rlagent.scoring.combine import reward_metrics
-    from rlagent.tracking import episode_metrics
+    from rlagent.tracking import episode_metrics, success_counts
 
+    out = reward_metrics(episodes, specs) | episode_metrics(episodes)
     verdicts = [succeeded(e) for e in episodes]
-    out = success_counts(verdicts, "success")
     for d in sorted({e.task.difficulty for e in episodes}):
         out |= success_counts(
             [v for v, e in zip(verdicts, episodes) if e.task.difficulty == d], f"success/d{d}"
         )
-    return out | reward_metrics(episodes, specs) | episode_metrics(episodes) | info_metrics(episodes)
-
-
-def success_counts(verdicts: list[bool | None], prefix: str) -> dict[str, float]:
-    """``<prefix>/rate`` over the episodes that could be judged (``/scored``); the others
-    (``/unscored``: env failures, no flag and no reward) are counted, never failures."""
-    scored = [v for v in verdicts if v is not None]
-    return {
-        f"{prefix}/rate": sum(scored) / len(scored) if scored else float("nan"),
-        f"{prefix}/successes": float(sum(scored)),
-        f"{prefix}/scored": float(len(scored)),
-        f"{prefix}/unscored": float(len(verdicts) - len(scored)),
-    }
-
-
-def info_metrics(episodes: list[Episode]) -> dict[str, float]:
-    values: dict[str, list[float]] = {}
-    for e in episodes:
-        if e.termination in FAILURES or not e.turns:
-            continue
-        for key, v in e.turns[-1].info.items():
-            if isinstance(v, (bool, int, float)) and math.isfinite(v):
-                values.setdefault(f"info/{key}", []).append(float(v))
-            elif isinstance(v, (list, tuple)):
-                values.setdefault(f"info/{key}/len", []).append(float(len(v)))
-    return {k: sum(v) / len(v) for k, v in sorted(values.items())}
+    return out
 
 
 def _json_numbers(metrics: dict[str, float]) -> dict[str, float | None]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import ray
 
-from rlagent import checkpoint, remote
+from rlagent import checkpoint, remote, terminal
 from rlagent.batch import BatchStats, build_batch
 from rlagent.config import Config
 from rlagent.control import RunControl, StepClock
@@ -23,6 +23,7 @@ from rlagent.failures import run_died
 from rlagent.learner.group import LearnerGroup
 from rlagent.model_source import resolve_model
 from rlagent.placement import Placement
+from rlagent.plot import finish_run
 from rlagent.progress import PREFIX, Progress
 from rlagent.records import Episode
 from rlagent.rollout.agents import load_entrypoint
@@ -44,6 +45,7 @@ def train(cfg: Config) -> Path:
     resume = checkpoint.latest(Path(cfg.run.resume)) if cfg.run.resume else None
     run_dir = Path(cfg.run.resume).resolve() if resume else make_run_dir(cfg)
     print(f"{PREFIX} run directory: {run_dir}", flush=True)
+    log = terminal.attach(run_dir)  # third-party output, when the CLI sorts it
     remote.configure(cfg.ray.timeouts)
     # Placement first: every actor's resources are reserved, or a clear error says what is missing.
     with (
@@ -100,6 +102,8 @@ def train(cfg: Config) -> Path:
             tracker.close()
             with contextlib.suppress(Exception):
                 pool.shutdown()
+    for line in finish_run(run_dir, log):
+        print(f"{PREFIX}   {line}", flush=True)
     print(f"{PREFIX} done: {run_dir}", flush=True)
     return run_dir
 

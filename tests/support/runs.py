@@ -45,9 +45,10 @@ def tiny_run_config(
     return load_config(path, tiny_run(tiny_model, out, *overrides, name=name))
 
 
-def cli_train(config: str, *overrides: str) -> Path:
+def cli_train(config: str, *overrides: str) -> tuple[Path, subprocess.CompletedProcess]:
     """``rlagent train CONFIG OVERRIDES`` in a fresh process from the repository root, as a
-    user runs it (its own local Ray); the run directory it names when done."""
+    user runs it (its own local Ray); the run directory it names when done, and the process
+    (its terminal output)."""
     from support import REPO
 
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
@@ -61,4 +62,4 @@ def cli_train(config: str, *overrides: str) -> Path:
         timeout=1200,
     )
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
-    return Path(re.search(r"\[rlagent\] done: (\S+)", out.stdout).group(1))
+    return Path(re.search(r"\[rlagent\] done: (\S+)", out.stdout).group(1)), out

@@ -35,7 +35,7 @@ REQUIRED = [
 ]
 
 
-def _train(*overrides: str) -> Path:
+def _train(*overrides: str):
     return cli_train("launch/configs/quickstart.yaml", *SMALL, *overrides)
 
 
@@ -53,8 +53,16 @@ def _check_episode(e: dict) -> None:
 
 @pytest.mark.slow
 def test_quickstart_end_to_end(tmp_path):
-    run_dir = _train("run.steps=2", f"run.output_dir={tmp_path}")
+    run_dir, out = _train("run.steps=2", f"run.output_dir={tmp_path}")
     metrics = [json.loads(l) for l in open(run_dir / "metrics.jsonl")]
+    # The terminal has rlagent's lines only, ending with the summary; the rest is in output.log.
+    lines = out.stdout.splitlines()
+    assert all(line.startswith("[rlagent]") for line in lines), [l for l in lines if "[rlagent]" not in l][:5]
+    summary = "\n".join(lines[-10:])
+    for what in ("reward:", "success:", "tool calls:", "per step:", "curves:", "viewer:", "log:", "W&B:"):
+        assert f"[rlagent]   {what}" in summary, summary
+    assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG" and (run_dir / "view.html").is_file()
+    assert (run_dir / "output.log").stat().st_size > 0  # vLLM's, DeepSpeed's and Ray's notices
     assert [m["step"] for m in metrics] == [1, 2]
     for m in metrics:
         missing = [k for k in REQUIRED if k not in m]

@@ -6,8 +6,8 @@ import json
 from support.evalcase import _config, _lines
 
 from rlagent.cli import main
-from rlagent.evaluate import success_counts
 from rlagent.records import Episode, Task, Turn, succeeded
+from rlagent.tracking import success_counts
 
 
 def test_heldout_task_file_is_deterministic(tmp_path, capsys):

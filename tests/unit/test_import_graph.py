@@ -31,6 +31,7 @@ DRIVER = (
     "rlagent.cli",
     "rlagent.control",
     "rlagent.tracking",
+    "rlagent.plot",
 )
 # Reward plugins run in the reward service's process: they belong to the scoring stage.
 PLUGINS = {"rlagent.rewards": "rlagent.scoring"}
@@ -47,6 +48,7 @@ SHARED = (
     "rlagent.shaping",
     "rlagent.tags",
     "rlagent.remote",
+    "rlagent.imports",
 )
 
 

@@ -12,10 +12,8 @@ that raises, returns something else, or runs past ``agent.timeout_s`` is counted
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import math
-import sys
 import threading
 import time
 import uuid
@@ -23,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rlagent.config import ConfigError
+from rlagent.imports import import_callable
 from rlagent.records import Episode, Task
 from rlagent.rollout.episodes import Slots, play_groups
 
@@ -47,20 +45,9 @@ class AgentSession:
 
 
 def load_entrypoint(spec: str, search_path: str | None = None) -> Callable[..., Any]:
-    """``package.module:function`` (``search_path``, e.g. the driver's working directory, is
-    put on ``sys.path`` first); a ``ConfigError`` naming the key when it cannot be loaded."""
-    module, sep, name = spec.partition(":")
-    if not sep or not module or not name:
-        raise ConfigError(f"agent.entrypoint: expected 'package.module:function', got {spec!r}")
-    if search_path and search_path not in sys.path:
-        sys.path.append(search_path)
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"agent.entrypoint: cannot load {spec!r}: {err}") from err
-    if not callable(fn):
-        raise ConfigError(f"agent.entrypoint: {spec!r} is not callable")
-    return fn  # type: ignore[no-any-return]
+    """``agent.entrypoint``, ``package.module:function`` (``search_path``, e.g. the driver's
+    working directory, is put on ``sys.path`` first); a ``ConfigError`` when it cannot load."""
+    return import_callable(spec, "agent.entrypoint", search_path)
 
 
 class AgentRunner:

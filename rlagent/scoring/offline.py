@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ def score_file(name: str, paths: list[str], kwargs_text: str, timeout_s: float) 
     kwargs = yaml.safe_load(kwargs_text) or {}
     if not isinstance(kwargs, dict):
         raise ConfigError(f"--kwargs: expected a mapping, got {kwargs_text!r}")
-    plugin = load_plugin(RewardSpec(name=name, weight=1.0, kwargs=kwargs), discover())
+    # a trl:module:function imports from the working directory, as in training
+    plugin = load_plugin(RewardSpec(name=name, weight=1.0, kwargs=kwargs), discover(), os.getcwd())
     pool = cf.ThreadPoolExecutor(max_workers=1)
     scores, errors, none, seconds = [], 0, 0, 0.0
     for path in paths:

@@ -2,7 +2,8 @@
 
 A plugin is a class with ``kind`` ("format" | "outcome" | "process") and
 ``score(episode) -> float | list[float] | None``, registered under the entry-point group
-``rlagent.rewards``. The built-ins in ``rlagent.rewards`` are registered the same way.
+``rlagent.rewards``. The built-ins in ``rlagent.rewards`` are registered the same way; a
+TRL-style reward function is named ``trl:package.module:function`` (``rewards/trl.py``).
 
 The service runs as Ray actors (``start_reward_service``); a rollout worker hands each
 finished episode's ``EpisodeView`` (no tokens) to one of them and gets ``Scores`` back.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import math
+import os
 import time
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -20,6 +22,8 @@ from rlagent.config import ConfigError, RewardConfig, RewardSpec
 from rlagent.episode_view import EpisodeView
 from rlagent.records import Scores
 from rlagent.remote import deadline, placed, wait
+from rlagent.rewards.trl import PREFIX as TRL_PREFIX
+from rlagent.rewards.trl import TRLRewardFunction
 from rlagent.scoring.combine import total
 
 GROUP = "rlagent.rewards"
@@ -32,14 +36,18 @@ def discover() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
-def load_plugin(spec: RewardSpec, available: dict[str, EntryPoint]) -> Any:
-    if spec.name not in available:
+def load_plugin(spec: RewardSpec, available: dict[str, EntryPoint], search_path: str | None = None) -> Any:
+    """The plugin ``spec`` names: an installed one, or ``trl:package.module:function`` (a
+    TRL-style reward function; ``search_path`` is where the driver imports from)."""
+    if spec.name.startswith(TRL_PREFIX):
+        plugin = TRLRewardFunction(spec.name.removeprefix(TRL_PREFIX), search_path=search_path, **spec.kwargs)
+    elif spec.name not in available:
         raise ConfigError(
             f"rewards.components: no reward plugin named {spec.name!r} "
-            f"(installed: {', '.join(sorted(available)) or 'none'})"
+            f"(installed: {', '.join(sorted(available)) or 'none'}; or trl:package.module:function)"
         )
-    cls = available[spec.name].load()
-    plugin = cls(**spec.kwargs)
+    else:
+        plugin = available[spec.name].load()(**spec.kwargs)
     if getattr(plugin, "kind", None) not in KINDS:
         raise ConfigError(
             f"rewards.components: plugin {spec.name!r} has kind "
@@ -64,10 +72,16 @@ def check_value(value: Any) -> float | list[float] | None:
 class RewardService:
     """Scores finished episodes with the configured plugins (runs as a Ray actor)."""
 
-    def __init__(self, specs: list[RewardSpec], timeout_s: float, on_error: str = "exclude"):
+    def __init__(
+        self,
+        specs: list[RewardSpec],
+        timeout_s: float,
+        on_error: str = "exclude",
+        search_path: str | None = None,
+    ):
         available = discover()
         self.specs = specs
-        self.plugins = {s.name: load_plugin(s, available) for s in specs}
+        self.plugins = {s.name: load_plugin(s, available, search_path) for s in specs}
         for plugin in self.plugins.values():
             # Slow set-up (e.g. a judge's engine) happens now, not in the first timed call.
             start = getattr(plugin, "start", None)
@@ -120,7 +134,7 @@ def start_reward_service(rewards: RewardConfig, placement: Any = None) -> list[A
     handles = [
         actor.options(
             num_cpus=rewards.num_cpus, max_concurrency=CONCURRENCY, **placed(placement, "reward service", i)
-        ).remote(rewards.components, rewards.timeout_s, rewards.on_error)
+        ).remote(rewards.components, rewards.timeout_s, rewards.on_error, os.getcwd())
         for i in range(rewards.num_actors)
     ]
     wait(

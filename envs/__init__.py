@@ -25,4 +25,18 @@ for _env_id, _entry_point in BUILTIN_ENVS.items():
     if _env_id not in gymnasium.registry:
         gymnasium.register(id=_env_id, entry_point=_entry_point)
 
-__all__ = ["AnyText", "BUILTIN_ENVS"]
+# Environments from hubs, named by a prefix: registered with Gymnasium the first time a
+# process names one (importing a hub's package for every id up front would cost every process).
+HUBS = {"textarena/": "rlagent.envs.textarena_env"}
+
+
+def register_hub(env_id: str) -> None:
+    """Register ``env_id`` if it names a hub's env (``textarena/Wordle-v0``); else nothing."""
+    import importlib
+
+    for prefix, module in HUBS.items():
+        if env_id.startswith(prefix):
+            importlib.import_module(module).register(env_id)
+
+
+__all__ = ["AnyText", "BUILTIN_ENVS", "HUBS", "register_hub"]

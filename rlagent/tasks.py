@@ -20,8 +20,9 @@ def env_class(env_id: str) -> type:
 
     ``"package.module:Name-v0"`` imports the module first, as ``gymnasium.make`` does.
     """
-    import rlagent.envs  # noqa: F401  (registers the built-in ids)
+    import rlagent.envs  # registers the built-in ids
 
+    rlagent.envs.register_hub(env_id)
     module, sep, name = env_id.partition(":")
     if sep:
         try:

@@ -58,12 +58,13 @@ class RolloutWorker:
                 return
             from transformers import AutoTokenizer
 
-            import rlagent.envs  # noqa: F401  (registers the built-in env ids in this process)
+            import rlagent.envs  # registers the built-in env ids in this process
             from rlagent.rollout.chat import ChatTokens
             from rlagent.rollout.engine import AsyncEngine
             from rlagent.rollout.episodes import EpisodeRunner
 
             cfg, r = self.cfg, self.cfg.rollout
+            rlagent.envs.register_hub(cfg.env.id)  # and a hub's, when the config names one
             engine = AsyncEngine(
                 self.model_path,
                 seed=cfg.run.seed + self.index,

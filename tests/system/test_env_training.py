@@ -95,6 +95,20 @@ ENVS = {
         prompt_in_obs=True,
         valid=_tool_call_ran,
     ),
+    # a game from the TextArena hub (tasks are seeds): one guess, then the game ends at its
+    # turn limit and scores how close the last guess was, its reward the env's last step's
+    "textarena": dict(
+        overrides=["env.id=textarena/GuessTheNumber-v0", "env.kwargs={max_turns: 1}"],
+        action="[10]",
+        instructions="You are Player 0. You are playing Guess The Number.",
+        prompt_in_obs=False,
+        valid=lambda t: (
+            not t["info"]["invalid_move"]
+            and t["observation"]
+            in ("[GAME] The target number is higher.", "[GAME] The target number is lower.")
+        ),
+        rewarded=True,
+    ),
     # any registered Gymnasium text env, through the generic wrapper (tasks are seeds)
     "gymtext": dict(
         overrides=["env.id=rlagent/GymText-v0", "env.kwargs={env_id: rlagent/Calculator-v0}"],
@@ -124,7 +138,10 @@ def smol_action_model(tmp_path_factory):
 
 
 def _constant(name: str) -> str:
-    module, _, attr = name.partition(":")
+    """``module:CONSTANT``'s value, or the text itself."""
+    module, colon, attr = name.partition(":")
+    if not colon:
+        return name
     return getattr(importlib.import_module(module), attr)
 
 
@@ -164,6 +181,12 @@ def test_two_training_steps(smol_action_model, ray_cluster, tmp_path, env):
     for e in episodes[2]:
         assert e["termination"] not in ("env_error", "env_timeout"), e["turns"]
         assert e["turns"] and e["reward"] is not None
+
+    if spec.get("rewarded"):  # the env's own reward is what training got, and it is not 0
+        for e in episodes[2]:
+            env_return = sum(t["env_reward"] for t in e["turns"])
+            assert e["rewards"]["env_reward"] == pytest.approx(env_return) and env_return > 0, e["turns"]
+        assert steps[1]["reward/env_reward/mean"] > 0
 
     # Valid actions reached the env: at least one turn of the two steps was parsed and done.
     turns = [t for step in (1, 2) for e in episodes[step] for t in e["turns"]]

@@ -31,6 +31,8 @@ def test_submit_stop_and_resume(tiny_model, tmp_path):
         f"model.path={tiny_model}",
         "env.id=rlagent/Echo-v0",
         "env.kwargs={}",
+        "env.system_prompt=null",  # the quickstart's calculator instructions
+        "rollout.stop=[]",
         "data.difficulties=[1, 2]",
         "curriculum.name=ladder",
         "curriculum.start_level=2",

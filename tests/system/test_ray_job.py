@@ -27,7 +27,8 @@ def test_ray_job_submit_runs_training(ray_head, tiny_model, tmp_path):
         "rlagent train launch/configs/quickstart.yaml run.name=job run.steps=2 "
         f"run.output_dir={out_dir} model.path={tiny_model} env.id=rlagent/Echo-v0 env.kwargs={{}} "
         "rollout.max_new_tokens=2 rollout.max_episode_tokens=64 rollout.max_turns=2 "
-        "algo.kl_coef=0 'rewards.components=[{name: env_reward, weight: 1.0}]'"
+        "algo.kl_coef=0 'rewards.components=[{name: env_reward, weight: 1.0}]' "
+        "env.system_prompt=null 'rollout.stop=[]'"
     )
     runtime_env = {
         "excludes": [".venv", ".git", "runs", "wandb", "__pycache__"],

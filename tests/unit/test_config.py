@@ -175,13 +175,13 @@ def test_all_zero_weights_rejected():
 def test_quickstart_config_loads():
     cfg = load_config(REPO / "launch/configs/quickstart.yaml")
     assert cfg.run.name == "quickstart" and cfg.run.steps == 8
-    assert cfg.env.id == "rlagent/Calculator-v0" and cfg.env.kwargs == {"max_turns": 3}
+    assert cfg.env.id == "rlagent/Calculator-v0" and cfg.env.kwargs == {"max_turns": 2}
     assert cfg.env.system_prompt.startswith("You answer arithmetic questions with a calculator.")
     assert cfg.data.difficulties == [2, 3] and cfg.rollout.stop == ["</calc>", "</answer>"]
     assert [(c.name, c.weight) for c in cfg.rewards.components] == [
         ("format", 0.2),
         ("outcome", 1.0),
-        ("valid_tool_call", 0.2),
+        ("valid_tool_call", 0.1),
     ]
     assert cfg.algo.kl_coef == 0.0 and cfg.learner.lr == 2e-5
     assert cfg.episodes_per_step == 32

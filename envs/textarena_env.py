@@ -26,7 +26,7 @@ from typing import Any
 
 import gymnasium
 
-from rlagent.envs.gym_text import generate_task, task_seed
+from rlagent.envs.gym_text import task_seed
 from rlagent.envs.text import AnyText
 from rlagent.imports import import_callable
 
@@ -61,6 +61,12 @@ def _text(messages: Any, role_names: dict[int, str]) -> str:
     return "\n".join(lines)
 
 
+def generate_task(rng: random.Random, difficulty: int, **_game_kwargs: Any) -> dict[str, Any]:
+    """A seeded task: the game draws its secret (word, number, board) from the seed."""
+    seed = rng.randrange(2**31)
+    return {"id": f"textarena/seed-{seed}", "prompt": f"game reset with seed {seed}", "seed": seed}
+
+
 class TextArenaEnv(gymnasium.Env[str, str]):
     """A TextArena game; see the module's docstring."""
 
@@ -87,6 +93,7 @@ class TextArenaEnv(gymnasium.Env[str, str]):
         self.observation_space = AnyText(max_length=max_text_length)
         self.action_space = AnyText(max_length=max_text_length)
         self._random = random.Random(0).getstate()
+        self._players: int | None = None
         self.turn = 0
 
     @contextlib.contextmanager
@@ -114,17 +121,20 @@ class TextArenaEnv(gymnasium.Env[str, str]):
         return self._fit(text), {"game": self.game, "turn": 0, "invalid_move": False}
 
     def _num_players(self) -> int:
-        """1 for a single-player game; 2 for a two-player one, which needs ``opponent``."""
-        try:
-            self.inner.reset(num_players=1, seed=0)
-            return 1
-        except (AssertionError, ValueError):
-            if self.opponent is None:
-                raise ValueError(
-                    f"textarena/{self.game} is a game for several players: set env.kwargs.opponent "
-                    f"to 'package.module:function' (the other player's policy)"
-                ) from None
-            return 2
+        """1 for a single-player game; 2 for a two-player one, which needs ``opponent``
+        (found out once, by whether the game accepts one player)."""
+        if self._players is None:
+            try:
+                self.inner.reset(num_players=1, seed=0)
+                self._players = 1
+            except (AssertionError, ValueError):
+                self._players = 2
+        if self._players > 1 and self.opponent is None:
+            raise ValueError(
+                f"textarena/{self.game} is a game for several players: set env.kwargs.opponent "
+                f"to 'package.module:function' (the other player's policy)"
+            )
+        return self._players
 
     def _play_opponent(self) -> str:
         """Let the opponent move until it is the player's turn; the player's new messages."""

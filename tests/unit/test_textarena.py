@@ -69,8 +69,8 @@ def test_check_env_is_clean_and_tasks_are_seeds():
         warnings.simplefilter("error")
         check_env(make().unwrapped)
     generate = env_class(GAME).generate_task
-    task = generate(random.Random(0), 0, env_id=GAME)
-    assert task["id"] == f"{GAME}/seed-{task['seed']}"
+    task = generate(random.Random(0), 0, max_turns=4)  # the sampler passes the env's kwargs
+    assert task["id"] == f"textarena/seed-{task['seed']}" and generate(random.Random(0), 0) == task
 
 
 def test_bad_ids_and_two_player_games_without_an_opponent_are_named():

@@ -114,24 +114,16 @@ def summary(run_dir: Path, places: dict[str, str]) -> list[str]:
     return lines
 
 
-def finish_run(run_dir: Path, log: Path | None = None, view_steps: int = 100) -> list[str]:
-    """What a finished run leaves for its user: ``curves.png``, the rollout viewer's page
-    (runs of at most ``view_steps`` saved steps; else the command that writes it) and the
-    summary lines. A figure or page that cannot be made is said, never an error."""
+def finish_run(run_dir: Path, log: Path | None = None) -> list[str]:
+    """What a finished run leaves for its user: ``curves.png`` and the summary lines, with the
+    command that writes the rollout viewer's page (it loads the tokenizer: seconds, so it is
+    not written unasked). A figure that cannot be drawn is said, never an error."""
     places = {"run dir": str(run_dir)}
     try:
         places["curves"] = str(plot(run_dir))
     except Exception as err:  # noqa: BLE001 - the run itself is done and saved
         places["curves"] = f"not drawn ({type(err).__name__}: {err}); rlagent plot {run_dir}"
-    saved = sorted((run_dir / "rollouts").glob("step_*.jsonl"))
-    if saved and len(saved) <= view_steps:
-        from rlagent.viewer import render
-
-        try:
-            places["viewer"] = str(render(run_dir))
-        except Exception as err:  # noqa: BLE001
-            places["viewer"] = f"not written ({type(err).__name__}: {err}); rlagent view {run_dir}"
-    elif saved:
+    if any((run_dir / "rollouts").glob("step_*.jsonl")):
         places["viewer"] = f"rlagent view {run_dir} --open"
     runs = sorted((run_dir / "wandb").glob("*run-*"), key=lambda p: p.stat().st_mtime)
     if runs:

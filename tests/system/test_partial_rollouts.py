@@ -71,9 +71,11 @@ def test_a_generation_frozen_by_a_sync_resumes_on_the_new_weights(ray_cluster):
             "rollout.max_new_tokens=256",
             "rollout.max_turns=1",
             "learner.lr=1e-4",
-            # a long reply: none of the quickstart's stop strings or its terse system prompt
+            # a long reply: none of the quickstart's stop strings or its terse system prompt;
+            # temperature 1, the learner's plain logprobs (learner.score) are the sampler's
             "rollout.stop=[]",
             "env.system_prompt=null",
+            "rollout.temperature=1.0",
         ],
     )
     count = Task(

@@ -36,6 +36,7 @@ def test_engine_runs_the_learners_weights_after_sync(ray_cluster, tmp_path):
             "rollout.max_new_tokens=24",
             "rollout.max_turns=2",
             "learner.lr=1e-4",
+            "rollout.temperature=1.0",  # the learner's plain logprobs are the sampler's
         ],
     )
     model = resolve_model(cfg.model.path)

@@ -183,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("run_dir")
     c.add_argument("--out", help="PNG file to write (default RUN_DIR/curves.png)")
     c.set_defaults(fn=_plot)
-    args = parser.parse_args(argv)
+    # --verbose anywhere (argparse cannot take an option between a subcommand's positionals)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    args = parser.parse_args([a for a in argv if a != "--verbose"])
+    args.verbose = verbose
     from rlagent.config import ConfigError
     from rlagent.failures import RunDied
 

@@ -65,3 +65,9 @@ def test_unknown_env_id_is_a_config_error(tmp_path):
     )
     assert out.returncode == 2 and "config error: env.id:" in out.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_verbose_goes_anywhere_and_a_misspelt_key_gets_the_closest_one():
+    out = _run("train", "launch/configs/quickstart.yaml", "--verbose", "learner.lrr=1")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith("rlagent: config error: learner.lrr: unknown key (did you mean learner.lr?")

@@ -196,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"rlagent: config error: {err}", file=sys.stderr)
         return 2
-    except (RunDied, OSError, ValueError) as err:
-        # one line naming what is wrong (a missing file or run directory, a bad line in one)
+    except OSError as err:  # a missing file or run directory: one line naming it
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"rlagent: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except (RunDied, ValueError) as err:  # a run that died; a bad line in a file, named
         print(f"rlagent: {err}", file=sys.stderr)
         return 1
 

@@ -79,7 +79,8 @@ def test_train_entrypoint_and_failed_status(ray_head, tmp_path):
         f"rlagent train launch/configs/quickstart.yaml data.path={missing} run.output_dir={tmp_path}"
     )
     assert printed(out.stdout, "run dir").startswith(f"{tmp_path}/quickstart on the head node")
-    assert "FileNotFoundError" in out.stdout  # the job's own error, tailed
+    # the job's own error, tailed: one line naming the file
+    assert f"rlagent: {missing}: No such file or directory" in out.stdout
     assert f"job {job_id}: FAILED" in out.stdout
 
 

@@ -71,3 +71,12 @@ def test_verbose_goes_anywhere_and_a_misspelt_key_gets_the_closest_one():
     out = _run("train", "launch/configs/quickstart.yaml", "--verbose", "learner.lrr=1")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert out.stderr.startswith("rlagent: config error: learner.lrr: unknown key (did you mean learner.lr?")
+
+
+def test_a_missing_task_file_is_one_line(tmp_path):
+    missing = tmp_path / "no-tasks.jsonl"
+    out = _run(
+        "train", "launch/configs/quickstart.yaml", f"data.path={missing}", f"run.output_dir={tmp_path}"
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [f"rlagent: {missing}: No such file or directory"]

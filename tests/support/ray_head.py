@@ -83,7 +83,10 @@ def local_ray_head(num_cpus: int = 2) -> Iterator[tuple[str, dict[str, str]]]:
     finally:  # `ray stop` would end every Ray on the machine; end only this head's group
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=30)
+            # `ray start --block` rarely exits on SIGTERM: the suite's heads all waited out
+            # an earlier 30 s here before the SIGKILL that ends them
+            head.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
         shutil.rmtree(temp, ignore_errors=True)

@@ -53,10 +53,10 @@ def train(cfg: Config) -> Path:
         RunControl(cfg.run, run_dir) as control,
         Placement(cfg) as placement,
     ):
-        rewards = start_reward_service(cfg.rewards, placement)
+        rewards = start_reward_service(cfg.rewards, placement)  # plugins load,
         pool = RolloutPool(cfg, model_path, rewards, placement, wait_ready=False)  # engines start...
         learner = LearnerGroup(cfg, model_path, placement)  # ...while the learner starts
-        pool.ready()
+        pool.ready()  # and the reward service
         clock = StepClock(Progress(cfg.run.steps))
         rollouts = Rollouts.for_run(cfg, sampler, pool, clock.progress.episodes)
         sync = WeightSync(

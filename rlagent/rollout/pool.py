@@ -220,8 +220,15 @@ class RolloutPool:
             self.ready()
 
     def ready(self) -> RolloutPool:
-        """Wait until every worker's engine has started (``remote.deadline("engine_start")``)."""
+        """Wait until the reward service has loaded its plugins and every worker's engine has
+        started (``remote.deadline("engine_start")``)."""
         if not self._pids:
+            # the reward service's actors (started just before the pool) have loaded their plugins
+            wait(
+                [h.__ray_ready__.remote() for h in self.rewards],
+                deadline("rewards_start"),
+                "the reward service to load its plugins",
+            )
             self.pad_id = wait(self._starting, deadline("engine_start"), "the rollout engines to start")[0]
             pids = [w.pid.remote() for w in self._workers]
             self._pids = wait(pids, deadline("housekeeping"), "worker pids")

@@ -33,11 +33,20 @@ def pytest_addoption(parser):
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_seed(request) -> int:
     """``run.seed`` for a learning test: ``--run-seed`` or 1."""
     seed = request.config.getoption("--run-seed")
     return 1 if seed is None else seed
+
+
+@pytest.fixture(scope="session")
+def echo_grpo_run(tiny_model, ray_cluster, tmp_path_factory, run_seed):
+    """The learning family's GRPO run on Echo-v0 (``support/echo.py``), trained once per
+    session: the learning test reads its curve, the eval test evaluates its checkpoint."""
+    from support.echo import EVAL_COMPONENTS, train_echo_run
+
+    return train_echo_run(tiny_model, tmp_path_factory.mktemp("echo-grpo"), run_seed, EVAL_COMPONENTS)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ another seed (another numeric path, as another machine would take), and
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from rlagent.config import load_config
 from rlagent.trainer import train
@@ -36,10 +37,18 @@ SETTINGS = [
     "tracking.wandb_mode=disabled",
     "tracking.save_rollouts=false",
 ]
+# The eval tests' rewards (``support/evalcase.py``): env_success at weight 0 is reported
+# only, so the shared GRPO run (conftest ``echo_grpo_run``) trains on the same reward.
+EVAL_COMPONENTS = "rewards.components=[{name: env_reward, weight: 1.0}, {name: env_success, weight: 0.0}]"
 
 
 def train_echo(tiny_model: str, tmp_path, seed: int, *extra: str) -> list[dict]:
     """Train on Echo-v0 with ``SETTINGS`` (then ``extra``); the metrics rows."""
+    return metrics_rows(train_echo_run(tiny_model, tmp_path, seed, *extra))
+
+
+def train_echo_run(tiny_model: str, tmp_path, seed: int, *extra: str) -> Path:
+    """Train on Echo-v0 with ``SETTINGS`` (then ``extra``); the run directory."""
     cfg = load_config(
         None,
         [
@@ -52,7 +61,11 @@ def train_echo(tiny_model: str, tmp_path, seed: int, *extra: str) -> list[dict]:
             *extra,
         ],
     )
-    with open(train(cfg) / "metrics.jsonl") as f:
+    return train(cfg)
+
+
+def metrics_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.jsonl") as f:
         return [json.loads(line) for line in f]
 
 

@@ -9,7 +9,6 @@ from support.evalcase import _config, _lines
 
 from rlagent.cli import main
 from rlagent.config import load_config
-from rlagent.trainer import train
 
 
 def _recompute(episodes: list[dict]) -> tuple[int, int]:
@@ -65,10 +64,15 @@ def test_untrained_eval_matches_its_episodes(base_eval):
 
 
 @pytest.mark.slow
-def test_trained_checkpoint_beats_the_untrained_model(base_eval, run_seed):
+def test_trained_checkpoint_beats_the_untrained_model(base_eval, echo_grpo_run):
     tmp, config, tasks, base_out = base_eval
     base = json.loads((base_out / "eval.json").read_text())["metrics"]["success/rate"]
-    run_dir = train(load_config(config, [f"run.seed={run_seed}"]))
+    # The learning family's GRPO run (conftest), trained with what this eval config says.
+    run_dir = echo_grpo_run
+    trained_with = load_config(str(run_dir / "config.yaml"))
+    evaluated_with = load_config(config)
+    for section in ("env", "rollout", "rewards", "algo"):
+        assert getattr(trained_with, section) == getattr(evaluated_with, section), section
     assert main(["eval", config, f"tasks={tasks}", "samples=2", f"checkpoint={run_dir}"]) == 0
     trained = json.loads((run_dir / "eval" / "heldout" / "eval.json").read_text())
     assert trained["model"] == str(run_dir / "checkpoints" / "final")

